@@ -1,0 +1,55 @@
+//! Projection checkpoints: the last position a projection applied, stored with its rows.
+
+use sqlx::{PgExecutor, Postgres, Transaction};
+
+/// Locks the projection's checkpoint row for this transaction and returns it. Holding the row
+/// lock serialises appliers of one projection (two workers, or a rebuild's final swap).
+pub async fn lock(
+    tx: &mut Transaction<'static, Postgres>,
+    projection: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO public.projection_checkpoints (projection) VALUES ($1) \
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(projection)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query_scalar(
+        "SELECT position FROM public.projection_checkpoints WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn store(
+    tx: &mut Transaction<'static, Postgres>,
+    projection: &str,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE public.projection_checkpoints SET position = $2, updated_at = now() \
+         WHERE projection = $1",
+    )
+    .bind(projection)
+    .bind(position)
+    .execute(&mut **tx)
+    .await?;
+    // Read-your-writes waiters in the API processes listen for this.
+    sqlx::query("SELECT pg_notify('bountyline_projection', $1)")
+        .bind(format!("{projection}:{position}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn read<'e>(db: impl PgExecutor<'e>, projection: &str) -> Result<i64, sqlx::Error> {
+    let position: Option<i64> = sqlx::query_scalar(
+        "SELECT position FROM public.projection_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_optional(db)
+    .await?;
+    Ok(position.unwrap_or(0))
+}

@@ -1,0 +1,14 @@
+//! bountyline's read side: the events as stored, the projection runner that turns them into
+//! read models (checkpointed, idempotent, gap-safe), rebuilds, and the read models' queries.
+
+pub mod backoff;
+pub mod checkpoint;
+pub mod event;
+pub mod projection;
+pub mod rebuild;
+pub mod runner;
+pub mod tasks;
+pub mod wire;
+
+pub use event::{EventReader, StoredEvent};
+pub use projection::{Projection, ProjectionError};

@@ -1,0 +1,49 @@
+//! What a projection is: a stable name, the tables it owns, and an idempotent apply that
+//! writes through the transaction it is given (so rows and checkpoint commit together).
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Transaction};
+
+use crate::StoredEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("event {position} ({event_type}) could not be decoded: {source}")]
+    Decode {
+        position: i64,
+        event_type: String,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ProjectionError {
+    pub fn decode(event: &StoredEvent, source: serde_json::Error) -> Self {
+        ProjectionError::Decode {
+            position: event.position,
+            event_type: event.event_type.clone(),
+            source,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the checkpoint's key and the durable consumer's name.
+    fn name(&self) -> &'static str;
+
+    /// The tables this projection owns; a rebuild recreates and swaps exactly these.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies one event. Table names are unqualified: the runner points `search_path` at the
+    /// live schema or at a rebuild's shadow schema, so live and rebuild share this code.
+    /// Events the projection does not care about are ignored.
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError>;
+}

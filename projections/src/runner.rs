@@ -1,0 +1,284 @@
+//! The projection runner: one durable JetStream consumer per projection, feeding batches into
+//! the projection's apply with the checkpoint in the same transaction (DESIGN.md guarantee 6).
+//!
+//! - Idempotent: events at or below the checkpoint are acknowledged and skipped.
+//! - Gap-safe: each message names the position published before it; when that is not where
+//!   the checkpoint stands (a lost or reordered delivery, or another worker took part of the
+//!   stream), the whole range is read from the event store instead.
+//! - Ordered: events apply in global position order, hence in order per aggregate.
+//! - Never silent: an event that keeps failing is retried with backoff and then parked in
+//!   `parked_events` (logged, counted), and the projection moves on.
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::wire::HEADER_PREV_POSITION;
+use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The JetStream stream the relay publishes to.
+    pub stream: String,
+    /// The durable consumer's name (unique per projection and deployment).
+    pub durable: String,
+    /// At most this many messages are applied in one transaction.
+    pub batch: usize,
+    /// Tries of one failing event before it is parked.
+    pub max_attempts: u32,
+}
+
+pub struct ProjectionRunner {
+    pool: PgPool,
+    reader: EventReader,
+    js: jetstream::Context,
+    projection: Arc<dyn Projection>,
+    config: RunnerConfig,
+}
+
+type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ProjectionRunner {
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        projection: Arc<dyn Projection>,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            reader: EventReader::new(pool.clone()),
+            pool,
+            js,
+            projection,
+            config,
+        }
+    }
+
+    /// Consumes until shutdown, reconnecting with backoff when NATS or Postgres fail.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.projection.name();
+        let mut backoff = Backoff::new();
+        while !*shutdown.borrow() {
+            match self.consume(&mut shutdown, &mut backoff).await {
+                Ok(()) => {}
+                Err(e) => {
+                    metrics::counter!("bountyline_projection_errors_total", "projection" => name)
+                        .increment(1);
+                    tracing::warn!(projection = name, error = %e, "projection interrupted; retrying");
+                    backoff.wait(&mut shutdown).await;
+                }
+            }
+        }
+        tracing::info!(projection = name, "projection stopped");
+    }
+
+    async fn consume(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+    ) -> Result<(), RunError> {
+        let stream = self.js.get_stream(&self.config.stream).await?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &self.config.durable,
+                pull::Config {
+                    durable_name: Some(self.config.durable.clone()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    deliver_policy: DeliverPolicy::All,
+                    max_ack_pending: 20_000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut chunks = consumer.messages().await?.ready_chunks(self.config.batch);
+        loop {
+            tokio::select! {
+                chunk = chunks.next() => {
+                    let Some(chunk) = chunk else {
+                        return Err("message stream ended".into());
+                    };
+                    let mut messages = Vec::with_capacity(chunk.len());
+                    for message in chunk {
+                        messages.push(message?);
+                    }
+                    self.handle(&messages).await?;
+                    for message in &messages {
+                        // A lost ack only means a redelivery, which the checkpoint skips.
+                        let _ = message.ack().await;
+                    }
+                    backoff.reset();
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn handle(&self, messages: &[jetstream::Message]) -> Result<(), RunError> {
+        let mut items: Vec<(StoredEvent, Option<i64>)> = Vec::with_capacity(messages.len());
+        for message in messages {
+            match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                Ok(event) => {
+                    let prev = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(HEADER_PREV_POSITION))
+                        .and_then(|v| v.as_str().parse().ok());
+                    items.push((event, prev));
+                }
+                // Unreadable on the wire: the store still has it, and the next message's
+                // previous position will not match, so the range is backfilled.
+                Err(e) => tracing::warn!(error = %e, "undecodable message skipped"),
+            }
+        }
+        items.sort_by_key(|(e, _)| e.position);
+        self.apply_batch(items).await
+    }
+
+    /// Applies everything after the checkpoint up to the batch's last position.
+    async fn apply_batch(&self, items: Vec<(StoredEvent, Option<i64>)>) -> Result<(), RunError> {
+        let name = self.projection.name();
+        let Some(up_to) = items.last().map(|(e, _)| e.position) else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let at = checkpoint::lock(&mut tx, name).await?;
+        if up_to <= at {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let mut expected = at;
+        let mut contiguous = true;
+        let mut events = Vec::with_capacity(items.len());
+        for (event, prev) in items.into_iter().filter(|(e, _)| e.position > at) {
+            contiguous &= prev == Some(expected);
+            expected = event.position;
+            events.push(event);
+        }
+        if !contiguous {
+            metrics::counter!("bountyline_projection_backfills_total", "projection" => name)
+                .increment(1);
+            events = self.reader.range(at, up_to).await?;
+        }
+        match self.apply_all(&mut tx, &events).await {
+            Ok(()) => {
+                checkpoint::store(&mut tx, name, up_to).await?;
+                tx.commit().await?;
+                metrics::counter!("bountyline_projection_applied_total", "projection" => name)
+                    .increment(events.len() as u64);
+                Ok(())
+            }
+            Err(e) if is_transient(&e) => Err(e.into()),
+            Err(e) => {
+                tx.rollback().await?;
+                tracing::warn!(projection = name, error = %e, "batch failed; applying one by one");
+                self.apply_one_by_one(&events, up_to).await
+            }
+        }
+    }
+
+    async fn apply_all(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.projection.apply(tx, event).await?;
+        }
+        Ok(())
+    }
+
+    /// Isolates the failing event: each event in its own transaction, retried with backoff,
+    /// parked after the last try.
+    async fn apply_one_by_one(&self, events: &[StoredEvent], up_to: i64) -> Result<(), RunError> {
+        let name = self.projection.name();
+        for event in events {
+            let mut delay = Duration::from_millis(100);
+            let mut attempt = 1;
+            loop {
+                let mut tx = self.pool.begin().await?;
+                let at = checkpoint::lock(&mut tx, name).await?;
+                if event.position <= at {
+                    break;
+                }
+                match self.projection.apply(&mut tx, event).await {
+                    Ok(()) => {
+                        checkpoint::store(&mut tx, name, event.position).await?;
+                        tx.commit().await?;
+                        break;
+                    }
+                    Err(e) if is_transient(&e) => return Err(e.into()),
+                    Err(e) if attempt >= self.config.max_attempts => {
+                        tx.rollback().await?;
+                        self.park(event, &e, attempt).await?;
+                        break;
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        tracing::warn!(projection = name, position = event.position, attempt,
+                            error = %e, "event failed; will retry");
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let at = checkpoint::lock(&mut tx, name).await?;
+        if up_to > at {
+            checkpoint::store(&mut tx, name, up_to).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn park(
+        &self,
+        event: &StoredEvent,
+        error: &ProjectionError,
+        attempts: u32,
+    ) -> Result<(), RunError> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        checkpoint::lock(&mut tx, name).await?;
+        sqlx::query(
+            "INSERT INTO public.parked_events \
+             (projection, position, event_id, event_type, error, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(event.position)
+        .bind(event.event_id)
+        .bind(&event.event_type)
+        .bind(error.to_string())
+        .bind(attempts as i32)
+        .execute(&mut *tx)
+        .await?;
+        checkpoint::store(&mut tx, name, event.position).await?;
+        tx.commit().await?;
+        metrics::counter!("bountyline_projection_parked_total", "projection" => name).increment(1);
+        tracing::error!(projection = name, position = event.position, event_id = %event.event_id,
+            event_type = %event.event_type, error = %error, "event parked after {attempts} tries");
+        Ok(())
+    }
+}
+
+/// Faults of the connection rather than of the event: retry the batch later, never park.
+fn is_transient(error: &ProjectionError) -> bool {
+    matches!(
+        error,
+        ProjectionError::Db(
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+        )
+    )
+}

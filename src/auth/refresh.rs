@@ -1,0 +1,178 @@
+//! Rotating refresh tokens: opaque random strings, stored only as SHA-256 digests, grouped in
+//! families (one family per login).
+//!
+//! Each refresh spends the presented token and issues its successor in the same family. A token
+//! presented after it was spent means two parties hold the family (a thief and the user), and we
+//! cannot tell which is which, so the whole family is revoked and both must log in again.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::http::error::{ApiError, ApiResult};
+
+/// Random bytes per token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// A refresh token as handed to the client; the plain string exists only in this response.
+pub struct IssuedRefresh {
+    pub token: String,
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The outcome of a successful rotation: whose token it was, and its successor.
+pub struct Rotated {
+    pub user_id: Uuid,
+    pub refresh: IssuedRefresh,
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    // ThreadRng is a CSPRNG seeded from the OS.
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Starts a new family for a login. Use [`Uuid::new_v4`] for `family_id` unless continuing one.
+pub async fn issue(
+    pool: &PgPool,
+    user_id: Uuid,
+    family_id: Uuid,
+    ttl: Duration,
+) -> ApiResult<IssuedRefresh> {
+    let mut conn = pool.acquire().await?;
+    insert(&mut conn, user_id, family_id, ttl).await
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+    ttl: Duration,
+) -> ApiResult<IssuedRefresh> {
+    let token = new_token();
+    let expires_at = Utc::now() + ttl;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(family_id)
+    .bind(user_id)
+    .bind(digest(&token))
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(IssuedRefresh {
+        token,
+        family_id,
+        expires_at,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    id: Uuid,
+    family_id: Uuid,
+    user_id: Uuid,
+    expired: bool,
+    spent: bool,
+}
+
+/// Spends `token` and issues its successor in the same family, all in one transaction. The row
+/// is locked (`FOR UPDATE`) so that two concurrent refreshes with one token cannot both succeed:
+/// the second sees the first's rotation and is treated as reuse.
+pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rotated> {
+    let mut tx = pool.begin().await?;
+    let stored: Option<Stored> = sqlx::query_as(
+        "SELECT id, family_id, user_id,
+                expires_at <= now() AS expired,
+                (rotated_at IS NOT NULL OR revoked_at IS NOT NULL) AS spent
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(digest(token))
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let Some(stored) = stored else {
+        return Err(refused("the refresh token is not valid"));
+    };
+    if stored.spent {
+        revoke(&mut tx, stored.family_id).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            user_id = %stored.user_id,
+            family_id = %stored.family_id,
+            "a spent refresh token was presented again; its family is revoked"
+        );
+        metrics::counter!("bountyline_auth_refresh_reuse_total").increment(1);
+        return Err(refused("the refresh token has already been used; please log in again"));
+    }
+    if stored.expired {
+        return Err(refused("the refresh token has expired; please log in again"));
+    }
+
+    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1")
+        .bind(stored.id)
+        .execute(&mut *tx)
+        .await?;
+    let refresh = insert(&mut tx, stored.user_id, stored.family_id, ttl).await?;
+    tx.commit().await?;
+    Ok(Rotated {
+        user_id: stored.user_id,
+        refresh,
+    })
+}
+
+/// Revokes the family `token` belongs to (logout). An unknown token is not an error: logging
+/// out twice, or with a token that already expired, leaves the caller logged out either way.
+pub async fn revoke_family(pool: &PgPool, token: &str) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+           AND revoked_at IS NULL",
+    )
+    .bind(digest(token))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn revoke(conn: &mut PgConnection, family_id: Uuid) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn refused(why: &str) -> ApiError {
+    ApiError::Unauthenticated(why.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_32_random_bytes_in_unpadded_base64url() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), TOKEN_BYTES);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(digest(&a).len(), 32);
+    }
+}

@@ -1,0 +1,211 @@
+//! The `bountyline` command line: one binary, one subcommand per way of running it.
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use crate::config::Settings;
+use crate::startup::{Application, Parts};
+use crate::{db, telemetry, workers};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bountyline",
+    version,
+    about = "Event-sourced backend for a work marketplace: tasks, bounties, payments",
+    long_about = "Event-sourced backend for a work marketplace.\n\n\
+        Configuration comes from defaults, an optional TOML file (--config) and environment \
+        variables: DATABASE_URL, NATS_URL and BOUNTYLINE_<SECTION>__<KEY> (for example \
+        BOUNTYLINE_HTTP__PORT=8080, BOUNTYLINE_AUTH__JWT_SECRET=...)."
+)]
+pub struct Cli {
+    /// A TOML configuration file; environment variables override it.
+    #[arg(long, env = "BOUNTYLINE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (commands, queries, SSE streams).
+    Serve,
+    /// Run the relay, the projection workers and the schedulers.
+    Work,
+    /// Apply migrations, then run the API and the workers in one process (the default).
+    Dev,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Rebuild a projection from the event store beside the live one, then swap it in.
+    Replay {
+        /// The projection to rebuild (see --list).
+        projection: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long, conflicts_with = "projection")]
+        all: bool,
+        /// List the projections and exit.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Administer users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin user, or make an existing user an admin. The password is read from
+    /// BOUNTYLINE_ADMIN_PASSWORD or, if unset, from the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init_tracing(&settings.log_format);
+    match cli.command.unwrap_or(Command::Dev) {
+        Command::Serve => serve(settings, Parts::API).await,
+        Command::Work => serve(settings, Parts::WORKERS).await,
+        Command::Dev => {
+            db::migrate(&db::connect(&settings).await?).await?;
+            serve(settings, Parts::ALL).await
+        }
+        Command::Migrate => {
+            db::migrate(&db::connect(&settings).await?).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Replay {
+            projection,
+            all,
+            list,
+        } => replay(settings, projection, all, list).await,
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    display_name,
+                },
+        } => create_admin(settings, &email, &display_name).await,
+    }
+}
+
+async fn serve(settings: Settings, parts: Parts) -> anyhow::Result<()> {
+    let host = settings.http.host.clone();
+    let app = Application::build(settings, parts).await?;
+    if let Some(port) = app.port() {
+        tracing::info!("API listening on http://{host}:{port}");
+    }
+    if parts.workers {
+        tracing::info!("workers running: relay, projections, lease expiry");
+    }
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight work");
+        shutdown.trigger().await;
+    });
+    app.run_until_stopped().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn replay(
+    settings: Settings,
+    projection: Option<String>,
+    all: bool,
+    list: bool,
+) -> anyhow::Result<()> {
+    let available = workers::projections();
+    if list {
+        for p in &available {
+            println!("{}", p.name());
+        }
+        return Ok(());
+    }
+    let chosen: Vec<_> = match (projection, all) {
+        (_, true) => available,
+        (Some(name), false) => vec![workers::projection(&name).ok_or_else(|| {
+            anyhow::anyhow!("no projection named {name}; try `bountyline replay --list`")
+        })?],
+        (None, false) => anyhow::bail!("name a projection or pass --all"),
+    };
+    let pool = db::connect(&settings).await?;
+    for projection in chosen {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
+            )?
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(projection.name());
+        let started = std::time::Instant::now();
+        let report = bountyline_projections::rebuild::rebuild(
+            &pool,
+            projection.as_ref(),
+            &|done, head| {
+                bar.set_length(head.max(0) as u64);
+                bar.set_position(done);
+            },
+        )
+        .await?;
+        bar.finish();
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), swapped in",
+            projection.name(),
+            report.events,
+            report.position,
+            secs,
+            report.events as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+async fn create_admin(settings: Settings, email: &str, display_name: &str) -> anyhow::Result<()> {
+    let password = match std::env::var("BOUNTYLINE_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            if std::io::stdin().is_terminal() {
+                eprint!("password for {email}: ");
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let pool = db::connect(&settings).await?;
+    let outcome = crate::auth::users::create_admin(&pool, email, &password, display_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("{outcome:?}");
+    Ok(())
+}

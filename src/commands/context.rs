@@ -1,0 +1,61 @@
+//! Who issued a command and why: recorded in every event's metadata so that an auditor can
+//! follow any change back to a user, a request and the chain of causes behind it.
+
+use bountyline_domain::Actor;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub actor: Actor,
+    pub request_id: String,
+    /// Shared by everything one request set off, including saga follow-ups.
+    pub correlation_id: String,
+    /// The event that led to this command, when a process manager or scheduler issued it.
+    pub causation_id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl CommandContext {
+    /// A command a person sent over HTTP: the request is its own correlation.
+    pub fn http(actor: Actor, request_id: &str, idempotency_key: Option<String>) -> Self {
+        Self {
+            actor,
+            request_id: request_id.to_owned(),
+            correlation_id: request_id.to_owned(),
+            causation_id: None,
+            idempotency_key,
+        }
+    }
+
+    /// A command bountyline issued itself (a scheduler); `cause` names what triggered it.
+    pub fn system(cause: &str) -> Self {
+        let id = Uuid::new_v4().to_string();
+        Self {
+            actor: Actor::system(),
+            request_id: id.clone(),
+            correlation_id: id,
+            causation_id: Some(cause.to_owned()),
+            idempotency_key: None,
+        }
+    }
+
+    pub(super) fn metadata(&self, command_id: Uuid, command: &str) -> HashMap<String, String> {
+        let command_id = command_id.to_string();
+        let mut m = HashMap::from([
+            ("actor".to_owned(), self.actor.user_id.to_string()),
+            ("request_id".to_owned(), self.request_id.clone()),
+            ("correlation_id".to_owned(), self.correlation_id.clone()),
+            (
+                "causation_id".to_owned(),
+                self.causation_id.clone().unwrap_or_else(|| command_id.clone()),
+            ),
+            ("command".to_owned(), command.to_owned()),
+            ("command_id".to_owned(), command_id),
+        ]);
+        if let Some(key) = &self.idempotency_key {
+            m.insert("idempotency_key".to_owned(), key.clone());
+        }
+        m
+    }
+}

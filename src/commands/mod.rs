@@ -1,0 +1,137 @@
+//! The command side: runs a command against its aggregate through cqrs-es and postgres-es,
+//! records who asked and why in the events' metadata, and answers with the aggregate's new
+//! version and the global position of its last event.
+
+mod context;
+
+pub use context::CommandContext;
+
+use bountyline_domain::task::{Task, TaskCommand};
+use cqrs_es::{Aggregate, AggregateError};
+use postgres_es::{postgres_cqrs, PostgresCqrs};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// What a successful command answers: the aggregate, its version, the position of its last
+/// event, and whether it was created by this command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Committed {
+    pub id: String,
+    pub version: i64,
+    pub position: i64,
+    #[serde(skip)]
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error(transparent)]
+    Domain(E),
+    #[error("another command changed this {0} first; reload and retry")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Clone)]
+pub struct CommandBus {
+    pool: PgPool,
+    tasks: Arc<PostgresCqrs<Task>>,
+}
+
+impl CommandBus {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            tasks: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            pool,
+        }
+    }
+
+    pub async fn task(
+        &self,
+        id: Uuid,
+        command: TaskCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<bountyline_domain::task::TaskError>> {
+        let name = command.name();
+        run(self.pool.clone(), self.tasks.clone(), id, name, command, ctx).await
+    }
+}
+
+/// Executes on a task of its own: once started, a command runs to its end even if the client
+/// that sent it goes away, so no transaction is ever left half done by a disconnect.
+async fn run<A>(
+    pool: PgPool,
+    cqrs: Arc<PostgresCqrs<A>>,
+    id: Uuid,
+    name: &'static str,
+    command: A::Command,
+    ctx: &CommandContext,
+) -> Result<Committed, CommandError<A::Error>>
+where
+    A: Aggregate + 'static,
+    A::Command: Send + 'static,
+    A::Error: Send + 'static,
+{
+    let command_id = Uuid::new_v4();
+    let metadata = ctx.metadata(command_id, name);
+    let started = Instant::now();
+    let handle = tokio::spawn(async move {
+        let aggregate_id = id.to_string();
+        cqrs.execute_with_metadata(&aggregate_id, command, metadata)
+            .await
+            .map_err(|e| match e {
+                AggregateError::UserError(e) => CommandError::Domain(e),
+                AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
+                other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
+            })?;
+        committed::<A>(&pool, &aggregate_id, command_id).await
+    });
+    let result = handle
+        .await
+        .unwrap_or_else(|e| Err(CommandError::Internal(anyhow::anyhow!("{name} task: {e}"))));
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(CommandError::Domain(_)) => "refused",
+        Err(CommandError::Conflict(_)) => "conflict",
+        Err(CommandError::Internal(_)) => "error",
+    };
+    metrics::counter!("bountyline_commands_total", "command" => name, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("bountyline_command_duration_seconds", "command" => name)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Reads back the version and position of the events a command just committed.
+async fn committed<A: Aggregate>(
+    pool: &PgPool,
+    aggregate_id: &str,
+    command_id: Uuid,
+) -> Result<Committed, CommandError<A::Error>> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT max(sequence), max(position), min(sequence) FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata ->> 'command_id' = $3 \
+         HAVING count(*) > 0",
+    )
+    .bind(A::TYPE)
+    .bind(aggregate_id)
+    .bind(command_id.to_string())
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| CommandError::Internal(e.into()))?;
+    let (version, position, first) = row.ok_or_else(|| {
+        CommandError::Internal(anyhow::anyhow!("command {command_id} committed no events"))
+    })?;
+    metrics::counter!("bountyline_events_appended_total", "aggregate" => A::TYPE)
+        .increment((version - first + 1) as u64);
+    Ok(Committed {
+        id: aggregate_id.to_owned(),
+        version,
+        position,
+        created: first == 1,
+    })
+}

@@ -1,0 +1,124 @@
+//! Configuration, layered: built-in defaults, then an optional TOML file, then environment
+//! variables (`BOUNTYLINE_SECTION__KEY`, plus the conventional `DATABASE_URL` and `NATS_URL`).
+//! Secrets are wrapped so that they never print.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub nats_url: String,
+    /// Prefix of every NATS subject and of the JetStream stream's name, so that several
+    /// deployments (or tests) can share one NATS server without seeing each other.
+    pub nats_prefix: String,
+    pub db_pool_size: u32,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub sse: SseSettings,
+    pub worker: WorkerSettings,
+    /// `pretty` for people, `json` for log shippers.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    /// How long a query with `X-Min-Position` waits for the read model to catch up.
+    pub read_your_writes_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HMAC key for access tokens; at least 32 bytes.
+    pub jwt_secret: SecretString,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SseSettings {
+    pub keep_alive_secs: u64,
+    /// Events the fan-out keeps for subscribers that fall briefly behind.
+    pub hub_capacity: usize,
+    /// Messages buffered per client before it is treated as slow and caught up from the store.
+    pub client_buffer: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub lease_scan_interval_ms: u64,
+    pub projection_batch: usize,
+    pub relay_batch: i64,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given and present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .set_default("nats_url", "nats://127.0.0.1:54222")?
+            .set_default("nats_prefix", "bountyline")?
+            .set_default("db_pool_size", 16)?
+            .set_default("log_format", "pretty")?
+            .set_default("http.host", "127.0.0.1")?
+            .set_default("http.port", 8080)?
+            .set_default("http.body_limit_bytes", 256 * 1024)?
+            .set_default("http.shutdown_timeout_secs", 10)?
+            .set_default("http.read_your_writes_timeout_ms", 5000)?
+            .set_default("auth.issuer", "bountyline")?
+            .set_default("auth.audience", "bountyline-api")?
+            .set_default("auth.access_ttl_secs", 900)?
+            .set_default("auth.refresh_ttl_secs", 30 * 24 * 3600)?
+            .set_default("sse.keep_alive_secs", 15)?
+            .set_default("sse.hub_capacity", 4096)?
+            .set_default("sse.client_buffer", 64)?
+            .set_default("worker.lease_scan_interval_ms", 1000)?
+            .set_default("worker.projection_batch", 500)?
+            .set_default("worker.relay_batch", 1000)?;
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder
+            .add_source(
+                config::Environment::with_prefix("BOUNTYLINE")
+                    .prefix_separator("_")
+                    .separator("__"),
+            )
+            .set_override_option("database_url", std::env::var("DATABASE_URL").ok())?
+            .set_override_option("nats_url", std::env::var("NATS_URL").ok())?;
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), config::ConfigError> {
+        use secrecy::ExposeSecret;
+        if self.auth.jwt_secret.expose_secret().len() < 32 {
+            return Err(config::ConfigError::Message(
+                "auth.jwt_secret (BOUNTYLINE_AUTH__JWT_SECRET) must be at least 32 bytes".into(),
+            ));
+        }
+        if self.nats_prefix.is_empty()
+            || !self
+                .nats_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(config::ConfigError::Message(
+                "nats_prefix must be letters, digits, '_' or '-'".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.http.shutdown_timeout_secs)
+    }
+}

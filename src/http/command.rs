@@ -1,0 +1,128 @@
+//! The shared shape of a command handler: Idempotency-Key handling around the command, and
+//! the translation of command refusals into problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use bountyline_domain::task::TaskError;
+use bountyline_domain::Actor;
+use serde::Serialize;
+use std::future::Future;
+
+use super::error::{problem_body, ApiError, ApiResult};
+use super::extract::{idempotency_key, request_id};
+use super::idempotency::{self, Begin};
+use crate::commands::{CommandContext, CommandError, Committed};
+use crate::state::AppState;
+
+/// A command's answer before it is sent: status and JSON body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    pub fn json(status: StatusCode, body: &impl Serialize) -> ApiResult<Self> {
+        let body = serde_json::to_value(body).map_err(ApiError::internal)?;
+        Ok(Self { status, body })
+    }
+
+    /// `{id, version, position}`: 201 when the command created the aggregate, else 200.
+    pub fn committed(c: &Committed) -> ApiResult<Self> {
+        let status = if c.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Self::json(status, c)
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: serde_json::Value::Null,
+        }
+    }
+
+    fn into_response(self) -> HttpResponse {
+        if self.status == StatusCode::NO_CONTENT {
+            return HttpResponse::NoContent().finish();
+        }
+        HttpResponse::build(self.status).json(self.body)
+    }
+}
+
+/// Runs `run` at most once per Idempotency-Key (when the request has one). `request` is the
+/// request's body as the client meant it; a retry with a different one is refused.
+pub async fn execute<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    request: &impl Serialize,
+    run: F,
+) -> ApiResult<HttpResponse>
+where
+    F: FnOnce(CommandContext) -> Fut,
+    Fut: Future<Output = ApiResult<Answer>>,
+{
+    let key = idempotency_key(req)?;
+    let ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
+    let Some(key) = key else {
+        return run(ctx).await.map(Answer::into_response);
+    };
+    let body = serde_json::to_value(request).map_err(ApiError::internal)?;
+    let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
+    let user = actor.user_id;
+    if let Begin::Replay(response) = idempotency::begin(&state.pool, user, &key, &hash).await? {
+        return Ok(response);
+    }
+    match run(ctx).await {
+        Ok(answer) => {
+            idempotency::finish(&state.pool, user, &key, answer.status, &answer.body).await?;
+            Ok(answer.into_response())
+        }
+        Err(e) if e.is_transient() => {
+            idempotency::abandon(&state.pool, user, &key).await?;
+            Err(e)
+        }
+        Err(e) => {
+            idempotency::finish(&state.pool, user, &key, e_status(&e), &problem_body(&e)).await?;
+            Err(e)
+        }
+    }
+}
+
+fn e_status(e: &ApiError) -> StatusCode {
+    actix_web::ResponseError::status_code(e)
+}
+
+impl From<CommandError<TaskError>> for ApiError {
+    fn from(e: CommandError<TaskError>) -> Self {
+        match e {
+            CommandError::Domain(e) => match e {
+                TaskError::NotFound => ApiError::NotFound("no such task".into()),
+                TaskError::NotHolder | TaskError::NotCreator => ApiError::Forbidden(e.to_string()),
+                TaskError::AlreadyExists
+                | TaskError::NotQueued(_)
+                | TaskError::NotClaimed(_)
+                | TaskError::LeaseMismatch
+                | TaskError::LeaseNotExpired
+                | TaskError::AlreadyFinished(_) => ApiError::conflict(e.to_string()),
+            },
+            other => other.into_api(),
+        }
+    }
+}
+
+impl<E: std::error::Error> CommandError<E> {
+    /// The failures every aggregate shares.
+    fn into_api(self) -> ApiError {
+        match self {
+            CommandError::Conflict(_) => ApiError::Conflict {
+                kind: "concurrency-conflict",
+                detail: self.to_string(),
+            },
+            CommandError::Internal(e) => ApiError::Internal(e),
+            CommandError::Domain(e) => ApiError::Internal(anyhow::anyhow!("unmapped: {e}")),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The one error type of the HTTP edge. Every refusal is an RFC 9457 problem+json answer with a
+//! stable `type`; every unexpected fault is logged with its cause and answered with a 500 whose
+//! body says nothing about it.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+
+/// One offending field of a request, for validation problems.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request cannot be read at all (malformed JSON, bad header).
+    BadRequest(String),
+    /// 401: no valid credentials.
+    Unauthenticated(String),
+    /// 403: authenticated, but not allowed.
+    Forbidden(String),
+    /// 404: no such resource (or one the caller may not know about).
+    NotFound(String),
+    /// 409: a concurrency conflict or a command the current state does not allow.
+    Conflict { kind: &'static str, detail: String },
+    /// 413: the body is larger than allowed.
+    PayloadTooLarge(String),
+    /// 415: not JSON.
+    UnsupportedMediaType(String),
+    /// 422: well-formed but invalid; names the offending fields where it can.
+    Invalid {
+        detail: String,
+        fields: Vec<FieldProblem>,
+    },
+    /// 429: too many requests; retry after the given seconds.
+    TooManyRequests { retry_after: u64 },
+    /// 503: a dependency is not ready or a read could not catch up in time.
+    Unavailable { detail: String, retry_after: u64 },
+    /// 500: anything unexpected. The cause is logged, never sent.
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        ApiError::Invalid {
+            detail: format!("{field}: {message}"),
+            fields: vec![FieldProblem { field, message }],
+        }
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            kind: "state-conflict",
+            detail: detail.into(),
+        }
+    }
+
+    /// The stable problem type (a URI reference) and title.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => ("bad-request", "The request could not be read"),
+            ApiError::Unauthenticated(_) => ("unauthenticated", "Authentication required"),
+            ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Conflict { kind, .. } => (kind, "Conflict"),
+            ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::Invalid { .. } => ("validation", "The request is invalid"),
+            ApiError::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
+            ApiError::Unavailable { .. } => ("unavailable", "Temporarily unavailable"),
+            ApiError::Internal(_) => ("internal", "Internal server error"),
+        }
+    }
+
+    /// Whether the same request could succeed if simply sent again (so an idempotent retry
+    /// must not be answered from a stored copy of this error).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Internal(_)
+                | ApiError::Unavailable { .. }
+                | ApiError::TooManyRequests { .. }
+                | ApiError::Conflict {
+                    kind: "concurrency-conflict" | "request-in-progress",
+                    ..
+                }
+        )
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::BadRequest(d)
+            | ApiError::Unauthenticated(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::UnsupportedMediaType(d) => d.clone(),
+            ApiError::Conflict { detail, .. }
+            | ApiError::Invalid { detail, .. }
+            | ApiError::Unavailable { detail, .. } => detail.clone(),
+            ApiError::TooManyRequests { retry_after } => {
+                format!("slow down; retry after {retry_after} s")
+            }
+            ApiError::Internal(_) => {
+                "something went wrong on our side; it has been logged".to_owned()
+            }
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Internal(e) => write!(f, "internal: {e:#}"),
+            other => write!(f, "{}: {}", other.kind().0, other.detail()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldProblem]>,
+}
+
+/// The problem+json document for an error (what [`problem_response`] sends).
+pub fn problem_body(err: &ApiError) -> serde_json::Value {
+    let (kind, title) = err.kind();
+    let errors = match err {
+        ApiError::Invalid { fields, .. } if !fields.is_empty() => Some(fields.as_slice()),
+        _ => None,
+    };
+    let body = Problem {
+        kind: format!("https://bountyline.dev/problems/{kind}"),
+        title,
+        status: err.status_code().as_u16(),
+        detail: err.detail(),
+        errors,
+    };
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// Builds a problem+json response; also used by the JSON/query/path extractor error handlers.
+pub fn problem_response(err: &ApiError) -> HttpResponse {
+    let status = err.status_code();
+    let body = problem_body(err);
+    let mut res = HttpResponse::build(status);
+    res.content_type("application/problem+json");
+    match err {
+        ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after, .. } => {
+            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        ApiError::Unauthenticated(_) => {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        _ => {}
+    }
+    res.json(body)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        problem_response(self)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<bountyline_domain::values::InvalidValue> for ApiError {
+    fn from(e: bountyline_domain::values::InvalidValue) -> Self {
+        ApiError::invalid_field(e.field, e.message)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,93 @@
+//! Turns extractor failures (bad JSON, bad query strings, bad path segments) into problem+json
+//! answers, and reads the small headers commands and queries share.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpMessage, HttpRequest};
+
+use super::error::ApiError;
+use super::middleware::RequestId;
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        
+        .error_handler(move |err, _req| {
+            let api = match &err {
+                JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+                    ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"))
+                }
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+                    "send the body as application/json".to_owned(),
+                ),
+                JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid {
+                    detail: e.to_string(),
+                    fields: Vec::new(),
+                },
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+                }
+                other => ApiError::BadRequest(other.to_string()),
+            };
+            api.into()
+        })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let detail = match &err {
+            QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::Invalid {
+            detail: format!("query string: {detail}"),
+            fields: Vec::new(),
+        }
+        .into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        let detail = match &err {
+            PathError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::NotFound(format!("no such resource ({detail})")).into()
+    })
+}
+
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+/// `Idempotency-Key`: 1–200 visible ASCII characters.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1-200 visible ASCII characters".into())
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// `X-Min-Position`: the position a query must reflect before it answers.
+pub fn min_position(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(value) = req.headers().get("x-min-position") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|p| *p >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("X-Min-Position must be a non-negative integer".into()))
+}

@@ -1,0 +1,28 @@
+//! The HTTP edge: routes, extractors, errors as problem+json, idempotency and read-your-writes.
+
+pub mod command;
+pub mod consistency;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod middleware;
+pub mod paging;
+pub mod routes;
+
+use actix_web::{web, HttpResponse};
+
+use error::{problem_response, ApiError};
+
+/// Everything the API serves, with its extractor configuration.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(extract::json_config(body_limit))
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .app_data(web::PayloadConfig::new(body_limit))
+        .configure(routes::config)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    problem_response(&ApiError::NotFound("no such route".into()))
+}

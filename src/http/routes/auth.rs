@@ -1,0 +1,132 @@
+//! `/v1/auth`: register, log in, refresh and log out.
+//!
+//! Login answers a wrong password and an unknown email with the same 401 body, after the same
+//! amount of hashing work, so neither the answer nor its timing tells whether an account exists.
+//! Logout is authenticated by the refresh token it revokes, not by a bearer header: a client
+//! whose access token has lapsed must still be able to log out.
+
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{web, HttpResponse};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::refresh::{self, IssuedRefresh};
+use crate::auth::users::{self, NewUser, User};
+use crate::auth::{password, AuthKeys};
+use crate::http::error::{ApiError, ApiResult};
+use bountyline_domain::Role;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    // Plain resources rather than a `/v1/auth` scope: a scope would claim the whole prefix.
+    cfg.route("/v1/auth/register", web::post().to(register))
+        .route("/v1/auth/login", web::post().to(login))
+        .route("/v1/auth/refresh", web::post().to(refresh))
+        .route("/v1/auth/logout", web::post().to(logout));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    email: String,
+    password: SecretString,
+    display_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: String,
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+async fn register(
+    pool: web::Data<PgPool>,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult<HttpResponse> {
+    let RegisterRequest {
+        email,
+        password,
+        display_name,
+    } = body.into_inner();
+    let new = NewUser::parse(&email, password, &display_name)?;
+    let user: User = users::create(&pool, new, &[Role::Member]).await?;
+    metrics::counter!("bountyline_auth_registrations_total").increment(1);
+    Ok(HttpResponse::Created().json(user))
+}
+
+async fn login(
+    pool: web::Data<PgPool>,
+    keys: web::Data<AuthKeys>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let LoginRequest { email, password } = body.into_inner();
+    let (user, hash) = match users::find_credentials(&pool, &email).await? {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    // Always verify, against a dummy hash when the email is unknown: equal work, equal answer.
+    let verified = password::verify(password, hash).await?;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => {
+            metrics::counter!("bountyline_auth_logins_total", "outcome" => "refused").increment(1);
+            return Err(ApiError::Unauthenticated(
+                "the email or password is not correct".to_owned(),
+            ));
+        }
+    };
+    let refresh = refresh::issue(&pool, user.id, Uuid::new_v4(), keys.refresh_ttl()).await?;
+    metrics::counter!("bountyline_auth_logins_total", "outcome" => "ok").increment(1);
+    token_pair(&keys, &user, refresh)
+}
+
+async fn refresh(
+    pool: web::Data<PgPool>,
+    keys: web::Data<AuthKeys>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<HttpResponse> {
+    let rotated = refresh::rotate(&pool, &body.refresh_token, keys.refresh_ttl()).await?;
+    // Roles are re-read here, so a grant or removal reaches the caller at this refresh.
+    let user = users::find_by_id(&pool, rotated.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".to_owned()))?;
+    token_pair(&keys, &user, rotated.refresh)
+}
+
+async fn logout(
+    pool: web::Data<PgPool>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<HttpResponse> {
+    refresh::revoke_family(&pool, &body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn token_pair(keys: &AuthKeys, user: &User, refresh: IssuedRefresh) -> ApiResult<HttpResponse> {
+    let access = keys.issue(user.id, &user.roles)?;
+    // Tokens must not be cached by anything between us and the client (RFC 6749 §5.1).
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenPair {
+            access_token: access.token,
+            refresh_token: refresh.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+        }))
+}

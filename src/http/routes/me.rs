@@ -1,0 +1,74 @@
+//! `/v1/me` (the caller's own account) and the admin routes that grant and remove roles.
+//!
+//! A role change is stored at once but reaches the user's access tokens only at their next
+//! refresh, which re-reads roles; access tokens are short-lived for this reason.
+
+use actix_web::{web, HttpResponse};
+use bountyline_domain::Role;
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::users::{self, User};
+use crate::auth::{require_role, Authenticated};
+use crate::http::error::{ApiError, ApiResult};
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    // Resources, not a `/v1/admin` scope, which would hide other modules' admin routes.
+    cfg.route("/v1/me", web::get().to(me))
+        .route("/v1/admin/users/{id}/roles", web::post().to(grant_role))
+        .route(
+            "/v1/admin/users/{id}/roles/{role}",
+            web::delete().to(remove_role),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleRequest {
+    role: String,
+}
+
+async fn me(pool: web::Data<PgPool>, caller: Authenticated) -> ApiResult<HttpResponse> {
+    let user = users::find_by_id(&pool, caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".to_owned()))?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn grant_role(
+    pool: web::Data<PgPool>,
+    caller: Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<RoleRequest>,
+) -> ApiResult<HttpResponse> {
+    require_role(&caller, Role::Admin)?;
+    let role = parse_role(&body.role)?;
+    let user = users::add_role(&pool, id.into_inner(), role).await?;
+    answer(user)
+}
+
+async fn remove_role(
+    pool: web::Data<PgPool>,
+    caller: Authenticated,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<HttpResponse> {
+    require_role(&caller, Role::Admin)?;
+    let (id, role) = path.into_inner();
+    let role = parse_role(&role)?;
+    let user = users::remove_role(&pool, id, role).await?;
+    answer(user)
+}
+
+fn parse_role(raw: &str) -> ApiResult<Role> {
+    Role::parse(raw).ok_or_else(|| {
+        let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        ApiError::invalid_field("role", format!("must be one of {}", known.join(", ")))
+    })
+}
+
+fn answer(user: Option<User>) -> ApiResult<HttpResponse> {
+    let user = user.ok_or_else(|| ApiError::NotFound("no such user".to_owned()))?;
+    tracing::info!(user_id = %user.id, roles = ?user.roles, "roles changed");
+    Ok(HttpResponse::Ok().json(user))
+}

@@ -1,0 +1,43 @@
+//! `GET /v1/streams/{topic}`: Server-Sent Events, resumable with `Last-Event-ID`. Browsers'
+//! EventSource cannot set headers, so the access token may also come as `?access_token=`.
+
+use actix_web::{web, HttpRequest, Responder};
+use std::time::Duration;
+
+use crate::auth::extractor::Authenticated;
+use crate::http::error::{ApiError, ApiResult};
+use crate::sse::Topic;
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/streams/{topic}", web::get().to(stream));
+}
+
+async fn stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    topic: web::Path<String>,
+) -> ApiResult<impl Responder> {
+    let actor = Authenticated::from_request_or_query(&req)?;
+    let topic = Topic::parse(&topic)
+        .ok_or_else(|| ApiError::NotFound(format!("no stream named {topic}")))?;
+    if !topic.allows(&actor) {
+        return Err(ApiError::Forbidden("this stream is not open to you".into()));
+    }
+    let last_event_id = match req.headers().get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a position".into()))?,
+        ),
+    };
+    let sse = &state.settings.sse;
+    Ok(state
+        .hub
+        .subscribe(topic, last_event_id, sse.client_buffer)
+        .with_keep_alive(Duration::from_secs(sse.keep_alive_secs))
+        .with_retry_duration(Duration::from_secs(2)))
+}

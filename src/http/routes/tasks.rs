@@ -1,0 +1,391 @@
+//! Task commands and queries (API.md "Tasks"): create, claim from a queue, heartbeat,
+//! complete, fail, cancel; list and get; queue stats.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bountyline_domain::task::{CreateTask, TaskCommand, TaskEvent};
+use bountyline_domain::values::{bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title};
+use bountyline_domain::{Actor, Role};
+use bountyline_projections::tasks::{query, TaskFilter, TaskView};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::extractor::Authenticated;
+use crate::commands::CommandError;
+use crate::http::command::{execute, Answer};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::min_position;
+use crate::http::paging;
+use crate::state::AppState;
+
+const PROJECTION: &str = "tasks";
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/tasks", web::post().to(create))
+        .route("/v1/tasks", web::get().to(list))
+        .route("/v1/tasks/{id}", web::get().to(get))
+        .route("/v1/tasks/{id}/heartbeat", web::post().to(heartbeat))
+        .route("/v1/tasks/{id}/complete", web::post().to(complete))
+        .route("/v1/tasks/{id}/fail", web::post().to(fail))
+        .route("/v1/tasks/{id}/cancel", web::post().to(cancel))
+        .route("/v1/queues", web::get().to(queues))
+        .route("/v1/queues/{queue}/claim", web::post().to(claim));
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    queue: String,
+    title: String,
+    description: Option<String>,
+    priority: Option<i64>,
+    payload: Option<serde_json::Value>,
+    max_attempts: Option<i64>,
+    bounty_id: Option<Uuid>,
+}
+
+impl CreateRequest {
+    fn into_command(self, actor: Actor) -> ApiResult<CreateTask> {
+        Ok(CreateTask {
+            task_id: Uuid::now_v7(),
+            queue: QueueName::parse(&self.queue)?,
+            title: Title::parse(&self.title)?,
+            description: Description::parse(self.description.as_deref().unwrap_or(""))?,
+            priority: self.priority.map(Priority::parse).transpose()?.unwrap_or(Priority::DEFAULT),
+            payload: self.payload.map(|p| JsonDoc::parse("payload", p)).transpose()?,
+            max_attempts: bounded_int("max_attempts", self.max_attempts.unwrap_or(3), 1, 100)?,
+            bounty_id: self.bounty_id,
+            actor,
+            at: Utc::now(),
+        })
+    }
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    body: web::Json<CreateRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let (bus, request) = (state.commands.clone(), body.clone());
+    let creator = actor.clone();
+    execute(&state, &req, &actor, &body, |ctx| async move {
+        let create = request.into_command(creator)?;
+        let id = create.task_id;
+        let committed = bus.task(id, TaskCommand::Create(create), &ctx).await?;
+        Answer::committed(&committed)
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    lease_seconds: Option<i64>,
+}
+
+/// The task a claim handed out, with its lease.
+#[derive(Debug, Serialize)]
+struct ClaimedTask {
+    id: Uuid,
+    version: i64,
+    position: i64,
+    queue: String,
+    title: String,
+    description: String,
+    priority: i16,
+    payload: Option<serde_json::Value>,
+    attempt: u32,
+    max_attempts: i32,
+    lease_expires_at: chrono::DateTime<Utc>,
+}
+
+/// Gives the caller the best queued task: highest priority, then oldest. Candidates come from
+/// the read model, which may lag; the aggregate decides, and a task lost to another worker is
+/// skipped for the next one.
+async fn claim(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let queue = QueueName::parse(&path)?;
+    let request: ClaimRequest = optional_json(&body)?;
+    let lease_seconds = bounded_int("lease_seconds", request.lease_seconds.unwrap_or(30), 5, 3600)?;
+    let (st, worker) = (state.clone(), actor.clone());
+    execute(&state, &req, &actor, &request, |ctx| async move {
+        let state = st;
+        let actor = worker;
+        let mut tried: Vec<Uuid> = Vec::new();
+        loop {
+            let candidates =
+                query::claim_candidates(&state.pool, queue.as_str(), &tried, 16).await?;
+            if candidates.is_empty() {
+                return Ok(Answer::no_content());
+            }
+            for view in candidates {
+                tried.push(view.id);
+                let command = TaskCommand::Claim {
+                    worker: actor.clone(),
+                    lease_id: Uuid::new_v4(),
+                    lease_seconds,
+                    at: Utc::now(),
+                };
+                match state.commands.task(view.id, command, &ctx).await {
+                    Ok(c) => return claimed(&state, view, c.version, c.position).await,
+                    Err(CommandError::Domain(_) | CommandError::Conflict(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    })
+    .await
+}
+
+async fn claimed(state: &AppState, view: TaskView, version: i64, position: i64) -> ApiResult<Answer> {
+    let payload: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1 \
+         AND sequence = $2",
+    )
+    .bind(view.id.to_string())
+    .bind(version)
+    .fetch_one(&state.pool)
+    .await?;
+    let TaskEvent::TaskClaimed {
+        attempt,
+        lease_expires_at,
+        ..
+    } = serde_json::from_value(payload).map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::internal(anyhow::anyhow!("claim stored no TaskClaimed")));
+    };
+    Answer::json(
+        StatusCode::OK,
+        &ClaimedTask {
+            id: view.id,
+            version,
+            position,
+            queue: view.queue,
+            title: view.title,
+            description: view.description,
+            priority: view.priority,
+            payload: view.payload,
+            attempt,
+            max_attempts: view.max_attempts,
+            lease_expires_at,
+        },
+    )
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatRequest {
+    progress: Option<i64>,
+    note: Option<String>,
+}
+
+async fn heartbeat(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let request: HeartbeatRequest = optional_json(&body)?;
+    let progress = request
+        .progress
+        .map(|p| bounded_int("progress", p, 0, 100).map(|p| p as u8))
+        .transpose()?;
+    let note = request.note.as_deref().map(Note::parse).transpose()?;
+    let command = TaskCommand::Heartbeat {
+        actor: actor.clone(),
+        progress,
+        note,
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &request, command).await
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRequest {
+    result: Option<serde_json::Value>,
+}
+
+async fn complete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let request: CompleteRequest = optional_json(&body)?;
+    let result = request
+        .result
+        .clone()
+        .map(|r| JsonDoc::parse("result", r))
+        .transpose()?;
+    let command = TaskCommand::Complete {
+        actor: actor.clone(),
+        result,
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &request, command).await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct FailRequest {
+    error: String,
+    retryable: Option<bool>,
+}
+
+async fn fail(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<FailRequest>,
+) -> ApiResult<HttpResponse> {
+    let error = Note::parse(&body.error).map_err(|e| ApiError::invalid_field("error", e.message))?;
+    let command = TaskCommand::Fail {
+        actor: actor.clone(),
+        error,
+        retryable: body.retryable.unwrap_or(true),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &body.into_inner(), command).await
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let command = TaskCommand::Cancel {
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &serde_json::Value::Null, command).await
+}
+
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    id: Uuid,
+    request: &impl Serialize,
+    command: TaskCommand,
+) -> ApiResult<HttpResponse> {
+    execute(state, req, actor, request, |ctx| async move {
+        let committed = state.commands.task(id, command, &ctx).await?;
+        Answer::committed(&committed)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    queue: Option<String>,
+    status: Option<String>,
+    creator: Option<Uuid>,
+    worker: Option<Uuid>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Members see the tasks they created or hold; admins and auditors see all.
+fn sees_everything(actor: &Actor) -> bool {
+    actor.has(Role::Admin) || actor.has(Role::Auditor)
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    q: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    if let Some(status) = &q.status {
+        if bountyline_domain::task::TaskStatus::parse(status).is_none() {
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be one of queued, claimed, completed, dead_lettered, cancelled",
+            ));
+        }
+    }
+    if let Some(queue) = &q.queue {
+        QueueName::parse(queue)?;
+    }
+    let limit = paging::limit(q.limit)?;
+    let filter = TaskFilter {
+        queue: q.queue,
+        status: q.status,
+        creator: q.creator,
+        worker: q.worker,
+        visible_to: (!sees_everything(&actor)).then_some(actor.user_id),
+        after: q.cursor.as_deref().map(paging::decode_time_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let rows = query::list(&state.pool, &filter).await?;
+    let page = paging::page(rows, limit, |t| paging::encode_time_cursor(t.created_at, t.id));
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let task = query::get(&state.pool, *id)
+        .await?
+        .filter(|t| {
+            sees_everything(&actor) || t.creator == actor.user_id || t.worker == Some(actor.user_id)
+        })
+        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+async fn queues(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(_actor): Authenticated,
+) -> ApiResult<HttpResponse> {
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let stats = query::queue_stats(&state.pool, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": stats })))
+}
+
+/// A JSON body that may be left out entirely (all its fields are optional).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::Invalid {
+                detail: e.to_string(),
+                fields: Vec::new(),
+            }
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })
+}

@@ -1,0 +1,161 @@
+//! The per-process fan-out and the per-client catch-up loop.
+
+use actix_web_lab::sse;
+use async_nats::jetstream::{self, consumer};
+use bountyline_projections::backoff::Backoff;
+use bountyline_projections::{EventReader, StoredEvent};
+use futures::StreamExt;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::topic::{Message, Topic};
+use crate::nats::Names;
+
+const CATCH_UP_CHUNK: i64 = 500;
+
+/// The response body of one subscription.
+pub type Stream = sse::Sse<
+    actix_web_lab::util::InfallibleStream<tokio_stream::wrappers::ReceiverStream<sse::Event>>,
+>;
+
+#[derive(Clone)]
+pub struct Hub {
+    events: broadcast::Sender<Arc<StoredEvent>>,
+    reader: EventReader,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Hub {
+    pub fn new(reader: EventReader, capacity: usize, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            events: broadcast::channel(capacity).0,
+            reader,
+            shutdown,
+        }
+    }
+
+    /// Follows the event stream from its end until shutdown, re-subscribing after failures.
+    pub async fn follow(self, js: jetstream::Context, names: Names) {
+        let mut shutdown = self.shutdown.clone();
+        let mut backoff = Backoff::new();
+        while !*shutdown.borrow() {
+            if let Err(e) = self.follow_once(&js, &names, &mut shutdown).await {
+                tracing::warn!(error = %e, "SSE hub lost the event stream; resubscribing");
+                backoff.wait(&mut shutdown).await;
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        js: &jetstream::Context,
+        names: &Names,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let stream = js.get_stream(names.stream()).await?;
+        let ordered = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = ordered.messages().await?;
+        loop {
+            tokio::select! {
+                next = messages.next() => {
+                    let Some(message) = next else { return Err("stream ended".into()) };
+                    let message = message?;
+                    if let Ok(event) = serde_json::from_slice::<StoredEvent>(&message.payload) {
+                        // No receivers is fine: nobody is watching.
+                        let _ = self.events.send(Arc::new(event));
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Starts a client: catch up after `last_event_id` (if given) from the store, then live.
+    pub fn subscribe(&self, topic: Topic, last_event_id: Option<i64>, buffer: usize) -> Stream {
+        let (tx, rx) = mpsc::channel(buffer);
+        let client = Client {
+            topic,
+            live: self.events.subscribe(),
+            reader: self.reader.clone(),
+            tx,
+            sent: last_event_id,
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(client.run());
+        sse::Sse::from_infallible_receiver(rx)
+    }
+}
+
+struct Client {
+    topic: Topic,
+    live: broadcast::Receiver<Arc<StoredEvent>>,
+    reader: EventReader,
+    tx: mpsc::Sender<sse::Event>,
+    /// The last position sent (or the client already had).
+    sent: Option<i64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Client {
+    async fn run(mut self) {
+        let gauge = metrics::gauge!("bountyline_sse_clients");
+        gauge.increment(1.0);
+        if let Err(e) = self.serve().await {
+            tracing::debug!(reason = %e, "SSE client ended");
+        }
+        gauge.decrement(1.0);
+    }
+
+    async fn serve(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(after) = self.sent {
+            self.catch_up(after).await?;
+        }
+        loop {
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(event) => self.send(&event).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // The ring moved on without us: the store has everything we missed.
+                        let from = self.sent.unwrap_or(0);
+                        self.catch_up(from).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = self.shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn catch_up(&mut self, mut after: i64) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        loop {
+            let events = self
+                .reader
+                .of_types_after(self.topic.aggregate_types(), after, CATCH_UP_CHUNK)
+                .await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok(());
+            };
+            for event in &events {
+                self.send(event).await?;
+            }
+            after = last;
+        }
+    }
+
+    async fn send(&mut self, event: &StoredEvent) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.sent.is_some_and(|sent| event.position <= sent) {
+            return Ok(());
+        }
+        if let Some(Message { position, event: name, data }) = self.topic.message(event) {
+            let data = sse::Data::new_json(data)?.id(position.to_string()).event(name);
+            self.tx.send(sse::Event::Data(data)).await?;
+        }
+        self.sent = Some(event.position);
+        Ok(())
+    }
+}

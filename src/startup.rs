@@ -1,0 +1,242 @@
+//! Builds and runs bountyline: the HTTP API, the workers, or both, in one process under one
+//! shutdown signal. The listener binds before `build` returns, so port 0 works (tests).
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use async_nats::jetstream;
+use bountyline_projections::runner::{ProjectionRunner, RunnerConfig};
+use bountyline_projections::EventReader;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::tokens::AuthKeys;
+use crate::commands::CommandBus;
+use crate::config::Settings;
+use crate::http::consistency::ProjectionProgress;
+use crate::nats::Names;
+use crate::relay::Relay;
+use crate::sse::Hub;
+use crate::state::AppState;
+use crate::{db, http, nats, telemetry, workers};
+
+/// Which parts this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub api: bool,
+    pub workers: bool,
+}
+
+impl Parts {
+    pub const API: Parts = Parts {
+        api: true,
+        workers: false,
+    };
+    pub const WORKERS: Parts = Parts {
+        api: false,
+        workers: true,
+    };
+    pub const ALL: Parts = Parts {
+        api: true,
+        workers: true,
+    };
+}
+
+pub struct Application {
+    port: Option<u16>,
+    server: Option<Server>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    shutdown: Shutdown,
+    pool: PgPool,
+}
+
+/// Stops a running application: background loops first (SSE streams end cleanly), then the
+/// HTTP server, which lets in-flight requests finish.
+#[derive(Clone)]
+pub struct Shutdown {
+    signal: Arc<watch::Sender<bool>>,
+    server: Option<ServerHandle>,
+}
+
+impl Shutdown {
+    pub async fn trigger(&self) {
+        self.signal.send_replace(true);
+        if let Some(server) = &self.server {
+            server.stop(true).await;
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings, parts: Parts) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let pool = db::connect(&settings).await?;
+        let nats_client = nats::connect(&settings.nats_url).await?;
+        let js = jetstream::new(nats_client.clone());
+        let names = Names::new(&settings.nats_prefix);
+        nats::ensure_stream(&js, &names).await?;
+        let commands = CommandBus::new(pool.clone());
+        let (signal, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        if parts.workers {
+            spawn_workers(&settings, &pool, &js, &names, &commands, &shutdown_rx, &mut tasks);
+        }
+
+        let (server, port) = if parts.api {
+            let progress = ProjectionProgress::new(pool.clone());
+            tasks.push(("progress", tokio::spawn(progress.clone().listen(shutdown_rx.clone()))));
+            let hub = Hub::new(
+                EventReader::new(pool.clone()),
+                settings.sse.hub_capacity,
+                shutdown_rx.clone(),
+            );
+            tasks.push(("sse-hub", tokio::spawn(hub.clone().follow(js.clone(), names.clone()))));
+            let state = AppState {
+                settings: settings.clone(),
+                pool: pool.clone(),
+                commands: commands.clone(),
+                progress,
+                hub,
+                nats: nats_client.clone(),
+                metrics: telemetry::metrics(),
+            };
+            let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
+            let port = listener.local_addr()?.port();
+            (Some(serve(listener, state, &settings)?), Some(port))
+        } else {
+            (None, None)
+        };
+        let shutdown = Shutdown {
+            signal: Arc::new(signal),
+            server: server.as_ref().map(Server::handle),
+        };
+        Ok(Self {
+            port,
+            server,
+            tasks,
+            shutdown,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the server stops (or, for a workers-only process, until shutdown is
+    /// triggered), then waits for every background part and reports how each ended.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            server,
+            tasks,
+            shutdown,
+            ..
+        } = self;
+        match server {
+            Some(server) => {
+                server.await?;
+                shutdown.signal.send_replace(true);
+            }
+            None => {
+                let mut rx = shutdown.signal.subscribe();
+                while !*rx.borrow_and_update() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        for (name, task) in tasks {
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(())) => tracing::info!(part = name, "stopped"),
+                Ok(Err(e)) => tracing::error!(part = name, error = %e, "ended abnormally"),
+                Err(_) => tracing::warn!(part = name, "did not stop within 10 s"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spawn_workers(
+    settings: &Arc<Settings>,
+    pool: &PgPool,
+    js: &jetstream::Context,
+    names: &Names,
+    commands: &CommandBus,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) {
+    let relay = Relay {
+        pool: pool.clone(),
+        database_url: settings.database_url.expose_secret().to_owned(),
+        js: js.clone(),
+        names: names.clone(),
+        batch: settings.worker.relay_batch,
+    };
+    let rx = shutdown.clone();
+    tasks.push((
+        "relay",
+        tokio::spawn(async move {
+            if let Err(e) = relay.run(rx).await {
+                tracing::error!(error = %e, "relay stopped");
+            }
+        }),
+    ));
+    for projection in workers::projections() {
+        let config = RunnerConfig {
+            stream: names.stream(),
+            durable: names.durable(projection.name()),
+            batch: settings.worker.projection_batch,
+            max_attempts: 3,
+        };
+        let runner = ProjectionRunner::new(pool.clone(), js.clone(), projection, config);
+        tasks.push(("projection", tokio::spawn(runner.run(shutdown.clone()))));
+    }
+    let interval = Duration::from_millis(settings.worker.lease_scan_interval_ms);
+    tasks.push((
+        "lease-expiry",
+        tokio::spawn(workers::lease_expiry::run(
+            pool.clone(),
+            commands.clone(),
+            interval,
+            shutdown.clone(),
+        )),
+    ));
+    tasks.push((
+        "lag",
+        tokio::spawn(workers::lag::run(pool.clone(), names.stream(), shutdown.clone())),
+    ));
+}
+
+fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow::Result<Server> {
+    let auth_keys = web::Data::new(AuthKeys::new(&settings.auth));
+    let pool = web::Data::new(state.pool.clone());
+    let state = web::Data::new(state);
+    let body_limit = settings.http.body_limit_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http::middleware::request_context))
+            .app_data(state.clone())
+            .app_data(pool.clone())
+            .app_data(auth_keys.clone())
+            .configure(|cfg| http::configure(cfg, body_limit))
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(settings.http.shutdown_timeout_secs)
+    .run();
+    Ok(server)
+}

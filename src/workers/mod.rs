@@ -1,0 +1,18 @@
+//! The worker process's parts besides the relay: projection runners, the lease-expiry
+//! scheduler and the lag monitor.
+
+pub mod lag;
+pub mod lease_expiry;
+
+use bountyline_projections::tasks::TasksProjection;
+use bountyline_projections::Projection;
+use std::sync::Arc;
+
+/// Every projection bountyline maintains, by name.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(TasksProjection)]
+}
+
+pub fn projection(name: &str) -> Option<Arc<dyn Projection>> {
+    projections().into_iter().find(|p| p.name() == name)
+}
