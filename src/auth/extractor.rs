@@ -72,8 +72,9 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed =
-        || ApiError::Unauthenticated("the Authorization header must be `Bearer <token>`".to_owned());
+    let malformed = || {
+        ApiError::Unauthenticated("the Authorization header must be `Bearer <token>`".to_owned())
+    };
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
     // Auth schemes are case-insensitive (RFC 9110 §11.1).
@@ -97,7 +98,9 @@ fn query_token(req: &HttpRequest) -> Option<String> {
 fn keys(req: &HttpRequest) -> Result<&AuthKeys, ApiError> {
     req.app_data::<web::Data<AuthKeys>>()
         .map(|data| data.get_ref())
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AuthKeys is not registered as app data")))
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("AuthKeys is not registered as app data"))
+        })
 }
 
 /// Refuses with a 403 unless `actor` holds `role`.
@@ -142,14 +145,22 @@ mod tests {
             .to_http_request();
         assert_eq!(from_header(&req).unwrap().user_id, user);
 
-        let req = TestRequest::default().app_data(data.clone()).to_http_request();
-        assert!(matches!(from_header(&req), Err(ApiError::Unauthenticated(_))));
+        let req = TestRequest::default()
+            .app_data(data.clone())
+            .to_http_request();
+        assert!(matches!(
+            from_header(&req),
+            Err(ApiError::Unauthenticated(_))
+        ));
 
         let req = TestRequest::default()
             .app_data(data)
             .insert_header((header::AUTHORIZATION, format!("Basic {token}")))
             .to_http_request();
-        assert!(matches!(from_header(&req), Err(ApiError::Unauthenticated(_))));
+        assert!(matches!(
+            from_header(&req),
+            Err(ApiError::Unauthenticated(_))
+        ));
     }
 
     #[test]
@@ -164,6 +175,9 @@ mod tests {
         let actor = Authenticated::from_request_or_query(&req).unwrap();
         assert_eq!(actor.user_id, user);
         assert!(require_role(&actor, Role::Auditor).is_ok());
-        assert!(matches!(require_role(&actor, Role::Admin), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            require_role(&actor, Role::Admin),
+            Err(ApiError::Forbidden(_))
+        ));
     }
 }

@@ -34,12 +34,8 @@ fn hasher() -> ApiResult<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Checks a new password against the rules; the 422 names the `password` field.
-pub fn validate(password: &SecretString) -> ApiResult<()> {
-    problem(password.expose_secret()).map_or(Ok(()), |msg| Err(ApiError::invalid_field("password", msg)))
-}
-
-/// What is wrong with a new password, if anything. Never echoes the password.
+/// What is wrong with a new password, if anything, as a message for the `password` field.
+/// Never echoes the password.
 pub fn problem(password: &str) -> Option<String> {
     let chars = password.chars().count();
     if chars < MIN_CHARS {
@@ -54,7 +50,7 @@ pub fn problem(password: &str) -> Option<String> {
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) with a
-/// fresh random salt. Does not apply the rules: call [`validate`] first.
+/// fresh random salt. Does not apply the rules: check [`problem`] first.
 pub async fn hash(password: SecretString) -> ApiResult<String> {
     blocking(move || {
         let hash = hasher()?
@@ -98,8 +94,12 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_refuses_others() {
         let phc = hash("correct horse battery".into()).await.unwrap();
-        assert!(verify("correct horse battery".into(), Some(phc.clone())).await.unwrap());
-        assert!(!verify("correct horse battery!".into(), Some(phc)).await.unwrap());
+        assert!(verify("correct horse battery".into(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!verify("correct horse battery!".into(), Some(phc))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]

@@ -115,10 +115,14 @@ pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rota
             "a spent refresh token was presented again; its family is revoked"
         );
         metrics::counter!("bountyline_auth_refresh_reuse_total").increment(1);
-        return Err(refused("the refresh token has already been used; please log in again"));
+        return Err(refused(
+            "the refresh token has already been used; please log in again",
+        ));
     }
     if stored.expired {
-        return Err(refused("the refresh token has expired; please log in again"));
+        return Err(refused(
+            "the refresh token has expired; please log in again",
+        ));
     }
 
     sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1")

@@ -246,9 +246,12 @@ mod tests {
     fn a_token_signed_with_another_secret_is_refused() {
         let keys = AuthKeys::new(&settings());
         let other = EncodingKey::from_secret(b"another-secret-also-32-bytes-long!!");
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(Uuid::new_v4()), &other)
-                .unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(Uuid::new_v4()),
+            &other,
+        )
+        .unwrap();
         refused(&keys, &token);
     }
 

@@ -135,7 +135,9 @@ pub fn parse_display_name(raw: &str) -> Result<String, String> {
     if chars == 0 {
         Err("must not be empty".to_owned())
     } else if chars > MAX_DISPLAY_NAME_CHARS {
-        Err(format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters long"))
+        Err(format!(
+            "must be at most {MAX_DISPLAY_NAME_CHARS} characters long"
+        ))
     } else if name.chars().any(char::is_control) {
         Err("must not contain control characters".to_owned())
     } else {
@@ -172,10 +174,11 @@ pub async fn create(pool: &PgPool, new: NewUser, roles: &[Role]) -> ApiResult<Us
 }
 
 pub async fn find_by_id(pool: &PgPool, id: Uuid) -> ApiResult<Option<User>> {
-    let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     Ok(row.map(User::from))
 }
 
@@ -246,7 +249,9 @@ pub enum AdminOutcome {
 impl AdminOutcome {
     pub fn user(&self) -> &User {
         match self {
-            AdminOutcome::Created(u) | AdminOutcome::Promoted(u) | AdminOutcome::AlreadyAdmin(u) => u,
+            AdminOutcome::Created(u)
+            | AdminOutcome::Promoted(u)
+            | AdminOutcome::AlreadyAdmin(u) => u,
         }
     }
 }
@@ -267,7 +272,10 @@ pub async fn create_admin(
     match create(pool, new, &[Role::Member, Role::Admin]).await {
         Ok(user) => Ok(AdminOutcome::Created(user)),
         // Someone registered the email between our look-up and insert: promote that account.
-        Err(ApiError::Conflict { kind: "email-taken", .. }) => promote(pool, email)
+        Err(ApiError::Conflict {
+            kind: "email-taken",
+            ..
+        }) => promote(pool, email)
             .await
             .map_err(cli)?
             .ok_or_else(|| anyhow::anyhow!("the account for {email} vanished while promoting it")),
@@ -294,9 +302,21 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_must_look_like_emails() {
-        assert_eq!(parse_email("  Ann@Example.com \n").unwrap(), "Ann@Example.com");
-        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com",
-                    "ann@@example.com", "ann@example..com", "ann@.example.com"] {
+        assert_eq!(
+            parse_email("  Ann@Example.com \n").unwrap(),
+            "Ann@Example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "ann@@example.com",
+            "ann@example..com",
+            "ann@.example.com",
+        ] {
             assert!(parse_email(bad).is_err(), "{bad:?} should be refused");
         }
         let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(186));

@@ -114,7 +114,7 @@ async fn claim(
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
-    let lease_seconds = bounded_int("lease_seconds", request.lease_seconds.unwrap_or(30), 5, 3600)?;
+    let lease_seconds = bounded_int("lease_seconds", request.lease_seconds.unwrap_or(30), 1, 3600)?;
     let (st, worker) = (state.clone(), actor.clone());
     execute(&state, &req, &actor, &request, |ctx| async move {
         let state = st;

@@ -1,0 +1,197 @@
+//! The test harness: every test gets the real server (API and workers) on a random port, its
+//! own freshly migrated database and its own NATS stream and subject prefix, so tests run in
+//! parallel without sharing state. Postgres and NATS are the real ones `scripts/test` starts.
+#![allow(dead_code)]
+
+pub mod accounts;
+
+pub use accounts::TestUser;
+
+use bountyline::config::{AuthSettings, HttpSettings, Settings, SseSettings, WorkerSettings};
+use bountyline::startup::{Application, Parts, Shutdown};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::future::Future;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub shutdown: Shutdown,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test, which starts Postgres and NATS")
+    })
+}
+
+/// A new, migrated database of its own; returns its URL.
+pub async fn fresh_database() -> String {
+    let base = env("DATABASE_URL");
+    let name = format!("bl_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&base).await.expect("connect to Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("DATABASE_URL has no database name"),
+    };
+    let pool = PgPool::connect(&url).await.expect("connect to test database");
+    bountyline::db::migrate(&pool).await.expect("migrate");
+    pool.close().await;
+    url
+}
+
+/// Settings for a test instance: its own database, NATS prefix, random port, fast timers.
+pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
+    Settings {
+        database_url: SecretString::from(database_url.to_owned()),
+        nats_url: nats_url.to_owned(),
+        nats_prefix: format!("t{}", &Uuid::new_v4().simple().to_string()[..12]),
+        db_pool_size: 10,
+        http: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            body_limit_bytes: 256 * 1024,
+            shutdown_timeout_secs: 5,
+            read_your_writes_timeout_ms: 5000,
+        },
+        auth: AuthSettings {
+            jwt_secret: SecretString::from(format!("test-secret-{}", Uuid::new_v4())),
+            issuer: "bountyline".into(),
+            audience: "bountyline-api".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 3600,
+        },
+        sse: SseSettings {
+            keep_alive_secs: 1,
+            hub_capacity: 4096,
+            client_buffer: 64,
+        },
+        worker: WorkerSettings {
+            lease_scan_interval_ms: 200,
+            projection_batch: 500,
+            relay_batch: 1000,
+        },
+        log_format: "pretty".into(),
+    }
+}
+
+impl TestApp {
+    /// API and workers in one process, on the shared test services.
+    pub async fn spawn() -> TestApp {
+        let db = fresh_database().await;
+        Self::spawn_with(test_settings(&db, &env("NATS_URL")), Parts::ALL).await
+    }
+
+    pub async fn spawn_with(settings: Settings, parts: Parts) -> TestApp {
+        bountyline::telemetry::init_tracing("pretty");
+        let app = Application::build(settings.clone(), parts)
+            .await
+            .expect("build application");
+        let port = app.port().unwrap_or(0);
+        let shutdown = app.shutdown_handle();
+        tokio::spawn(app.run_until_stopped());
+        let pool = PgPool::connect(settings.database_url.expose_secret())
+            .await
+            .expect("connect test pool");
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::new(),
+            pool,
+            settings,
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&user.access_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, user: &TestUser, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a task and returns the command's answer (`{id, version, position}`).
+    pub async fn create_task(&self, user: &TestUser, queue: &str, title: &str, priority: i64) -> Value {
+        let res = self
+            .post(user, "/v1/tasks", &serde_json::json!({"queue": queue, "title": title, "priority": priority}))
+            .await;
+        assert_eq!(res.status(), 201, "create task");
+        res.json().await.expect("json")
+    }
+
+    /// Waits until `projection` has applied `position`.
+    pub async fn wait_for_projection(&self, projection: &str, position: i64) {
+        let pool = self.pool.clone();
+        let name = projection.to_owned();
+        wait_until(Duration::from_secs(20), &format!("{projection} to reach {position}"), || {
+            let (pool, name) = (pool.clone(), name.clone());
+            async move {
+                bountyline_projections::checkpoint::read(&pool, &name)
+                    .await
+                    .map(|p| p >= position)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+    }
+
+    /// The highest position in the event store.
+    pub async fn head(&self) -> i64 {
+        sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("head")
+    }
+
+    /// Waits until every projection has applied everything in the store.
+    pub async fn settle(&self) {
+        let head = self.head().await;
+        for p in bountyline::workers::projections() {
+            self.wait_for_projection(p.name(), head).await;
+        }
+    }
+}
+
+/// Polls `check` until it is true, failing the test after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

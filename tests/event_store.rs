@@ -1,0 +1,128 @@
+//! The event store's own guarantees: acknowledged means durable across a kill, history is
+//! append-only, and every event carries who, why and where it sits on the position line.
+
+mod common;
+
+use common::{fresh_database, test_settings, TestApp};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[tokio::test]
+async fn the_database_refuses_to_change_or_remove_events() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    app.create_task(&alice, "q", "history", 0).await;
+    for sql in [
+        "UPDATE events SET payload = '{}'::jsonb",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn every_event_records_its_actor_request_correlation_and_causation() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let res = app
+        .client
+        .post(app.url("/v1/tasks"))
+        .bearer_auth(&alice.access_token)
+        .header("X-Request-Id", "req-abc-123")
+        .json(&json!({"queue": "q", "title": "traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "req-abc-123");
+    let (metadata, event_version, position, recorded): (Value, String, i64, bool) = sqlx::query_as(
+        "SELECT metadata, event_version, position, recorded_at <= now() FROM events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(metadata["actor"], json!(alice.id.to_string()));
+    assert_eq!(metadata["request_id"], "req-abc-123");
+    assert_eq!(metadata["correlation_id"], "req-abc-123");
+    assert_eq!(metadata["causation_id"], metadata["command_id"]);
+    assert_eq!(metadata["command"], "CreateTask");
+    assert_eq!(event_version, "1");
+    assert_eq!(position, 1);
+    assert!(recorded);
+}
+
+/// A free loopback port for a child process.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn acknowledged_commands_survive_killing_the_server() {
+    let db = fresh_database().await;
+    let settings = test_settings(&db, &std::env::var("NATS_URL").unwrap());
+    // An in-process app on the same database and key registers the user.
+    let helper = TestApp::spawn_with(settings.clone(), bountyline::startup::Parts::WORKERS).await;
+    let registrar = TestApp::spawn_with(settings.clone(), bountyline::startup::Parts::API).await;
+    let alice = registrar.user("alice").await;
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bountyline"))
+        .arg("serve")
+        .env("DATABASE_URL", settings.database_url.expose_secret())
+        .env("NATS_URL", &settings.nats_url)
+        .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
+        .env("BOUNTYLINE_AUTH__JWT_SECRET", settings.auth.jwt_secret.expose_secret())
+        .env("BOUNTYLINE_HTTP__PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bountyline serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    common::wait_until(Duration::from_secs(20), "the server to be ready", || {
+        let (client, url) = (client.clone(), format!("{base}/health/ready"));
+        async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let res = client
+            .post(format!("{base}/v1/tasks"))
+            .bearer_auth(&alice.access_token)
+            .json(&json!({"queue": "durable", "title": format!("t{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        acknowledged.push(res.json::<Value>().await.unwrap());
+    }
+    // SIGKILL: no chance to flush anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    for ack in &acknowledged {
+        let (version, position): (i64, i64) = sqlx::query_as(
+            "SELECT sequence, position FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1",
+        )
+        .bind(ack["id"].as_str().unwrap())
+        .fetch_one(&helper.pool)
+        .await
+        .expect("an acknowledged command's event is in the store");
+        assert_eq!(json!(version), ack["version"]);
+        assert_eq!(json!(position), ack["position"]);
+    }
+    // And the workers, still running, project all of them.
+    helper.settle().await;
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE queue = 'durable'")
+        .fetch_one(&helper.pool)
+        .await
+        .unwrap();
+    assert_eq!(projected, 20);
+}

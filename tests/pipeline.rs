@@ -1,0 +1,512 @@
+//! The event pipeline end to end: events table → relay → JetStream → projection runner →
+//! read model (DESIGN.md guarantees 4, 5, 6, 7 and 8), against real Postgres and NATS.
+
+mod common;
+
+use async_nats::jetstream;
+use bountyline::nats::Names;
+use bountyline_projections::rebuild::{build_shadow, diff, rebuild};
+use bountyline_projections::tasks::TasksProjection;
+use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION, HEADER_PREV_POSITION};
+use bountyline_projections::{checkpoint, EventReader};
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Every test here finishes within this, whatever hangs.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+async fn within<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .unwrap_or_else(|_| panic!("the test did not finish within {TEST_LIMIT:?}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantees 4 and 8: NATS down delays projections, loses nothing, blocks no command.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_event_is_lost_while_nats_is_down() {
+    within(async {
+        let mut nats = PrivateNats::start().await;
+        let db = fresh_database().await;
+        let app = TestApp::spawn_with(test_settings(&db, &nats.url()), bountyline::startup::Parts::ALL)
+            .await;
+        let alice = app.user("alice").await;
+
+        let mut ids = Vec::new();
+        for i in 0..2 {
+            let created = app.create_task(&alice, "outage", &format!("before {i}"), 0).await;
+            ids.push(id_of(&created));
+        }
+        let before = app.head().await;
+        app.wait_for_projection("tasks", before).await;
+
+        nats.stop();
+        let mut positions = Vec::new();
+        for i in 0..20 {
+            // create_task asserts 201: commands never wait for the broker.
+            let created = app.create_task(&alice, "outage", &format!("during {i}"), 0).await;
+            ids.push(id_of(&created));
+            positions.push(position_of(&created));
+        }
+        assert!(positions[0] > before);
+        stays_true(Duration::from_millis(800), "the projection to stay behind NATS", || async {
+            projection_at(&app).await <= before
+        })
+        .await;
+
+        nats.restart().await;
+        let head = app.head().await;
+        assert_eq!(head, *positions.last().expect("positions"));
+        wait_for_relay(&app, head, Duration::from_secs(40)).await;
+        wait_until(Duration::from_secs(40), "tasks to catch up after NATS returned", || async {
+            projection_at(&app).await >= head
+        })
+        .await;
+
+        for id in &ids {
+            let res = app.get(&alice, &format!("/v1/tasks/{id}")).await;
+            assert_eq!(res.status(), 200, "task {id} is readable after the outage");
+        }
+        let js = jetstream_of(&app).await;
+        assert_stream_holds_every_event_once_in_order(&app, &js).await;
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+/// A nats-server of this test's own, so it can be killed and restarted with its store.
+struct PrivateNats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl PrivateNats {
+    async fn start() -> PrivateNats {
+        let port = free_port();
+        let store = std::env::temp_dir().join(format!("bl-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&store).expect("create the NATS store dir");
+        let mut nats = PrivateNats {
+            child: None,
+            port,
+            store,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and store, and waits until it accepts.
+    async fn restart(&mut self) {
+        let bin = std::env::var("NATS_SERVER_BIN")
+            .expect("NATS_SERVER_BIN is not set: source .data/env (scripts/test does)");
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until(Duration::from_secs(15), "the private nats-server to accept", || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 6: redelivery and republishing are harmless.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redelivered_and_republished_events_change_nothing() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        for i in 0..4 {
+            app.create_task(&alice, "republish", &format!("task {i}"), i).await;
+        }
+        app.settle().await;
+        for _ in 0..3 {
+            let claimed = claim(&app, &bob, "republish", 600).await;
+            let id = id_of(&claimed);
+            let res = app
+                .post(&bob, &format!("/v1/tasks/{id}/complete"), &json!({"result": {"ok": true}}))
+                .await;
+            assert_eq!(res.status(), 200, "complete {id}");
+        }
+        app.settle().await;
+        let rows = snapshot(&app).await;
+        let at = projection_at(&app).await;
+        assert_eq!(at, app.head().await);
+
+        // Copies of the whole history under new message ids: JetStream's dedupe cannot drop
+        // them, so only the projection's checkpoint stands between them and the rows.
+        let js = jetstream_of(&app).await;
+        let names = Names::new(&app.settings.nats_prefix);
+        let events = EventReader::new(app.pool.clone()).after(0, 10_000).await.expect("events");
+        let mut prev = 0;
+        let mut acks = Vec::new();
+        for event in &events {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(HEADER_MSG_ID, Uuid::new_v4().to_string().as_str());
+            headers.insert(HEADER_POSITION, event.position.to_string().as_str());
+            headers.insert(HEADER_PREV_POSITION, prev.to_string().as_str());
+            let payload = serde_json::to_vec(event).expect("encode event");
+            let ack = js
+                .publish_with_headers(names.subject(&event.aggregate_type), headers, payload.into())
+                .await
+                .expect("republish");
+            acks.push(ack);
+            prev = event.position;
+        }
+        for ack in acks {
+            let ack = ack.await.expect("republish ack");
+            assert!(!ack.duplicate, "a copy under a new id is not a duplicate to JetStream");
+        }
+
+        let stream = js.get_stream(names.stream()).await.expect("stream");
+        let durable = names.durable("tasks");
+        wait_until(Duration::from_secs(20), "the tasks consumer to drain the copies", || {
+            let (stream, durable) = (&stream, &durable);
+            async move {
+                match stream.consumer_info(durable).await {
+                    Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(snapshot(&app).await, rows, "the copies changed the read model");
+        assert_eq!(projection_at(&app).await, at, "the copies moved the checkpoint");
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 7: a rebuild equals the live projection, and swaps in without breaking it.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuilt_projection_equals_the_live_one_row_for_row() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+        let mut alpha = Vec::new();
+        let mut beta = Vec::new();
+        for i in 0..12 {
+            alpha.push(id_of(&app.create_task(&alice, "alpha", &format!("a{i}"), i % 4).await));
+            beta.push(id_of(&app.create_task(&bob, "beta", &format!("b{i}"), -(i % 3)).await));
+        }
+        for i in 0..8 {
+            let res = app
+                .post(
+                    &carol,
+                    "/v1/tasks",
+                    &json!({"queue": "alpha", "title": format!("c{i}"), "description": "with a payload",
+                            "priority": 2, "payload": {"n": i}, "max_attempts": 2}),
+                )
+                .await;
+            assert_eq!(res.status(), 201);
+            alpha.push(id_of(&res.json().await.expect("json")));
+        }
+        app.settle().await;
+
+        // Bob works alpha, carol works beta: heartbeats, completions, retryable and final
+        // failures, a task left claimed.
+        let mut bob_held = Vec::new();
+        for _ in 0..6 {
+            bob_held.push(id_of(&claim(&app, &bob, "alpha", 600).await));
+        }
+        let mut carol_held = Vec::new();
+        for _ in 0..6 {
+            carol_held.push(id_of(&claim(&app, &carol, "beta", 600).await));
+        }
+        for id in bob_held.iter().chain(&carol_held) {
+            let worker = if bob_held.contains(id) { &bob } else { &carol };
+            let res = app
+                .post(worker, &format!("/v1/tasks/{id}/heartbeat"), &json!({"progress": 40, "note": "going"}))
+                .await;
+            assert_eq!(res.status(), 200, "heartbeat {id}");
+        }
+        for id in &bob_held[..3] {
+            ok(app.post(&bob, &format!("/v1/tasks/{id}/complete"), &json!({"result": {"done": id}})).await).await;
+        }
+        ok(app.post(&bob, &format!("/v1/tasks/{}/fail", bob_held[3]), &json!({"error": "flaky", "retryable": true})).await).await;
+        ok(app.post(&bob, &format!("/v1/tasks/{}/fail", bob_held[4]), &json!({"error": "broken", "retryable": false})).await).await;
+        for id in &carol_held[..2] {
+            ok(app.post(&carol, &format!("/v1/tasks/{id}/complete"), &json!({})).await).await;
+        }
+        for id in &carol_held[2..4] {
+            ok(app.post(&carol, &format!("/v1/tasks/{id}/fail"), &json!({"error": "again"})).await).await;
+        }
+        // Creators cancel: one of their tasks still claimed, and some still queued.
+        ok(app.post(&bob, &format!("/v1/tasks/{}/cancel", carol_held[4]), &json!({})).await).await;
+        let queued_alpha: Vec<&String> = alpha.iter().filter(|id| !bob_held.contains(id)).collect();
+        let alices: Vec<&&String> = queued_alpha.iter().filter(|id| alpha[..12].contains(id)).take(2).collect();
+        for id in alices {
+            ok(app.post(&alice, &format!("/v1/tasks/{id}/cancel"), &json!({})).await).await;
+        }
+        let queued_beta: Vec<&String> = beta.iter().filter(|id| !carol_held.contains(id)).take(2).collect();
+        for id in queued_beta {
+            ok(app.post(&bob, &format!("/v1/tasks/{id}/cancel"), &json!({})).await).await;
+        }
+        // The requeued tasks go round again.
+        app.settle().await;
+        let again = id_of(&claim(&app, &carol, "beta", 600).await);
+        ok(app.post(&carol, &format!("/v1/tasks/{again}/complete"), &json!({"result": [1, 2]})).await).await;
+        app.settle().await;
+
+        let statuses: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT status FROM tasks ORDER BY status")
+                .fetch_all(&app.pool)
+                .await
+                .expect("statuses");
+        assert_eq!(statuses, ["cancelled", "claimed", "completed", "dead_lettered", "queued"]);
+
+        let head = app.head().await;
+        let shadow = build_shadow(&app.pool, &TasksProjection, Some(head), &|_, _| {})
+            .await
+            .expect("build the shadow");
+        assert_eq!(shadow.position, head);
+        let differences = diff(&app.pool, &TasksProjection).await.expect("diff");
+        assert_eq!(differences, vec![("tasks".to_owned(), 0)], "the shadow differs from live");
+
+        let live = snapshot(&app).await;
+        assert_eq!(live.len(), 32);
+        let report = rebuild(&app.pool, &TasksProjection, &|_, _| {}).await.expect("rebuild");
+        assert_eq!(report.position, head);
+        assert_eq!(snapshot(&app).await, live, "the swapped-in tables differ from live");
+        assert_eq!(projection_at(&app).await, head);
+
+        // The swapped-in table serves queries and keeps being projected into.
+        let res = app.get(&alice, "/v1/tasks").await;
+        assert_eq!(res.status(), 200);
+        let created = app.create_task(&alice, "alpha", "after the rebuild", 0).await;
+        app.wait_for_projection("tasks", position_of(&created)).await;
+        let res = app.get(&alice, &format!("/v1/tasks/{}", id_of(&created))).await;
+        assert_eq!(res.status(), 200);
+        let task: Value = res.json().await.expect("json");
+        assert_eq!(task["title"], "after the rebuild");
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 5: the relay never moves past an append still in flight.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_never_publishes_past_an_append_held_open() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        app.create_task(&alice, "held", "first", 0).await;
+        let js = jetstream_of(&app).await;
+
+        for commit in [true, false] {
+            wait_for_relay(&app, app.head().await, Duration::from_secs(20)).await;
+            let mut held_tx = app.pool.begin().await.expect("begin");
+            let held: i64 = sqlx::query_scalar(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) \
+                 VALUES ('Probe', $1, 1, 'ProbeHeld', '1', '{}'::jsonb, '{}'::jsonb) RETURNING position",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .fetch_one(&mut *held_tx)
+            .await
+            .expect("hold an append open");
+
+            let creates: Vec<_> = (0..5)
+                .map(|i| {
+                    let (client, url, token) =
+                        (app.client.clone(), app.url("/v1/tasks"), alice.access_token.clone());
+                    tokio::spawn(async move {
+                        let res = client
+                            .post(url)
+                            .bearer_auth(token)
+                            .json(&json!({"queue": "held", "title": format!("behind the hold {i}")}))
+                            .send()
+                            .await
+                            .expect("create request");
+                        let status = res.status();
+                        (status, res.json::<Value>().await.expect("json"))
+                    })
+                })
+                .collect();
+            let stream = Names::new(&app.settings.nats_prefix).stream();
+            stays_true(Duration::from_millis(500), "appends to wait behind the open one", || async {
+                let relayed = relay_at(&app, &stream).await;
+                assert!(relayed < held, "the relay passed {held}, still in flight, at {relayed}");
+                creates.iter().all(|c| !c.is_finished())
+            })
+            .await;
+
+            if commit {
+                held_tx.commit().await.expect("commit the held append");
+            } else {
+                held_tx.rollback().await.expect("roll the held append back");
+            }
+            for create in creates {
+                let (status, body) = create.await.expect("create task");
+                assert_eq!(status, 201, "{body}");
+                assert!(position_of(&body) > held, "{} is not after the held {held}", body["position"]);
+            }
+            let head = app.head().await;
+            app.settle().await;
+            wait_for_relay(&app, head, Duration::from_secs(20)).await;
+            assert_eq!(relay_at(&app, &stream).await, head);
+            let kept: bool = sqlx::query_scalar("SELECT exists(SELECT 1 FROM events WHERE position = $1)")
+                .bind(held)
+                .fetch_one(&app.pool)
+                .await
+                .expect("held row");
+            assert_eq!(kept, commit, "the held append is in the store exactly when committed");
+            assert_stream_holds_every_event_once_in_order(&app, &js).await;
+        }
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of this file.
+// ---------------------------------------------------------------------------------------------
+
+fn id_of(answer: &Value) -> String {
+    answer["id"].as_str().unwrap_or_else(|| panic!("no id in {answer}")).to_owned()
+}
+
+fn position_of(answer: &Value) -> i64 {
+    answer["position"].as_i64().unwrap_or_else(|| panic!("no position in {answer}"))
+}
+
+async fn ok(res: reqwest::Response) {
+    let status = res.status();
+    assert_eq!(status, 200, "{}", res.text().await.unwrap_or_default());
+}
+
+/// Claims the best task of `queue` for `worker`; the read model must already show it.
+async fn claim(app: &TestApp, worker: &TestUser, queue: &str, lease_seconds: i64) -> Value {
+    let res = app
+        .post(worker, &format!("/v1/queues/{queue}/claim"), &json!({"lease_seconds": lease_seconds}))
+        .await;
+    assert_eq!(res.status(), 200, "claim from {queue}");
+    let claimed: Value = res.json().await.expect("json");
+    app.wait_for_projection("tasks", position_of(&claimed)).await;
+    claimed
+}
+
+async fn projection_at(app: &TestApp) -> i64 {
+    checkpoint::read(&app.pool, "tasks").await.expect("tasks checkpoint")
+}
+
+async fn relay_at(app: &TestApp, stream: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE stream = $1")
+        .bind(stream)
+        .fetch_optional(&app.pool)
+        .await
+        .expect("relay checkpoint")
+        .unwrap_or(0)
+}
+
+async fn wait_for_relay(app: &TestApp, position: i64, limit: Duration) {
+    let stream = Names::new(&app.settings.nats_prefix).stream();
+    wait_until(limit, &format!("the relay to publish up to {position}"), || async {
+        relay_at(app, &stream).await >= position
+    })
+    .await;
+}
+
+/// Polls `check` for `period`, failing as soon as it is false.
+async fn stays_true<F, Fut>(period: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < end {
+        assert!(check().await, "expected {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Every row of the read model, as JSON, in id order.
+async fn snapshot(app: &TestApp) -> Vec<Value> {
+    sqlx::query_scalar("SELECT to_jsonb(t) FROM tasks t ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .expect("snapshot tasks")
+}
+
+async fn jetstream_of(app: &TestApp) -> jetstream::Context {
+    let client = async_nats::connect(&app.settings.nats_url).await.expect("connect to NATS");
+    jetstream::new(client)
+}
+
+/// The stream holds each stored event once, under its event id, in position order.
+async fn assert_stream_holds_every_event_once_in_order(app: &TestApp, js: &jetstream::Context) {
+    let stored: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT event_id, position FROM events ORDER BY position")
+            .fetch_all(&app.pool)
+            .await
+            .expect("stored events");
+    let names = Names::new(&app.settings.nats_prefix);
+    let stream = js.get_stream(names.stream()).await.expect("stream");
+    let state = stream.get_info().await.expect("stream info").state;
+    let mut published = Vec::new();
+    if state.messages > 0 {
+        for seq in state.first_sequence..=state.last_sequence {
+            let message = stream.get_raw_message(seq).await.expect("stream message");
+            let header = |name: &str| {
+                message
+                    .headers
+                    .get(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_else(|| panic!("message {seq} has no {name}"))
+            };
+            let id: Uuid = header(HEADER_MSG_ID).parse().expect("message id is an event id");
+            let position: i64 = header(HEADER_POSITION).parse().expect("position header");
+            published.push((id, position));
+        }
+    }
+    let distinct: HashSet<Uuid> = published.iter().map(|(id, _)| *id).collect();
+    assert_eq!(distinct.len(), published.len(), "an event id is in the stream twice");
+    assert_eq!(published, stored, "the stream is not the store, once each, in position order");
+}
