@@ -231,7 +231,7 @@ async fn a_rebuilt_projection_equals_the_live_one_row_for_row() {
         let mut beta = Vec::new();
         for i in 0..12 {
             alpha.push(id_of(&app.create_task(&alice, "alpha", &format!("a{i}"), i % 4).await));
-            beta.push(id_of(&app.create_task(&bob, "beta", &format!("b{i}"), -(i % 3)).await));
+            beta.push(id_of(&app.create_task(&bob, "beta", &format!("b{i}"), 9 - (i % 3)).await));
         }
         for i in 0..8 {
             let res = app
@@ -277,9 +277,9 @@ async fn a_rebuilt_projection_equals_the_live_one_row_for_row() {
         }
         // Creators cancel: one of their tasks still claimed, and some still queued.
         ok(app.post(&bob, &format!("/v1/tasks/{}/cancel", carol_held[4]), &json!({})).await).await;
-        let queued_alpha: Vec<&String> = alpha.iter().filter(|id| !bob_held.contains(id)).collect();
-        let alices: Vec<&&String> = queued_alpha.iter().filter(|id| alpha[..12].contains(id)).take(2).collect();
-        for id in alices {
+        let alices_queued: Vec<&String> =
+            alpha[..12].iter().filter(|id| !bob_held.contains(id)).take(2).collect();
+        for id in alices_queued {
             ok(app.post(&alice, &format!("/v1/tasks/{id}/cancel"), &json!({})).await).await;
         }
         let queued_beta: Vec<&String> = beta.iter().filter(|id| !carol_held.contains(id)).take(2).collect();
