@@ -167,15 +167,12 @@ async fn replay(
         );
         bar.set_prefix(projection.name());
         let started = std::time::Instant::now();
-        let report = bountyline_projections::rebuild::rebuild(
-            &pool,
-            projection.as_ref(),
-            &|done, head| {
+        let report =
+            bountyline_projections::rebuild::rebuild(&pool, projection.as_ref(), &|done, head| {
                 bar.set_length(head.max(0) as u64);
                 bar.set_position(done);
-            },
-        )
-        .await?;
+            })
+            .await?;
         bar.finish();
         let secs = started.elapsed().as_secs_f64();
         eprintln!(

@@ -84,18 +84,32 @@ impl Application {
         let mut tasks = Vec::new();
 
         if parts.workers {
-            spawn_workers(&settings, &pool, &js, &names, &commands, &shutdown_rx, &mut tasks);
+            spawn_workers(
+                &settings,
+                &pool,
+                &js,
+                &names,
+                &commands,
+                &shutdown_rx,
+                &mut tasks,
+            );
         }
 
         let (server, port) = if parts.api {
             let progress = ProjectionProgress::new(pool.clone());
-            tasks.push(("progress", tokio::spawn(progress.clone().listen(shutdown_rx.clone()))));
+            tasks.push((
+                "progress",
+                tokio::spawn(progress.clone().listen(shutdown_rx.clone())),
+            ));
             let hub = Hub::new(
                 EventReader::new(pool.clone()),
                 settings.sse.hub_capacity,
                 shutdown_rx.clone(),
             );
-            tasks.push(("sse-hub", tokio::spawn(hub.clone().follow(js.clone(), names.clone()))));
+            tasks.push((
+                "sse-hub",
+                tokio::spawn(hub.clone().follow(js.clone(), names.clone())),
+            ));
             let state = AppState {
                 settings: settings.clone(),
                 pool: pool.clone(),
@@ -217,7 +231,11 @@ fn spawn_workers(
     ));
     tasks.push((
         "lag",
-        tokio::spawn(workers::lag::run(pool.clone(), names.stream(), shutdown.clone())),
+        tokio::spawn(workers::lag::run(
+            pool.clone(),
+            names.stream(),
+            shutdown.clone(),
+        )),
     ));
 }
 

@@ -22,7 +22,10 @@ async fn the_database_refuses_to_change_or_remove_events() {
         let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -58,7 +61,11 @@ async fn every_event_records_its_actor_request_correlation_and_causation() {
 
 /// A free loopback port for a child process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -76,7 +83,10 @@ async fn acknowledged_commands_survive_killing_the_server() {
         .env("DATABASE_URL", settings.database_url.expose_secret())
         .env("NATS_URL", &settings.nats_url)
         .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
-        .env("BOUNTYLINE_AUTH__JWT_SECRET", settings.auth.jwt_secret.expose_secret())
+        .env(
+            "BOUNTYLINE_AUTH__JWT_SECRET",
+            settings.auth.jwt_secret.expose_secret(),
+        )
         .env("BOUNTYLINE_HTTP__PORT", port.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -87,7 +97,13 @@ async fn acknowledged_commands_survive_killing_the_server() {
     let client = reqwest::Client::new();
     common::wait_until(Duration::from_secs(20), "the server to be ready", || {
         let (client, url) = (client.clone(), format!("{base}/health/ready"));
-        async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
     })
     .await;
 

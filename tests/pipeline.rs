@@ -36,13 +36,18 @@ async fn no_event_is_lost_while_nats_is_down() {
     within(async {
         let mut nats = PrivateNats::start().await;
         let db = fresh_database().await;
-        let app = TestApp::spawn_with(test_settings(&db, &nats.url()), bountyline::startup::Parts::ALL)
-            .await;
+        let app = TestApp::spawn_with(
+            test_settings(&db, &nats.url()),
+            bountyline::startup::Parts::ALL,
+        )
+        .await;
         let alice = app.user("alice").await;
 
         let mut ids = Vec::new();
         for i in 0..2 {
-            let created = app.create_task(&alice, "outage", &format!("before {i}"), 0).await;
+            let created = app
+                .create_task(&alice, "outage", &format!("before {i}"), 0)
+                .await;
             ids.push(id_of(&created));
         }
         let before = app.head().await;
@@ -52,23 +57,29 @@ async fn no_event_is_lost_while_nats_is_down() {
         let mut positions = Vec::new();
         for i in 0..20 {
             // create_task asserts 201: commands never wait for the broker.
-            let created = app.create_task(&alice, "outage", &format!("during {i}"), 0).await;
+            let created = app
+                .create_task(&alice, "outage", &format!("during {i}"), 0)
+                .await;
             ids.push(id_of(&created));
             positions.push(position_of(&created));
         }
         assert!(positions[0] > before);
-        stays_true(Duration::from_millis(800), "the projection to stay behind NATS", || async {
-            projection_at(&app).await <= before
-        })
+        stays_true(
+            Duration::from_millis(800),
+            "the projection to stay behind NATS",
+            || async { projection_at(&app).await <= before },
+        )
         .await;
 
         nats.restart().await;
         let head = app.head().await;
         assert_eq!(head, *positions.last().expect("positions"));
         wait_for_relay(&app, head, Duration::from_secs(40)).await;
-        wait_until(Duration::from_secs(40), "tasks to catch up after NATS returned", || async {
-            projection_at(&app).await >= head
-        })
+        wait_until(
+            Duration::from_secs(40),
+            "tasks to catch up after NATS returned",
+            || async { projection_at(&app).await >= head },
+        )
         .await;
 
         for id in &ids {
@@ -112,7 +123,14 @@ impl PrivateNats {
         let bin = std::env::var("NATS_SERVER_BIN")
             .expect("NATS_SERVER_BIN is not set: source .data/env (scripts/test does)");
         let child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -120,10 +138,14 @@ impl PrivateNats {
             .expect("start nats-server");
         self.child = Some(child);
         let addr = format!("127.0.0.1:{}", self.port);
-        wait_until(Duration::from_secs(15), "the private nats-server to accept", || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
-        })
+        wait_until(
+            Duration::from_secs(15),
+            "the private nats-server to accept",
+            || {
+                let addr = addr.clone();
+                async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
+            },
+        )
         .await;
     }
 
@@ -158,14 +180,19 @@ async fn redelivered_and_republished_events_change_nothing() {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
         for i in 0..4 {
-            app.create_task(&alice, "republish", &format!("task {i}"), i).await;
+            app.create_task(&alice, "republish", &format!("task {i}"), i)
+                .await;
         }
         app.settle().await;
         for _ in 0..3 {
             let claimed = claim(&app, &bob, "republish", 600).await;
             let id = id_of(&claimed);
             let res = app
-                .post(&bob, &format!("/v1/tasks/{id}/complete"), &json!({"result": {"ok": true}}))
+                .post(
+                    &bob,
+                    &format!("/v1/tasks/{id}/complete"),
+                    &json!({"result": {"ok": true}}),
+                )
                 .await;
             assert_eq!(res.status(), 200, "complete {id}");
         }
@@ -178,7 +205,10 @@ async fn redelivered_and_republished_events_change_nothing() {
         // them, so only the projection's checkpoint stands between them and the rows.
         let js = jetstream_of(&app).await;
         let names = Names::new(&app.settings.nats_prefix);
-        let events = EventReader::new(app.pool.clone()).after(0, 10_000).await.expect("events");
+        let events = EventReader::new(app.pool.clone())
+            .after(0, 10_000)
+            .await
+            .expect("events");
         let mut prev = 0;
         let mut acks = Vec::new();
         for event in &events {
@@ -188,7 +218,11 @@ async fn redelivered_and_republished_events_change_nothing() {
             headers.insert(HEADER_PREV_POSITION, prev.to_string().as_str());
             let payload = serde_json::to_vec(event).expect("encode event");
             let ack = js
-                .publish_with_headers(names.subject(&event.aggregate_type), headers, payload.into())
+                .publish_with_headers(
+                    names.subject(&event.aggregate_type),
+                    headers,
+                    payload.into(),
+                )
                 .await
                 .expect("republish");
             acks.push(ack);
@@ -196,23 +230,38 @@ async fn redelivered_and_republished_events_change_nothing() {
         }
         for ack in acks {
             let ack = ack.await.expect("republish ack");
-            assert!(!ack.duplicate, "a copy under a new id is not a duplicate to JetStream");
+            assert!(
+                !ack.duplicate,
+                "a copy under a new id is not a duplicate to JetStream"
+            );
         }
 
         let stream = js.get_stream(names.stream()).await.expect("stream");
         let durable = names.durable("tasks");
-        wait_until(Duration::from_secs(20), "the tasks consumer to drain the copies", || {
-            let (stream, durable) = (&stream, &durable);
-            async move {
-                match stream.consumer_info(durable).await {
-                    Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-                    Err(_) => false,
+        wait_until(
+            Duration::from_secs(20),
+            "the tasks consumer to drain the copies",
+            || {
+                let (stream, durable) = (&stream, &durable);
+                async move {
+                    match stream.consumer_info(durable).await {
+                        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+                        Err(_) => false,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
-        assert_eq!(snapshot(&app).await, rows, "the copies changed the read model");
-        assert_eq!(projection_at(&app).await, at, "the copies moved the checkpoint");
+        assert_eq!(
+            snapshot(&app).await,
+            rows,
+            "the copies changed the read model"
+        );
+        assert_eq!(
+            projection_at(&app).await,
+            at,
+            "the copies moved the checkpoint"
+        );
         app.shutdown.trigger().await;
     })
     .await;
@@ -410,11 +459,16 @@ async fn the_relay_never_publishes_past_an_append_held_open() {
 // ---------------------------------------------------------------------------------------------
 
 fn id_of(answer: &Value) -> String {
-    answer["id"].as_str().unwrap_or_else(|| panic!("no id in {answer}")).to_owned()
+    answer["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {answer}"))
+        .to_owned()
 }
 
 fn position_of(answer: &Value) -> i64 {
-    answer["position"].as_i64().unwrap_or_else(|| panic!("no position in {answer}"))
+    answer["position"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no position in {answer}"))
 }
 
 async fn ok(res: reqwest::Response) {
@@ -425,16 +479,23 @@ async fn ok(res: reqwest::Response) {
 /// Claims the best task of `queue` for `worker`; the read model must already show it.
 async fn claim(app: &TestApp, worker: &TestUser, queue: &str, lease_seconds: i64) -> Value {
     let res = app
-        .post(worker, &format!("/v1/queues/{queue}/claim"), &json!({"lease_seconds": lease_seconds}))
+        .post(
+            worker,
+            &format!("/v1/queues/{queue}/claim"),
+            &json!({"lease_seconds": lease_seconds}),
+        )
         .await;
     assert_eq!(res.status(), 200, "claim from {queue}");
     let claimed: Value = res.json().await.expect("json");
-    app.wait_for_projection("tasks", position_of(&claimed)).await;
+    app.wait_for_projection("tasks", position_of(&claimed))
+        .await;
     claimed
 }
 
 async fn projection_at(app: &TestApp) -> i64 {
-    checkpoint::read(&app.pool, "tasks").await.expect("tasks checkpoint")
+    checkpoint::read(&app.pool, "tasks")
+        .await
+        .expect("tasks checkpoint")
 }
 
 async fn relay_at(app: &TestApp, stream: &str) -> i64 {
@@ -448,9 +509,11 @@ async fn relay_at(app: &TestApp, stream: &str) -> i64 {
 
 async fn wait_for_relay(app: &TestApp, position: i64, limit: Duration) {
     let stream = Names::new(&app.settings.nats_prefix).stream();
-    wait_until(limit, &format!("the relay to publish up to {position}"), || async {
-        relay_at(app, &stream).await >= position
-    })
+    wait_until(
+        limit,
+        &format!("the relay to publish up to {position}"),
+        || async { relay_at(app, &stream).await >= position },
+    )
     .await;
 }
 
@@ -476,7 +539,9 @@ async fn snapshot(app: &TestApp) -> Vec<Value> {
 }
 
 async fn jetstream_of(app: &TestApp) -> jetstream::Context {
-    let client = async_nats::connect(&app.settings.nats_url).await.expect("connect to NATS");
+    let client = async_nats::connect(&app.settings.nats_url)
+        .await
+        .expect("connect to NATS");
     jetstream::new(client)
 }
 
@@ -501,12 +566,21 @@ async fn assert_stream_holds_every_event_once_in_order(app: &TestApp, js: &jetst
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_else(|| panic!("message {seq} has no {name}"))
             };
-            let id: Uuid = header(HEADER_MSG_ID).parse().expect("message id is an event id");
+            let id: Uuid = header(HEADER_MSG_ID)
+                .parse()
+                .expect("message id is an event id");
             let position: i64 = header(HEADER_POSITION).parse().expect("position header");
             published.push((id, position));
         }
     }
     let distinct: HashSet<Uuid> = published.iter().map(|(id, _)| *id).collect();
-    assert_eq!(distinct.len(), published.len(), "an event id is in the stream twice");
-    assert_eq!(published, stored, "the stream is not the store, once each, in position order");
+    assert_eq!(
+        distinct.len(),
+        published.len(),
+        "an event id is in the stream twice"
+    );
+    assert_eq!(
+        published, stored,
+        "the stream is not the store, once each, in position order"
+    );
 }

@@ -32,16 +32,34 @@ async fn a_task_goes_from_queued_to_claimed_to_completed() {
     let position = created["position"].as_i64().unwrap();
     assert_eq!(task(&app, &alice, id, position).await["status"], "queued");
 
-    let claimed = app.post(&worker, "/v1/queues/emails/claim", &json!({"lease_seconds": 60})).await;
+    let claimed = app
+        .post(
+            &worker,
+            "/v1/queues/emails/claim",
+            &json!({"lease_seconds": 60}),
+        )
+        .await;
     assert_eq!(claimed.status(), 200);
     let claimed: Value = claimed.json().await.unwrap();
     assert_eq!(claimed["id"], id);
     assert_eq!(claimed["attempt"], 1);
     assert_eq!(claimed["title"], "send welcome");
 
-    let beat = app.post(&worker, &format!("/v1/tasks/{id}/heartbeat"), &json!({"progress": 50, "note": "half"})).await;
+    let beat = app
+        .post(
+            &worker,
+            &format!("/v1/tasks/{id}/heartbeat"),
+            &json!({"progress": 50, "note": "half"}),
+        )
+        .await;
     assert_eq!(beat.status(), 200);
-    let done = app.post(&worker, &format!("/v1/tasks/{id}/complete"), &json!({"result": {"sent": true}})).await;
+    let done = app
+        .post(
+            &worker,
+            &format!("/v1/tasks/{id}/complete"),
+            &json!({"result": {"sent": true}}),
+        )
+        .await;
     assert_eq!(done.status(), 200);
     let done: Value = done.json().await.unwrap();
     assert_eq!(done["version"], 4);
@@ -60,16 +78,25 @@ async fn claims_take_the_highest_priority_then_the_oldest_task() {
     let low = app.create_task(&alice, "q", "low", 1).await;
     let high_old = app.create_task(&alice, "q", "high old", 7).await;
     let high_new = app.create_task(&alice, "q", "high new", 7).await;
-    app.wait_for_projection("tasks", high_new["position"].as_i64().unwrap()).await;
+    app.wait_for_projection("tasks", high_new["position"].as_i64().unwrap())
+        .await;
     let mut order = Vec::new();
     for _ in 0..3 {
         let res = app.post(&worker, "/v1/queues/q/claim", &json!({})).await;
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
         order.push(body["id"].clone());
-        app.wait_for_projection("tasks", body["position"].as_i64().unwrap()).await;
+        app.wait_for_projection("tasks", body["position"].as_i64().unwrap())
+            .await;
     }
-    assert_eq!(order, vec![high_old["id"].clone(), high_new["id"].clone(), low["id"].clone()]);
+    assert_eq!(
+        order,
+        vec![
+            high_old["id"].clone(),
+            high_new["id"].clone(),
+            low["id"].clone()
+        ]
+    );
     let none = app.post(&worker, "/v1/queues/q/claim", &json!({})).await;
     assert_eq!(none.status(), 204);
 }
@@ -80,7 +107,9 @@ async fn fifty_concurrent_claims_give_each_task_to_exactly_one_worker() {
     let alice = app.user("alice").await;
     let mut last = 0;
     for i in 0..50 {
-        last = app.create_task(&alice, "race", &format!("task {i}"), i % 10).await["position"]
+        last = app
+            .create_task(&alice, "race", &format!("task {i}"), i % 10)
+            .await["position"]
             .as_i64()
             .unwrap();
     }
@@ -90,16 +119,25 @@ async fn fifty_concurrent_claims_give_each_task_to_exactly_one_worker() {
         workers.push(app.user(&format!("w{i}")).await);
     }
     let claims = futures::future::join_all(workers.iter().map(|w| async {
-        let res = app.post(w, "/v1/queues/race/claim", &json!({"lease_seconds": 300})).await;
+        let res = app
+            .post(w, "/v1/queues/race/claim", &json!({"lease_seconds": 300}))
+            .await;
         let status = res.status();
-        let body: Value = if status == 200 { res.json().await.unwrap() } else { Value::Null };
+        let body: Value = if status == 200 {
+            res.json().await.unwrap()
+        } else {
+            Value::Null
+        };
         (status, body)
     }))
     .await;
     let mut ids = HashSet::new();
     for (status, body) in &claims {
         assert_eq!(*status, StatusCode::OK, "every worker gets a task: {body}");
-        assert!(ids.insert(body["id"].as_str().unwrap().to_owned()), "a task was given twice");
+        assert!(
+            ids.insert(body["id"].as_str().unwrap().to_owned()),
+            "a task was given twice"
+        );
     }
     assert_eq!(ids.len(), 50);
     // The store agrees: each task has exactly one TaskClaimed event.
@@ -118,8 +156,14 @@ async fn racing_commands_on_one_task_conflict_cleanly_and_leave_no_gaps() {
     let app = TestApp::spawn().await;
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let created = app.create_task(&alice, "q", "contended", 0).await;
-    app.wait_for_projection("tasks", created["position"].as_i64().unwrap()).await;
-    assert_eq!(app.post(&worker, "/v1/queues/q/claim", &json!({})).await.status(), 200);
+    app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
+        .await;
+    assert_eq!(
+        app.post(&worker, "/v1/queues/q/claim", &json!({}))
+            .await
+            .status(),
+        200
+    );
     let id = created["id"].as_str().unwrap();
     let results = futures::future::join_all((0..20).map(|i| {
         let path = format!("/v1/tasks/{id}/heartbeat");
@@ -133,7 +177,10 @@ async fn racing_commands_on_one_task_conflict_cleanly_and_leave_no_gaps() {
     .await;
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
     for (status, body) in &results {
-        assert!(*status == 200 || *status == 409, "unexpected {status}: {body}");
+        assert!(
+            *status == 200 || *status == 409,
+            "unexpected {status}: {body}"
+        );
         if *status == 409 {
             assert!(body.contains("concurrency-conflict"), "{body}");
         }
@@ -155,7 +202,11 @@ async fn failures_requeue_until_attempts_run_out_then_dead_letter() {
     let app = TestApp::spawn().await;
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let res = app
-        .post(&alice, "/v1/tasks", &json!({"queue": "q", "title": "flaky", "max_attempts": 2}))
+        .post(
+            &alice,
+            "/v1/tasks",
+            &json!({"queue": "q", "title": "flaky", "max_attempts": 2}),
+        )
         .await;
     let created: Value = res.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
@@ -165,10 +216,16 @@ async fn failures_requeue_until_attempts_run_out_then_dead_letter() {
         let claim = app.post(&worker, "/v1/queues/q/claim", &json!({})).await;
         assert_eq!(claim.status(), 200);
         let failed = app
-            .post(&worker, &format!("/v1/tasks/{id}/fail"), &json!({"error": "boom"}))
+            .post(
+                &worker,
+                &format!("/v1/tasks/{id}/fail"),
+                &json!({"error": "boom"}),
+            )
             .await;
         assert_eq!(failed.status(), 200);
-        position = failed.json::<Value>().await.unwrap()["position"].as_i64().unwrap();
+        position = failed.json::<Value>().await.unwrap()["position"]
+            .as_i64()
+            .unwrap();
         let view = task(&app, &alice, &id, position).await;
         assert_eq!(view["status"], expected);
         assert_eq!(view["last_error"], "boom");
@@ -184,8 +241,11 @@ async fn an_expired_lease_returns_the_task_to_its_queue() {
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let created = app.create_task(&alice, "q", "slow", 0).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    app.wait_for_projection("tasks", created["position"].as_i64().unwrap()).await;
-    let claim = app.post(&worker, "/v1/queues/q/claim", &json!({"lease_seconds": 1})).await;
+    app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
+        .await;
+    let claim = app
+        .post(&worker, "/v1/queues/q/claim", &json!({"lease_seconds": 1}))
+        .await;
     assert_eq!(claim.status(), 200);
     let pool = app.pool.clone();
     wait_until(Duration::from_secs(15), "the lease to expire", || {
@@ -209,26 +269,45 @@ async fn an_expired_lease_returns_the_task_to_its_queue() {
     assert_eq!(view["attempts"], 1);
     assert_eq!(view["last_error"], "lease expired");
     // The late worker can no longer complete it.
-    let late = app.post(&worker, &format!("/v1/tasks/{id}/complete"), &json!({})).await;
+    let late = app
+        .post(&worker, &format!("/v1/tasks/{id}/complete"), &json!({}))
+        .await;
     assert_eq!(late.status(), 409);
 }
 
 #[tokio::test]
 async fn only_the_creator_or_an_admin_may_cancel_and_others_cannot_see_the_task() {
     let app = TestApp::spawn().await;
-    let (alice, mallory, admin) = (app.user("alice").await, app.user("mallory").await, app.admin().await);
+    let (alice, mallory, admin) = (
+        app.user("alice").await,
+        app.user("mallory").await,
+        app.admin().await,
+    );
     let created = app.create_task(&alice, "q", "mine", 0).await;
     let id = created["id"].as_str().unwrap();
-    app.wait_for_projection("tasks", created["position"].as_i64().unwrap()).await;
-    assert_eq!(app.get(&mallory, &format!("/v1/tasks/{id}")).await.status(), 404);
+    app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
+        .await;
+    assert_eq!(
+        app.get(&mallory, &format!("/v1/tasks/{id}")).await.status(),
+        404
+    );
     let listed: Value = app.get(&mallory, "/v1/tasks").await.json().await.unwrap();
     assert_eq!(listed["items"], json!([]));
-    let refused = app.post(&mallory, &format!("/v1/tasks/{id}/cancel"), &json!({})).await;
+    let refused = app
+        .post(&mallory, &format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(refused.status(), 403);
-    assert_eq!(refused.headers()["content-type"], "application/problem+json");
-    let cancelled = app.post(&admin, &format!("/v1/tasks/{id}/cancel"), &json!({})).await;
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let cancelled = app
+        .post(&admin, &format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(cancelled.status(), 200);
-    let again = app.post(&alice, &format!("/v1/tasks/{id}/cancel"), &json!({})).await;
+    let again = app
+        .post(&alice, &format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(again.status(), 409);
 }
 
@@ -253,31 +332,48 @@ async fn a_retried_command_with_the_same_idempotency_key_runs_once() {
     assert_eq!(retry.json::<Value>().await.unwrap(), first);
     let other_body = send("key-1", "different").await.unwrap();
     assert_eq!(other_body.status(), 422);
-    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TaskCreated'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TaskCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(created, 1);
     // Concurrent duplicates also run once.
     let racing = futures::future::join_all((0..10).map(|_| send("key-2", "racing"))).await;
-    let statuses: Vec<u16> = racing.iter().map(|r| r.as_ref().unwrap().status().as_u16()).collect();
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
-    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TaskCreated'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let statuses: Vec<u16> = racing
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TaskCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(created, 2);
 }
 
 #[tokio::test]
 async fn a_query_waits_for_its_min_position_or_says_it_cannot() {
-    let mut settings = common::test_settings(&common::fresh_database().await, &std::env::var("NATS_URL").unwrap());
+    let mut settings = common::test_settings(
+        &common::fresh_database().await,
+        &std::env::var("NATS_URL").unwrap(),
+    );
     settings.http.read_your_writes_timeout_ms = 500;
     let app = TestApp::spawn_with(settings, bountyline::startup::Parts::ALL).await;
     let alice = app.user("alice").await;
     let created = app.create_task(&alice, "q", "fresh", 0).await;
     // Straight after the write: the view already shows it.
-    let view = task(&app, &alice, created["id"].as_str().unwrap(), created["position"].as_i64().unwrap()).await;
+    let view = task(
+        &app,
+        &alice,
+        created["id"].as_str().unwrap(),
+        created["position"].as_i64().unwrap(),
+    )
+    .await;
     assert_eq!(view["title"], "fresh");
     let future = app
         .client
@@ -306,7 +402,9 @@ async fn lists_page_with_a_cursor() {
     let alice = app.user("alice").await;
     let mut last = 0;
     for i in 0..5 {
-        last = app.create_task(&alice, "pages", &format!("t{i}"), 0).await["position"].as_i64().unwrap();
+        last = app.create_task(&alice, "pages", &format!("t{i}"), 0).await["position"]
+            .as_i64()
+            .unwrap();
     }
     app.wait_for_projection("tasks", last).await;
     let mut seen = Vec::new();
@@ -334,20 +432,70 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let id = uuid::Uuid::new_v4();
     let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
         ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q"}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "t", "owner": "x"}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "Q Q", "title": "t"}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "  "}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "t", "priority": 10}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "t", "priority": "high"}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "t", "max_attempts": 0}"#), 422),
-        ("POST", "/v1/tasks".into(), Some(r#"{"queue": "q", "title": "#), 400),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "t", "owner": "x"}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "Q Q", "title": "t"}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "  "}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "t", "priority": 10}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "t", "priority": "high"}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "t", "max_attempts": 0}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/tasks".into(),
+            Some(r#"{"queue": "q", "title": "#),
+            400,
+        ),
         ("POST", "/v1/tasks".into(), Some("[]"), 422),
-        ("POST", "/v1/queues/q/claim".into(), Some(r#"{"lease_seconds": 0}"#), 422),
-        ("POST", "/v1/queues/q/claim".into(), Some(r#"{"lease": 5}"#), 422),
+        (
+            "POST",
+            "/v1/queues/q/claim".into(),
+            Some(r#"{"lease_seconds": 0}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/v1/queues/q/claim".into(),
+            Some(r#"{"lease": 5}"#),
+            422,
+        ),
         ("POST", "/v1/queues/BAD!/claim".into(), None, 422),
         ("POST", format!("/v1/tasks/{id}/complete"), None, 404),
         ("POST", "/v1/tasks/not-a-uuid/complete".into(), None, 404),
-        ("POST", format!("/v1/tasks/{id}/heartbeat"), Some(r#"{"progress": 101}"#), 422),
+        (
+            "POST",
+            format!("/v1/tasks/{id}/heartbeat"),
+            Some(r#"{"progress": 101}"#),
+            422,
+        ),
         ("POST", format!("/v1/tasks/{id}/fail"), Some(r#"{}"#), 422),
         ("GET", "/v1/tasks?status=lost".into(), None, 422),
         ("GET", "/v1/tasks?limit=0".into(), None, 422),
@@ -367,13 +515,26 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status().as_u16(), expected, "{method} {path} {body:?}");
-        assert_eq!(res.headers()["content-type"], "application/problem+json", "{method} {path}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
         let problem: Value = res.json().await.unwrap();
         assert_eq!(problem["status"], expected);
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
-    let no_token = app.client.post(app.url("/v1/tasks")).json(&json!({"queue": "q", "title": "t"})).send().await.unwrap();
+    let no_token = app
+        .client
+        .post(app.url("/v1/tasks"))
+        .json(&json!({"queue": "q", "title": "t"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_token.status(), 401);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(events, 0, "refused commands append nothing");
 }

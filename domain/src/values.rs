@@ -38,8 +38,14 @@ fn bounded_text(
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(InvalidValue::new(field, "must not contain control characters"));
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(InvalidValue::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(text.to_owned())
 }
@@ -142,7 +148,9 @@ impl JsonDoc {
     pub const MAX_BYTES: usize = 64 * 1024;
 
     pub fn parse(field: &'static str, value: serde_json::Value) -> Result<Self, InvalidValue> {
-        let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&value)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > Self::MAX_BYTES {
             return Err(InvalidValue::new(
                 field,

@@ -156,7 +156,10 @@ pub async fn swap_in(
 }
 
 /// Points unqualified table names at the shadow schema for the rest of the transaction.
-async fn point_at(tx: &mut Transaction<'static, Postgres>, shadow: &str) -> Result<(), sqlx::Error> {
+async fn point_at(
+    tx: &mut Transaction<'static, Postgres>,
+    shadow: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("SET LOCAL search_path TO {shadow}, public"))
         .execute(&mut **tx)
         .await?;

@@ -48,7 +48,9 @@ impl CommandContext {
             ("correlation_id".to_owned(), self.correlation_id.clone()),
             (
                 "causation_id".to_owned(),
-                self.causation_id.clone().unwrap_or_else(|| command_id.clone()),
+                self.causation_id
+                    .clone()
+                    .unwrap_or_else(|| command_id.clone()),
             ),
             ("command".to_owned(), command.to_owned()),
             ("command_id".to_owned(), command_id),

@@ -57,7 +57,15 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<bountyline_domain::task::TaskError>> {
         let name = command.name();
-        run(self.pool.clone(), self.tasks.clone(), id, name, command, ctx).await
+        run(
+            self.pool.clone(),
+            self.tasks.clone(),
+            id,
+            name,
+            command,
+            ctx,
+        )
+        .await
     }
 }
 

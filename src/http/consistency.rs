@@ -73,7 +73,11 @@ impl ProjectionProgress {
     }
 
     fn known(&self, projection: &str) -> i64 {
-        self.positions.borrow().get(projection).copied().unwrap_or(0)
+        self.positions
+            .borrow()
+            .get(projection)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Returns once `projection` has applied `position`, or 503 after `timeout`.

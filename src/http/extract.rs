@@ -10,15 +10,15 @@ use super::middleware::RequestId;
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
-        
         .error_handler(move |err, _req| {
             let api = match &err {
-                JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => {
                     ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"))
                 }
-                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
-                    "send the body as application/json".to_owned(),
-                ),
+                JsonPayloadError::ContentType => {
+                    ApiError::UnsupportedMediaType("send the body as application/json".to_owned())
+                }
                 JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid {
                     detail: e.to_string(),
                     fields: Vec::new(),

@@ -49,15 +49,19 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
     if inserted == 1 {
         return Ok(Begin::Fresh);
     }
-    let (stored_hash, status, body, started_at): (Vec<u8>, Option<i16>, Option<serde_json::Value>, DateTime<Utc>) =
-        sqlx::query_as(
-            "SELECT request_hash, response_status, response_body, started_at \
+    let (stored_hash, status, body, started_at): (
+        Vec<u8>,
+        Option<i16>,
+        Option<serde_json::Value>,
+        DateTime<Utc>,
+    ) = sqlx::query_as(
+        "SELECT request_hash, response_status, response_body, started_at \
              FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user)
-        .bind(key)
-        .fetch_one(pool)
-        .await?;
+    )
+    .bind(user)
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
     if stored_hash != hash {
         return Err(ApiError::invalid_field(
             "Idempotency-Key",

@@ -38,7 +38,9 @@ pub async fn request_context(
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("http", request_id = %id, %method, %route);
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;

@@ -36,7 +36,9 @@ pub fn decode_time_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiErro
     let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (at, id) = text.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc3339(at)
+        .map_err(|_| bad())?
+        .with_timezone(&Utc);
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
     Ok((at, id))
 }
@@ -45,7 +47,11 @@ pub fn decode_time_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiErro
 pub fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+    let next_cursor = if more {
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
     Page {
         items: rows,
         next_cursor,

@@ -131,7 +131,10 @@ impl Client {
         }
     }
 
-    async fn catch_up(&mut self, mut after: i64) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    async fn catch_up(
+        &mut self,
+        mut after: i64,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
             let events = self
                 .reader
@@ -147,12 +150,22 @@ impl Client {
         }
     }
 
-    async fn send(&mut self, event: &StoredEvent) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    async fn send(
+        &mut self,
+        event: &StoredEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if self.sent.is_some_and(|sent| event.position <= sent) {
             return Ok(());
         }
-        if let Some(Message { position, event: name, data }) = self.topic.message(event) {
-            let data = sse::Data::new_json(data)?.id(position.to_string()).event(name);
+        if let Some(Message {
+            position,
+            event: name,
+            data,
+        }) = self.topic.message(event)
+        {
+            let data = sse::Data::new_json(data)?
+                .id(position.to_string())
+                .event(name);
             self.tx.send(sse::Event::Data(data)).await?;
         }
         self.sent = Some(event.position);

@@ -46,7 +46,10 @@ impl Topic {
 
     /// The message `event` makes on this topic, if any.
     pub fn message(self, event: &StoredEvent) -> Option<Message> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
+        if !self
+            .aggregate_types()
+            .contains(&event.aggregate_type.as_str())
+        {
             return None;
         }
         let task: TaskEvent = event.decode().ok()?;
@@ -80,6 +83,8 @@ fn queue_of<'a>(task: &'a TaskEvent, event: &'a StoredEvent) -> Option<&'a str> 
         | TaskEvent::TaskFailed { queue, .. }
         | TaskEvent::TaskLeaseExpired { queue, .. }
         | TaskEvent::TaskCancelled { queue, .. } => Some(queue),
-        TaskEvent::TaskHeartbeatRecorded { .. } => event.body().get("queue").and_then(|q| q.as_str()),
+        TaskEvent::TaskHeartbeatRecorded { .. } => {
+            event.body().get("queue").and_then(|q| q.as_str())
+        }
     }
 }

@@ -35,7 +35,9 @@ fn env(name: &str) -> String {
 pub async fn fresh_database() -> String {
     let base = env("DATABASE_URL");
     let name = format!("bl_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&base).await.expect("connect to Postgres");
+    let mut admin = PgConnection::connect(&base)
+        .await
+        .expect("connect to Postgres");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
@@ -44,7 +46,9 @@ pub async fn fresh_database() -> String {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("DATABASE_URL has no database name"),
     };
-    let pool = PgPool::connect(&url).await.expect("connect to test database");
+    let pool = PgPool::connect(&url)
+        .await
+        .expect("connect to test database");
     bountyline::db::migrate(&pool).await.expect("migrate");
     pool.close().await;
     url
@@ -137,9 +141,19 @@ impl TestApp {
     }
 
     /// Creates a task and returns the command's answer (`{id, version, position}`).
-    pub async fn create_task(&self, user: &TestUser, queue: &str, title: &str, priority: i64) -> Value {
+    pub async fn create_task(
+        &self,
+        user: &TestUser,
+        queue: &str,
+        title: &str,
+        priority: i64,
+    ) -> Value {
         let res = self
-            .post(user, "/v1/tasks", &serde_json::json!({"queue": queue, "title": title, "priority": priority}))
+            .post(
+                user,
+                "/v1/tasks",
+                &serde_json::json!({"queue": queue, "title": title, "priority": priority}),
+            )
             .await;
         assert_eq!(res.status(), 201, "create task");
         res.json().await.expect("json")
@@ -149,15 +163,19 @@ impl TestApp {
     pub async fn wait_for_projection(&self, projection: &str, position: i64) {
         let pool = self.pool.clone();
         let name = projection.to_owned();
-        wait_until(Duration::from_secs(20), &format!("{projection} to reach {position}"), || {
-            let (pool, name) = (pool.clone(), name.clone());
-            async move {
-                bountyline_projections::checkpoint::read(&pool, &name)
-                    .await
-                    .map(|p| p >= position)
-                    .unwrap_or(false)
-            }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{projection} to reach {position}"),
+            || {
+                let (pool, name) = (pool.clone(), name.clone());
+                async move {
+                    bountyline_projections::checkpoint::read(&pool, &name)
+                        .await
+                        .map(|p| p >= position)
+                        .unwrap_or(false)
+                }
+            },
+        )
         .await;
     }
 

@@ -101,12 +101,15 @@ impl Task {
             (Some(state), command) => (state, command),
         };
         match state {
-            (state, TaskCommand::Claim {
-                worker,
-                lease_id,
-                lease_seconds,
-                at,
-            }) => {
+            (
+                state,
+                TaskCommand::Claim {
+                    worker,
+                    lease_id,
+                    lease_seconds,
+                    at,
+                },
+            ) => {
                 if state.status != TaskStatus::Queued {
                     return Err(TaskError::NotQueued(state.status));
                 }
@@ -120,12 +123,15 @@ impl Task {
                     claimed_at: at,
                 }])
             }
-            (state, TaskCommand::Heartbeat {
-                actor,
-                progress,
-                note,
-                at,
-            }) => {
+            (
+                state,
+                TaskCommand::Heartbeat {
+                    actor,
+                    progress,
+                    note,
+                    at,
+                },
+            ) => {
                 let lease = state.held_by(&actor)?;
                 Ok(vec![TaskEvent::TaskHeartbeatRecorded {
                     worker: actor.user_id,
@@ -144,12 +150,15 @@ impl Task {
                     completed_at: at,
                 }])
             }
-            (state, TaskCommand::Fail {
-                actor,
-                error,
-                retryable,
-                at,
-            }) => {
+            (
+                state,
+                TaskCommand::Fail {
+                    actor,
+                    error,
+                    retryable,
+                    at,
+                },
+            ) => {
                 state.held_by(&actor)?;
                 Ok(vec![TaskEvent::TaskFailed {
                     queue: state.queue.clone(),
@@ -161,7 +170,10 @@ impl Task {
                 }])
             }
             (state, TaskCommand::ExpireLease { lease_id, at }) => {
-                let lease = state.lease.as_ref().ok_or(TaskError::NotClaimed(state.status))?;
+                let lease = state
+                    .lease
+                    .as_ref()
+                    .ok_or(TaskError::NotClaimed(state.status))?;
                 if lease.lease_id != lease_id {
                     return Err(TaskError::LeaseMismatch);
                 }
@@ -199,7 +211,10 @@ impl Task {
 impl TaskState {
     /// The current lease, if `actor` holds it.
     fn held_by(&self, actor: &crate::Actor) -> Result<&Lease, TaskError> {
-        let lease = self.lease.as_ref().ok_or(TaskError::NotClaimed(self.status))?;
+        let lease = self
+            .lease
+            .as_ref()
+            .ok_or(TaskError::NotClaimed(self.status))?;
         if lease.worker != actor.user_id {
             return Err(TaskError::NotHolder);
         }

@@ -233,7 +233,12 @@ fn a_failure_on_the_last_attempt_dead_letters_the_task() {
         failed_at: t0(),
     };
     TaskTest::with(())
-        .given(vec![created(2), claimed(1, LEASE), failed_first, claimed(2, second)])
+        .given(vec![
+            created(2),
+            claimed(1, LEASE),
+            failed_first,
+            claimed(2, second),
+        ])
         .when(fail(true))
         .then_expect_events(vec![TaskEvent::TaskFailed {
             queue: "emails".into(),
@@ -265,7 +270,10 @@ fn an_expired_lease_requeues_the_task_as_a_used_attempt() {
     let at = t0() + Duration::seconds(31);
     TaskTest::with(())
         .given(vec![created(3), claimed(1, LEASE)])
-        .when(TaskCommand::ExpireLease { lease_id: LEASE, at })
+        .when(TaskCommand::ExpireLease {
+            lease_id: LEASE,
+            at,
+        })
         .then_expect_events(vec![TaskEvent::TaskLeaseExpired {
             queue: "emails".into(),
             worker: worker().user_id,
@@ -281,7 +289,10 @@ fn an_expired_lease_on_the_last_attempt_dead_letters_the_task() {
     let at = t0() + Duration::seconds(31);
     TaskTest::with(())
         .given(vec![created(1), claimed(1, LEASE)])
-        .when(TaskCommand::ExpireLease { lease_id: LEASE, at })
+        .when(TaskCommand::ExpireLease {
+            lease_id: LEASE,
+            at,
+        })
         .then_expect_events(vec![TaskEvent::TaskLeaseExpired {
             queue: "emails".into(),
             worker: worker().user_id,

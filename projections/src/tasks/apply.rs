@@ -31,7 +31,9 @@ impl Projection for TasksProjection {
         let id = event
             .aggregate_uuid()
             .ok_or_else(|| ProjectionError::Invalid(format!("task id {}", event.aggregate_id)))?;
-        let task: TaskEvent = event.decode().map_err(|e| ProjectionError::decode(event, e))?;
+        let task: TaskEvent = event
+            .decode()
+            .map_err(|e| ProjectionError::decode(event, e))?;
         let (pos, version) = (event.position, event.sequence);
         match task {
             TaskEvent::TaskCreated {
@@ -139,7 +141,16 @@ impl Projection for TasksProjection {
                 failed_at,
                 ..
             } => {
-                end_attempt(tx, id, pos, version, outcome.status(), Some(error), failed_at).await?;
+                end_attempt(
+                    tx,
+                    id,
+                    pos,
+                    version,
+                    outcome.status(),
+                    Some(error),
+                    failed_at,
+                )
+                .await?;
             }
             TaskEvent::TaskLeaseExpired {
                 outcome,

@@ -137,7 +137,10 @@ pub struct QueueStats {
     pub completions_per_minute: i64,
 }
 
-pub async fn queue_stats(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<QueueStats>, sqlx::Error> {
+pub async fn queue_stats(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+) -> Result<Vec<QueueStats>, sqlx::Error> {
     sqlx::query_as(
         "SELECT queue, \
            count(*) FILTER (WHERE status = 'queued') AS queued, \

@@ -1,5 +1,6 @@
 //! Every route module registers itself here.
 
+pub mod admin;
 pub mod auth;
 pub mod me;
 pub mod ops;
@@ -10,6 +11,7 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.configure(ops::config)
         .configure(auth::config)
         .configure(me::config)
+        .configure(admin::config)
         .configure(tasks::config)
         .configure(streams::config);
 }

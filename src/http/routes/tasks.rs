@@ -4,7 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bountyline_domain::task::{CreateTask, TaskCommand, TaskEvent};
-use bountyline_domain::values::{bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title};
+use bountyline_domain::values::{
+    bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title,
+};
 use bountyline_domain::{Actor, Role};
 use bountyline_projections::tasks::{query, TaskFilter, TaskView};
 use chrono::Utc;
@@ -52,8 +54,15 @@ impl CreateRequest {
             queue: QueueName::parse(&self.queue)?,
             title: Title::parse(&self.title)?,
             description: Description::parse(self.description.as_deref().unwrap_or(""))?,
-            priority: self.priority.map(Priority::parse).transpose()?.unwrap_or(Priority::DEFAULT),
-            payload: self.payload.map(|p| JsonDoc::parse("payload", p)).transpose()?,
+            priority: self
+                .priority
+                .map(Priority::parse)
+                .transpose()?
+                .unwrap_or(Priority::DEFAULT),
+            payload: self
+                .payload
+                .map(|p| JsonDoc::parse("payload", p))
+                .transpose()?,
             max_attempts: bounded_int("max_attempts", self.max_attempts.unwrap_or(3), 1, 100)?,
             bounty_id: self.bounty_id,
             actor,
@@ -114,7 +123,12 @@ async fn claim(
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
-    let lease_seconds = bounded_int("lease_seconds", request.lease_seconds.unwrap_or(30), 1, 3600)?;
+    let lease_seconds = bounded_int(
+        "lease_seconds",
+        request.lease_seconds.unwrap_or(30),
+        1,
+        3600,
+    )?;
     let (st, worker) = (state.clone(), actor.clone());
     execute(&state, &req, &actor, &request, |ctx| async move {
         let state = st;
@@ -145,7 +159,12 @@ async fn claim(
     .await
 }
 
-async fn claimed(state: &AppState, view: TaskView, version: i64, position: i64) -> ApiResult<Answer> {
+async fn claimed(
+    state: &AppState,
+    view: TaskView,
+    version: i64,
+    position: i64,
+) -> ApiResult<Answer> {
     let payload: serde_json::Value = sqlx::query_scalar(
         "SELECT payload FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1 \
          AND sequence = $2",
@@ -160,7 +179,9 @@ async fn claimed(state: &AppState, view: TaskView, version: i64, position: i64) 
         ..
     } = serde_json::from_value(payload).map_err(ApiError::internal)?
     else {
-        return Err(ApiError::internal(anyhow::anyhow!("claim stored no TaskClaimed")));
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "claim stored no TaskClaimed"
+        )));
     };
     Answer::json(
         StatusCode::OK,
@@ -250,7 +271,8 @@ async fn fail(
     id: web::Path<Uuid>,
     body: web::Json<FailRequest>,
 ) -> ApiResult<HttpResponse> {
-    let error = Note::parse(&body.error).map_err(|e| ApiError::invalid_field("error", e.message))?;
+    let error =
+        Note::parse(&body.error).map_err(|e| ApiError::invalid_field("error", e.message))?;
     let command = TaskCommand::Fail {
         actor: actor.clone(),
         error,
@@ -329,7 +351,11 @@ async fn list(
         creator: q.creator,
         worker: q.worker,
         visible_to: (!sees_everything(&actor)).then_some(actor.user_id),
-        after: q.cursor.as_deref().map(paging::decode_time_cursor).transpose()?,
+        after: q
+            .cursor
+            .as_deref()
+            .map(paging::decode_time_cursor)
+            .transpose()?,
         limit: limit + 1,
     };
     state
@@ -337,7 +363,9 @@ async fn list(
         .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
         .await?;
     let rows = query::list(&state.pool, &filter).await?;
-    let page = paging::page(rows, limit, |t| paging::encode_time_cursor(t.created_at, t.id));
+    let page = paging::page(rows, limit, |t| {
+        paging::encode_time_cursor(t.created_at, t.id)
+    });
     Ok(HttpResponse::Ok().json(page))
 }
 

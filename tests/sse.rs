@@ -1,0 +1,385 @@
+//! Live streams (DESIGN.md guarantee 9): `GET /v1/streams/{topic}` carries every event once,
+//! in position order, resumes with `Last-Event-ID`, keeps idle connections alive and catches
+//! slow clients up from the store.
+
+mod common;
+
+use bountyline::nats::Names;
+use bountyline::startup::Parts;
+use bytes::Bytes;
+use common::*;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Every test here finishes within this, whatever hangs.
+const TEST_LIMIT: Duration = Duration::from_secs(90);
+/// How long one read from a stream may take.
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
+async fn within<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .unwrap_or_else(|_| panic!("the test did not finish within {TEST_LIMIT:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_resumes_with_every_missed_event_once_in_order() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        wait_for_hub(&app).await;
+
+        let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
+        let first = create_tasks(&app, &alice, 5).await;
+        let got = stream.next_messages(5).await;
+        assert_eq!(ids(&got), positions(&first));
+        for (message, created) in got.iter().zip(&first) {
+            assert_eq!(message.event, "TaskCreated");
+            assert_eq!(message.data["task_id"], created["id"]);
+            assert_eq!(message.data["status"], "queued");
+        }
+        let last = got.last().map(|m| m.id).expect("a message");
+        drop(stream);
+
+        let missed = create_tasks(&app, &alice, 5).await;
+        let mut stream = SseStream::open(&app, &alice, "tasks", Some(&last.to_string())).await;
+        let got = stream.next_messages(5).await;
+        assert_eq!(ids(&got), positions(&missed), "the resumed stream is not exactly what was missed");
+
+        let live = create_tasks(&app, &alice, 1).await;
+        let next = stream.next_message().await;
+        assert_eq!(next.id, positions(&live)[0], "after the missed ones comes the live one, no repeats");
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_reconnects_from_zero_gets_the_whole_history() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+        create_tasks(&app, &alice, 4).await;
+        app.settle().await;
+        let claimed = app.post(&bob, "/v1/queues/history/claim", &json!({})).await;
+        assert_eq!(claimed.status(), 200);
+        let claimed: Value = claimed.json().await.expect("json");
+        let id = claimed["id"].as_str().expect("claimed id");
+        let res = app.post(&bob, &format!("/v1/tasks/{id}/complete"), &json!({})).await;
+        assert_eq!(res.status(), 200);
+
+        let history: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT position, event_type FROM events WHERE aggregate_type = 'Task' ORDER BY position",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .expect("history");
+        assert_eq!(history.len(), 6);
+
+        let mut stream = SseStream::open(&app, &alice, "tasks", Some("0")).await;
+        let got = stream.next_messages(history.len()).await;
+        let got: Vec<(i64, String)> = got.into_iter().map(|m| (m.id, m.event)).collect();
+        assert_eq!(got, history);
+        stream.expect_no_message(Duration::from_millis(700)).await;
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_streams_carry_keep_alive_comments() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        assert_eq!(app.settings.sse.keep_alive_secs, 1);
+        let stream = SseStream::open(&app, &alice, "tasks", None).await;
+        let raw = stream.read_raw_for(Duration::from_millis(2500)).await;
+        assert!(
+            raw.lines().any(|line| line.starts_with(':')),
+            "no keep-alive comment in 2.5 s of an idle stream: {raw:?}"
+        );
+        assert!(!raw.contains("data:"), "nothing happened, yet data arrived: {raw:?}");
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_need_a_token_and_a_known_topic() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        let url = app.url("/v1/streams/tasks");
+
+        let res = app.client.get(&url).send().await.expect("request");
+        assert_eq!(res.status(), 401);
+        assert_eq!(content_type(&res), "application/problem+json");
+        let problem: Value = res.json().await.expect("problem json");
+        assert_eq!(problem["status"], 401);
+
+        let res = app.client.get(&url).bearer_auth("not-a-token").send().await.expect("request");
+        assert_eq!(res.status(), 401);
+        assert_eq!(content_type(&res), "application/problem+json");
+        let res = app
+            .client
+            .get(&url)
+            .query(&[("access_token", "not-a-token")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 401);
+
+        let res = app
+            .client
+            .get(&url)
+            .query(&[("access_token", alice.access_token.as_str())])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        assert!(content_type(&res).starts_with("text/event-stream"), "{}", content_type(&res));
+        drop(res);
+
+        let res = app.get(&alice, "/v1/streams/nonsense").await;
+        assert_eq!(res.status(), 404);
+        assert_eq!(content_type(&res), "application/problem+json");
+
+        for bad in ["abc", "-1", "1.5", ""] {
+            let res = app
+                .client
+                .get(&url)
+                .bearer_auth(&alice.access_token)
+                .header("Last-Event-ID", bad)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status(), 400, "Last-Event-ID {bad:?}");
+            assert_eq!(content_type(&res), "application/problem+json");
+        }
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queues_topic_reports_status_changes() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+        wait_for_hub(&app).await;
+        let mut stream = SseStream::open(&app, &alice, "queues", None).await;
+
+        let created = app.create_task(&alice, "mail", "send the newsletter", 5).await;
+        app.wait_for_projection("tasks", created["position"].as_i64().expect("position")).await;
+        let res = app.post(&bob, "/v1/queues/mail/claim", &json!({})).await;
+        assert_eq!(res.status(), 200);
+
+        let got = stream.next_messages(2).await;
+        assert_eq!(got[0].event, "TaskCreated");
+        assert_eq!(got[0].data, json!({"queue": "mail", "task_id": created["id"], "status": "queued"}));
+        assert_eq!(got[1].event, "TaskClaimed");
+        assert_eq!(got[1].data, json!({"queue": "mail", "task_id": created["id"], "status": "claimed"}));
+        assert!(got[0].id < got[1].id);
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
+    within(async {
+        let mut settings = test_settings(&fresh_database().await, &std::env::var("NATS_URL").expect("NATS_URL"));
+        settings.sse.hub_capacity = 8;
+        settings.sse.client_buffer = 2;
+        let app = TestApp::spawn_with(settings, Parts::ALL).await;
+        let alice = app.user("alice").await;
+        wait_for_hub(&app).await;
+
+        // Open, then read nothing while 60 tasks are created in bursts that overrun the ring.
+        let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
+        let mut created = Vec::new();
+        for burst in 0..6 {
+            let answers = futures::future::join_all(
+                (0..10).map(|i| app.create_task(&alice, "slow", &format!("burst {burst} task {i}"), 0)),
+            )
+            .await;
+            created.extend(answers);
+        }
+        app.settle().await;
+
+        let got = stream.next_messages(60).await;
+        assert!(got.iter().all(|m| m.event == "TaskCreated"));
+        let mut expected = positions(&created);
+        expected.sort_unstable();
+        assert_eq!(ids(&got), expected, "the slow client lost, repeated or reordered messages");
+        stream.expect_no_message(Duration::from_millis(700)).await;
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of this file: a small SSE reader over reqwest's byte stream.
+// ---------------------------------------------------------------------------------------------
+
+/// One SSE message: `id:` (a position), `event:` and the JSON `data:`.
+#[derive(Debug, Clone)]
+struct SseMessage {
+    id: i64,
+    event: String,
+    data: Value,
+}
+
+struct SseStream {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: Vec<u8>,
+}
+
+impl SseStream {
+    /// Subscribes to `topic` (Bearer token), resuming after `last_event_id` if given.
+    async fn open(app: &TestApp, user: &TestUser, topic: &str, last_event_id: Option<&str>) -> SseStream {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/v1/streams/{topic}")))
+            .bearer_auth(&user.access_token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let res = tokio::time::timeout(READ_LIMIT, request.send())
+            .await
+            .expect("the stream answered in time")
+            .expect("stream request");
+        assert_eq!(res.status(), 200, "subscribe to {topic}");
+        assert!(content_type(&res).starts_with("text/event-stream"));
+        SseStream {
+            body: Box::pin(res.bytes_stream()),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next message with data, skipping comments and `retry:`; fails after READ_LIMIT.
+    async fn next_message(&mut self) -> SseMessage {
+        tokio::time::timeout(READ_LIMIT, self.read_message())
+            .await
+            .unwrap_or_else(|_| panic!("no SSE message within {READ_LIMIT:?}"))
+            .expect("the stream ended")
+    }
+
+    async fn next_messages(&mut self, n: usize) -> Vec<SseMessage> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next_message().await);
+        }
+        out
+    }
+
+    /// Fails if a message with data arrives within `period`.
+    async fn expect_no_message(&mut self, period: Duration) {
+        if let Ok(Some(message)) = tokio::time::timeout(period, self.read_message()).await {
+            panic!("unexpected message {message:?}");
+        }
+    }
+
+    /// Everything the server sends within `period`, as text.
+    async fn read_raw_for(mut self, period: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + period;
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, self.body.next()).await {
+            self.buffer.extend_from_slice(&chunk.expect("stream chunk"));
+        }
+        String::from_utf8(self.buffer).expect("SSE is UTF-8")
+    }
+
+    async fn read_message(&mut self) -> Option<SseMessage> {
+        loop {
+            while let Some(block) = self.take_block() {
+                if let Some(message) = parse_block(&block) {
+                    return Some(message);
+                }
+            }
+            let chunk = self.body.next().await?.expect("stream chunk");
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The next complete block (up to a blank line), if the buffer holds one.
+    fn take_block(&mut self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.buffer).replace("\r\n", "\n");
+        let end = text.find("\n\n")?;
+        let block = text[..end].to_owned();
+        self.buffer = text[end + 2..].as_bytes().to_vec();
+        Some(block)
+    }
+}
+
+/// A block with `data:` becomes a message; comments and `retry:` blocks do not.
+fn parse_block(block: &str) -> Option<SseMessage> {
+    let (mut id, mut event, mut data) = (None, None, Vec::new());
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => id = Some(value.parse::<i64>().expect("id is a position")),
+            "event" => event = Some(value.to_owned()),
+            "data" => data.push(value.to_owned()),
+            _ => {}
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    Some(SseMessage {
+        id: id.unwrap_or_else(|| panic!("a message without id: {block:?}")),
+        event: event.unwrap_or_else(|| "message".to_owned()),
+        data: serde_json::from_str(&data.join("\n")).expect("data is JSON"),
+    })
+}
+
+fn ids(messages: &[SseMessage]) -> Vec<i64> {
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids are not strictly increasing: {ids:?}");
+    ids
+}
+
+fn positions(answers: &[Value]) -> Vec<i64> {
+    answers
+        .iter()
+        .map(|a| a["position"].as_i64().unwrap_or_else(|| panic!("no position in {a}")))
+        .collect()
+}
+
+async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<Value> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(app.create_task(user, "history", &format!("task {i}"), 0).await);
+    }
+    out
+}
+
+fn content_type(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A client without `Last-Event-ID` starts live, so the hub must already follow the stream:
+/// wait until its consumer exists beside the projection's durable one.
+async fn wait_for_hub(app: &TestApp) {
+    let client = async_nats::connect(&app.settings.nats_url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let name = Names::new(&app.settings.nats_prefix).stream();
+    wait_until(Duration::from_secs(10), "the SSE hub to follow the event stream", || {
+        let (js, name) = (&js, &name);
+        async move {
+            match js.get_stream(name).await {
+                Ok(stream) => stream.cached_info().state.consumer_count >= 2,
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+}
