@@ -72,6 +72,7 @@ impl Settings {
             .set_default("http.body_limit_bytes", 256 * 1024)?
             .set_default("http.shutdown_timeout_secs", 10)?
             .set_default("http.read_your_writes_timeout_ms", 5000)?
+            .set_default("auth.jwt_secret", "")?
             .set_default("auth.issuer", "bountyline")?
             .set_default("auth.audience", "bountyline-api")?
             .set_default("auth.access_ttl_secs", 900)?
@@ -98,13 +99,19 @@ impl Settings {
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), config::ConfigError> {
+    /// The token signing key, required only by processes that serve the API.
+    pub fn require_jwt_secret(&self) -> Result<(), config::ConfigError> {
         use secrecy::ExposeSecret;
         if self.auth.jwt_secret.expose_secret().len() < 32 {
             return Err(config::ConfigError::Message(
-                "auth.jwt_secret (BOUNTYLINE_AUTH__JWT_SECRET) must be at least 32 bytes".into(),
+                "auth.jwt_secret (BOUNTYLINE_AUTH__JWT_SECRET) must be set, at least 32 bytes"
+                    .into(),
             ));
         }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), config::ConfigError> {
         if self.nats_prefix.is_empty()
             || !self
                 .nats_prefix

@@ -73,6 +73,9 @@ impl Shutdown {
 
 impl Application {
     pub async fn build(settings: Settings, parts: Parts) -> anyhow::Result<Self> {
+        if parts.api {
+            settings.require_jwt_secret()?;
+        }
         let settings = Arc::new(settings);
         let pool = db::connect(&settings).await?;
         let nats_client = nats::connect(&settings.nats_url).await?;

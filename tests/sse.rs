@@ -47,11 +47,19 @@ async fn sse_resumes_with_every_missed_event_once_in_order() {
         let missed = create_tasks(&app, &alice, 5).await;
         let mut stream = SseStream::open(&app, &alice, "tasks", Some(&last.to_string())).await;
         let got = stream.next_messages(5).await;
-        assert_eq!(ids(&got), positions(&missed), "the resumed stream is not exactly what was missed");
+        assert_eq!(
+            ids(&got),
+            positions(&missed),
+            "the resumed stream is not exactly what was missed"
+        );
 
         let live = create_tasks(&app, &alice, 1).await;
         let next = stream.next_message().await;
-        assert_eq!(next.id, positions(&live)[0], "after the missed ones comes the live one, no repeats");
+        assert_eq!(
+            next.id,
+            positions(&live)[0],
+            "after the missed ones comes the live one, no repeats"
+        );
         app.shutdown.trigger().await;
     })
     .await;
@@ -101,7 +109,10 @@ async fn idle_streams_carry_keep_alive_comments() {
             raw.lines().any(|line| line.starts_with(':')),
             "no keep-alive comment in 2.5 s of an idle stream: {raw:?}"
         );
-        assert!(!raw.contains("data:"), "nothing happened, yet data arrived: {raw:?}");
+        assert!(
+            !raw.contains("data:"),
+            "nothing happened, yet data arrived: {raw:?}"
+        );
         app.shutdown.trigger().await;
     })
     .await;
@@ -120,7 +131,13 @@ async fn streams_need_a_token_and_a_known_topic() {
         let problem: Value = res.json().await.expect("problem json");
         assert_eq!(problem["status"], 401);
 
-        let res = app.client.get(&url).bearer_auth("not-a-token").send().await.expect("request");
+        let res = app
+            .client
+            .get(&url)
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .expect("request");
         assert_eq!(res.status(), 401);
         assert_eq!(content_type(&res), "application/problem+json");
         let res = app
@@ -139,7 +156,11 @@ async fn streams_need_a_token_and_a_known_topic() {
             .await
             .expect("request");
         assert_eq!(res.status(), 200);
-        assert!(content_type(&res).starts_with("text/event-stream"), "{}", content_type(&res));
+        assert!(
+            content_type(&res).starts_with("text/event-stream"),
+            "{}",
+            content_type(&res)
+        );
         drop(res);
 
         let res = app.get(&alice, "/v1/streams/nonsense").await;
@@ -171,16 +192,25 @@ async fn the_queues_topic_reports_status_changes() {
         wait_for_hub(&app).await;
         let mut stream = SseStream::open(&app, &alice, "queues", None).await;
 
-        let created = app.create_task(&alice, "mail", "send the newsletter", 5).await;
-        app.wait_for_projection("tasks", created["position"].as_i64().expect("position")).await;
+        let created = app
+            .create_task(&alice, "mail", "send the newsletter", 5)
+            .await;
+        app.wait_for_projection("tasks", created["position"].as_i64().expect("position"))
+            .await;
         let res = app.post(&bob, "/v1/queues/mail/claim", &json!({})).await;
         assert_eq!(res.status(), 200);
 
         let got = stream.next_messages(2).await;
         assert_eq!(got[0].event, "TaskCreated");
-        assert_eq!(got[0].data, json!({"queue": "mail", "task_id": created["id"], "status": "queued"}));
+        assert_eq!(
+            got[0].data,
+            json!({"queue": "mail", "task_id": created["id"], "status": "queued"})
+        );
         assert_eq!(got[1].event, "TaskClaimed");
-        assert_eq!(got[1].data, json!({"queue": "mail", "task_id": created["id"], "status": "claimed"}));
+        assert_eq!(
+            got[1].data,
+            json!({"queue": "mail", "task_id": created["id"], "status": "claimed"})
+        );
         assert!(got[0].id < got[1].id);
         app.shutdown.trigger().await;
     })
@@ -190,7 +220,10 @@ async fn the_queues_topic_reports_status_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
     within(async {
-        let mut settings = test_settings(&fresh_database().await, &std::env::var("NATS_URL").expect("NATS_URL"));
+        let mut settings = test_settings(
+            &fresh_database().await,
+            &std::env::var("NATS_URL").expect("NATS_URL"),
+        );
         settings.sse.hub_capacity = 8;
         settings.sse.client_buffer = 2;
         let app = TestApp::spawn_with(settings, Parts::ALL).await;
@@ -201,12 +234,13 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
         let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
         let mut created = Vec::new();
         for burst in 0..6 {
-            let answers = futures::future::join_all(
-                (0..10).map(|i| {
-                    let (app, alice) = (&app, &alice);
-                    async move { app.create_task(alice, "slow", &format!("burst {burst} task {i}"), 0).await }
-                }),
-            )
+            let answers = futures::future::join_all((0..10).map(|i| {
+                let (app, alice) = (&app, &alice);
+                async move {
+                    app.create_task(alice, "slow", &format!("burst {burst} task {i}"), 0)
+                        .await
+                }
+            }))
             .await;
             created.extend(answers);
         }
@@ -216,7 +250,11 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
         assert!(got.iter().all(|m| m.event == "TaskCreated"));
         let mut expected = positions(&created);
         expected.sort_unstable();
-        assert_eq!(ids(&got), expected, "the slow client lost, repeated or reordered messages");
+        assert_eq!(
+            ids(&got),
+            expected,
+            "the slow client lost, repeated or reordered messages"
+        );
         stream.expect_no_message(Duration::from_millis(700)).await;
         app.shutdown.trigger().await;
     })
@@ -242,7 +280,12 @@ struct SseStream {
 
 impl SseStream {
     /// Subscribes to `topic` (Bearer token), resuming after `last_event_id` if given.
-    async fn open(app: &TestApp, user: &TestUser, topic: &str, last_event_id: Option<&str>) -> SseStream {
+    async fn open(
+        app: &TestApp,
+        user: &TestUser,
+        topic: &str,
+        last_event_id: Option<&str>,
+    ) -> SseStream {
         let mut request = app
             .client
             .get(app.url(&format!("/v1/streams/{topic}")))
@@ -341,21 +384,31 @@ fn parse_block(block: &str) -> Option<SseMessage> {
 
 fn ids(messages: &[SseMessage]) -> Vec<i64> {
     let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids are not strictly increasing: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids are not strictly increasing: {ids:?}"
+    );
     ids
 }
 
 fn positions(answers: &[Value]) -> Vec<i64> {
     answers
         .iter()
-        .map(|a| a["position"].as_i64().unwrap_or_else(|| panic!("no position in {a}")))
+        .map(|a| {
+            a["position"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no position in {a}"))
+        })
         .collect()
 }
 
 async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        out.push(app.create_task(user, "history", &format!("task {i}"), 0).await);
+        out.push(
+            app.create_task(user, "history", &format!("task {i}"), 0)
+                .await,
+        );
     }
     out
 }
@@ -371,17 +424,23 @@ fn content_type(res: &reqwest::Response) -> String {
 /// A client without `Last-Event-ID` starts live, so the hub must already follow the stream:
 /// wait until its consumer exists beside the projection's durable one.
 async fn wait_for_hub(app: &TestApp) {
-    let client = async_nats::connect(&app.settings.nats_url).await.expect("connect to NATS");
+    let client = async_nats::connect(&app.settings.nats_url)
+        .await
+        .expect("connect to NATS");
     let js = async_nats::jetstream::new(client);
     let name = Names::new(&app.settings.nats_prefix).stream();
-    wait_until(Duration::from_secs(10), "the SSE hub to follow the event stream", || {
-        let (js, name) = (&js, &name);
-        async move {
-            match js.get_stream(name).await {
-                Ok(stream) => stream.cached_info().state.consumer_count >= 2,
-                Err(_) => false,
+    wait_until(
+        Duration::from_secs(10),
+        "the SSE hub to follow the event stream",
+        || {
+            let (js, name) = (&js, &name);
+            async move {
+                match js.get_stream(name).await {
+                    Ok(stream) => stream.cached_info().state.consumer_count >= 2,
+                    Err(_) => false,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }

@@ -22,7 +22,11 @@ async fn two_workers_and_two_apis_publish_every_event_once() {
         let alice = &alice;
         async move {
             let res = api
-                .post(alice, "/v1/tasks", &json!({"queue": "shared", "title": format!("t{i}")}))
+                .post(
+                    alice,
+                    "/v1/tasks",
+                    &json!({"queue": "shared", "title": format!("t{i}")}),
+                )
                 .await;
             assert_eq!(res.status(), 201);
         }
@@ -52,8 +56,16 @@ async fn two_workers_and_two_apis_publish_every_event_once() {
 async fn parked_events_are_listed_for_admins_only() {
     let app = TestApp::spawn().await;
     let (alice, admin) = (app.user("alice").await, app.admin().await);
-    assert_eq!(app.get(&alice, "/v1/admin/parked-events").await.status(), 403);
-    let listed: serde_json::Value = app.get(&admin, "/v1/admin/parked-events").await.json().await.unwrap();
+    assert_eq!(
+        app.get(&alice, "/v1/admin/parked-events").await.status(),
+        403
+    );
+    let listed: serde_json::Value = app
+        .get(&admin, "/v1/admin/parked-events")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["items"], json!([]));
 }
 
@@ -74,15 +86,26 @@ async fn an_event_that_cannot_be_applied_is_parked_and_the_projection_moves_on()
     let after = app.create_task(&alice, "q", "after the poison", 0).await;
     app.settle().await;
 
-    let listed: serde_json::Value = app.get(&admin, "/v1/admin/parked-events").await.json().await.unwrap();
+    let listed: serde_json::Value = app
+        .get(&admin, "/v1/admin/parked-events")
+        .await
+        .json()
+        .await
+        .unwrap();
     let items = listed["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["projection"], "tasks");
     assert_eq!(items[0]["position"], poison);
     assert_eq!(items[0]["attempts"], 3);
-    assert!(items[0]["error"].as_str().unwrap().contains("could not be decoded"));
+    assert!(items[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("could not be decoded"));
     let view = app
-        .get(&alice, &format!("/v1/tasks/{}", after["id"].as_str().unwrap()))
+        .get(
+            &alice,
+            &format!("/v1/tasks/{}", after["id"].as_str().unwrap()),
+        )
         .await;
     assert_eq!(view.status(), 200, "later events are still applied");
 }
