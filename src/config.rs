@@ -19,6 +19,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sse: SseSettings,
     pub worker: WorkerSettings,
+    pub payments: PaymentsSettings,
     /// `pretty` for people, `json` for log shippers.
     pub log_format: String,
 }
@@ -53,6 +54,12 @@ pub struct SseSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct PaymentsSettings {
+    /// The secret the payment provider signs webhooks with. Empty refuses every webhook.
+    pub webhook_secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct WorkerSettings {
     pub lease_scan_interval_ms: u64,
     pub projection_batch: usize,
@@ -80,6 +87,7 @@ impl Settings {
             .set_default("sse.keep_alive_secs", 15)?
             .set_default("sse.hub_capacity", 4096)?
             .set_default("sse.client_buffer", 64)?
+            .set_default("payments.webhook_secret", "")?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?
             .set_default("worker.relay_batch", 1000)?;

@@ -14,6 +14,7 @@ pub mod db;
 pub mod http;
 pub mod nats;
 pub mod relay;
+pub mod sagas;
 pub mod sse;
 pub mod startup;
 pub mod state;

@@ -30,7 +30,7 @@ async fn sse_resumes_with_every_missed_event_once_in_order() {
     within(async {
         let app = TestApp::spawn().await;
         let alice = app.user("alice").await;
-        wait_for_hub(&app).await;
+        wait_for_hub(&app, 2).await;
 
         let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
         let first = create_tasks(&app, &alice, 5).await;
@@ -189,7 +189,7 @@ async fn the_queues_topic_reports_status_changes() {
     within(async {
         let app = TestApp::spawn().await;
         let (alice, bob) = (app.user("alice").await, app.user("bob").await);
-        wait_for_hub(&app).await;
+        wait_for_hub(&app, 2).await;
         let mut stream = SseStream::open(&app, &alice, "queues", None).await;
 
         let created = app
@@ -226,11 +226,14 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
         );
         settings.sse.hub_capacity = 8;
         settings.sse.client_buffer = 2;
-        let app = TestApp::spawn_with(settings, Parts::ALL).await;
+        // The API runs without workers at first, so that the 60 events reach the hub in one
+        // burst once the relay starts: spread out, a client keeps up and the ring never
+        // overruns, which leaves the catch-up path untested.
+        let app = TestApp::spawn_with(settings.clone(), Parts::API).await;
         let alice = app.user("alice").await;
-        wait_for_hub(&app).await;
+        wait_for_hub(&app, 1).await;
 
-        // Open, then read nothing while 60 tasks are created in bursts that overrun the ring.
+        // Open, then read nothing while 60 tasks are created and relayed.
         let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
         let mut created = Vec::new();
         for burst in 0..6 {
@@ -244,6 +247,7 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
             .await;
             created.extend(answers);
         }
+        let workers = TestApp::spawn_with(settings, Parts::WORKERS).await;
         app.settle().await;
 
         let got = stream.next_messages(60).await;
@@ -256,6 +260,7 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
             "the slow client lost, repeated or reordered messages"
         );
         stream.expect_no_message(Duration::from_millis(700)).await;
+        workers.shutdown.trigger().await;
         app.shutdown.trigger().await;
     })
     .await;
@@ -354,7 +359,7 @@ impl SseStream {
         let text = String::from_utf8_lossy(&self.buffer).replace("\r\n", "\n");
         let end = text.find("\n\n")?;
         let block = text[..end].to_owned();
-        self.buffer = text[end + 2..].as_bytes().to_vec();
+        self.buffer = text.as_bytes()[end + 2..].to_vec();
         Some(block)
     }
 }
@@ -422,8 +427,9 @@ fn content_type(res: &reqwest::Response) -> String {
 }
 
 /// A client without `Last-Event-ID` starts live, so the hub must already follow the stream:
-/// wait until its consumer exists beside the projection's durable one.
-async fn wait_for_hub(app: &TestApp) {
+/// wait until the stream has `consumers` consumers (the hub's, and the projection's durable
+/// one when the app runs workers).
+async fn wait_for_hub(app: &TestApp, consumers: usize) {
     let client = async_nats::connect(&app.settings.nats_url)
         .await
         .expect("connect to NATS");
@@ -436,7 +442,7 @@ async fn wait_for_hub(app: &TestApp) {
             let (js, name) = (&js, &name);
             async move {
                 match js.get_stream(name).await {
-                    Ok(stream) => stream.cached_info().state.consumer_count >= 2,
+                    Ok(stream) => stream.cached_info().state.consumer_count >= consumers,
                     Err(_) => false,
                 }
             }

@@ -5,7 +5,12 @@
 //! keeps its rules in a synchronous `decide`; the cqrs-es `Aggregate::handle` only adapts it.
 
 pub mod actor;
+pub mod bounty;
+pub mod money;
+pub mod payment;
 pub mod task;
 pub mod values;
+pub mod wallet;
 
 pub use actor::{Actor, Role};
+pub use money::{Currency, Money};

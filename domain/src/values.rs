@@ -89,6 +89,22 @@ text_value!(
     /// A short note or error text attached to a task transition.
     Note, "note", 2_000, true
 );
+text_value!(
+    /// Why something was done (an admin's credit, a rejected submission, a dispute): required.
+    Reason, "reason", 500, false
+);
+text_value!(
+    /// A hunter's pitch when applying for a bounty.
+    Pitch, "pitch", 2_000, false
+);
+text_value!(
+    /// The text part of a bounty's deliverable.
+    DeliverableText, "text", 10_000, false
+);
+text_value!(
+    /// A payment provider's reference for a deposit or a withdrawal's settlement.
+    ProviderReference, "reference", 200, false
+);
 
 /// A queue's name: 1–64 characters of lowercase letters, digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

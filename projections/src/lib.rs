@@ -4,10 +4,12 @@
 pub mod backoff;
 pub mod checkpoint;
 pub mod event;
+pub mod payments;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
 pub mod tasks;
+pub mod wallets;
 pub mod wire;
 
 pub use event::{EventReader, StoredEvent};

@@ -6,7 +6,9 @@ mod context;
 
 pub use context::CommandContext;
 
-use bountyline_domain::task::{Task, TaskCommand};
+use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
+use bountyline_domain::task::{Task, TaskCommand, TaskError};
+use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, PostgresCqrs};
 use serde::Serialize;
@@ -40,12 +42,16 @@ pub enum CommandError<E: std::error::Error> {
 pub struct CommandBus {
     pool: PgPool,
     tasks: Arc<PostgresCqrs<Task>>,
+    wallets: Arc<PostgresCqrs<Wallet>>,
+    payments: Arc<PostgresCqrs<Payment>>,
 }
 
 impl CommandBus {
     pub fn new(pool: PgPool) -> Self {
         Self {
             tasks: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            wallets: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            payments: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             pool,
         }
     }
@@ -55,25 +61,38 @@ impl CommandBus {
         id: Uuid,
         command: TaskCommand,
         ctx: &CommandContext,
-    ) -> Result<Committed, CommandError<bountyline_domain::task::TaskError>> {
+    ) -> Result<Committed, CommandError<TaskError>> {
         let name = command.name();
-        run(
-            self.pool.clone(),
-            self.tasks.clone(),
-            id,
-            name,
-            command,
-            ctx,
-        )
-        .await
+        run(&self.pool, &self.tasks, id, name, command, ctx).await
+    }
+
+    /// A wallet is named by its owner's user id.
+    pub async fn wallet(
+        &self,
+        owner: Uuid,
+        command: WalletCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<WalletError>> {
+        let name = command.name();
+        run(&self.pool, &self.wallets, owner, name, command, ctx).await
+    }
+
+    pub async fn payment(
+        &self,
+        id: Uuid,
+        command: PaymentCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<PaymentError>> {
+        let name = command.name();
+        run(&self.pool, &self.payments, id, name, command, ctx).await
     }
 }
 
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
-    pool: PgPool,
-    cqrs: Arc<PostgresCqrs<A>>,
+    pool: &PgPool,
+    cqrs: &Arc<PostgresCqrs<A>>,
     id: Uuid,
     name: &'static str,
     command: A::Command,
@@ -87,6 +106,7 @@ where
     let command_id = Uuid::new_v4();
     let metadata = ctx.metadata(command_id, name);
     let started = Instant::now();
+    let (pool, cqrs) = (pool.clone(), cqrs.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
         cqrs.execute_with_metadata(&aggregate_id, command, metadata)
@@ -114,12 +134,15 @@ where
     result
 }
 
-/// Reads back the version and position of the events a command just committed.
+/// Reads back the version and position of the events a command just committed. A command
+/// that changed nothing (an idempotent repeat) answers the aggregate's current version and
+/// the position of its last event.
 async fn committed<A: Aggregate>(
     pool: &PgPool,
     aggregate_id: &str,
     command_id: Uuid,
 ) -> Result<Committed, CommandError<A::Error>> {
+    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
     let row: Option<(i64, i64, i64)> = sqlx::query_as(
         "SELECT max(sequence), max(position), min(sequence) FROM events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata ->> 'command_id' = $3 \
@@ -130,16 +153,30 @@ async fn committed<A: Aggregate>(
     .bind(command_id.to_string())
     .fetch_optional(pool)
     .await
-    .map_err(|e| CommandError::Internal(e.into()))?;
-    let (version, position, first) = row.ok_or_else(|| {
-        CommandError::Internal(anyhow::anyhow!("command {command_id} committed no events"))
-    })?;
-    metrics::counter!("bountyline_events_appended_total", "aggregate" => A::TYPE)
-        .increment((version - first + 1) as u64);
+    .map_err(internal)?;
+    if let Some((version, position, first)) = row {
+        metrics::counter!("bountyline_events_appended_total", "aggregate" => A::TYPE)
+            .increment((version - first + 1) as u64);
+        return Ok(Committed {
+            id: aggregate_id.to_owned(),
+            version,
+            position,
+            created: first == 1,
+        });
+    }
+    let (version, position): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(max(sequence), 0)::bigint, coalesce(max(position), 0)::bigint \
+         FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(A::TYPE)
+    .bind(aggregate_id)
+    .fetch_one(pool)
+    .await
+    .map_err(internal)?;
     Ok(Committed {
         id: aggregate_id.to_owned(),
         version,
         position,
-        created: first == 1,
+        created: false,
     })
 }

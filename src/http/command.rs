@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use bountyline_domain::task::TaskError;
 use bountyline_domain::Actor;
 use serde::Serialize;
 use std::future::Future;
@@ -11,7 +10,7 @@ use std::future::Future;
 use super::error::{problem_body, ApiError, ApiResult};
 use super::extract::{idempotency_key, request_id};
 use super::idempotency::{self, Begin};
-use crate::commands::{CommandContext, CommandError, Committed};
+use crate::commands::{CommandContext, Committed};
 use crate::state::AppState;
 
 /// A command's answer before it is sent: status and JSON body.
@@ -93,36 +92,4 @@ where
 
 fn e_status(e: &ApiError) -> StatusCode {
     actix_web::ResponseError::status_code(e)
-}
-
-impl From<CommandError<TaskError>> for ApiError {
-    fn from(e: CommandError<TaskError>) -> Self {
-        match e {
-            CommandError::Domain(e) => match e {
-                TaskError::NotFound => ApiError::NotFound("no such task".into()),
-                TaskError::NotHolder | TaskError::NotCreator => ApiError::Forbidden(e.to_string()),
-                TaskError::AlreadyExists
-                | TaskError::NotQueued(_)
-                | TaskError::NotClaimed(_)
-                | TaskError::LeaseMismatch
-                | TaskError::LeaseNotExpired
-                | TaskError::AlreadyFinished(_) => ApiError::conflict(e.to_string()),
-            },
-            other => other.into_api(),
-        }
-    }
-}
-
-impl<E: std::error::Error> CommandError<E> {
-    /// The failures every aggregate shares.
-    fn into_api(self) -> ApiError {
-        match self {
-            CommandError::Conflict(_) => ApiError::Conflict {
-                kind: "concurrency-conflict",
-                detail: self.to_string(),
-            },
-            CommandError::Internal(e) => ApiError::Internal(e),
-            CommandError::Domain(e) => ApiError::Internal(anyhow::anyhow!("unmapped: {e}")),
-        }
-    }
 }

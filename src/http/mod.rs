@@ -7,7 +7,9 @@ pub mod extract;
 pub mod idempotency;
 pub mod middleware;
 pub mod paging;
+pub mod refusals;
 pub mod routes;
+pub mod signature;
 
 use actix_web::{web, HttpResponse};
 

@@ -3,8 +3,10 @@
 use actix_web_lab::sse;
 use async_nats::jetstream::{self, consumer};
 use bountyline_projections::backoff::Backoff;
+use bountyline_projections::wire::HEADER_PREV_POSITION;
 use bountyline_projections::{EventReader, StoredEvent};
 use futures::StreamExt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -23,6 +25,8 @@ pub struct Hub {
     events: broadcast::Sender<Arc<StoredEvent>>,
     reader: EventReader,
     shutdown: watch::Receiver<bool>,
+    /// The last position broadcast, kept across resubscriptions so a gap can be filled.
+    last: Arc<AtomicI64>,
 }
 
 impl Hub {
@@ -31,6 +35,7 @@ impl Hub {
             events: broadcast::channel(capacity).0,
             reader,
             shutdown,
+            last: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -60,19 +65,54 @@ impl Hub {
             })
             .await?;
         let mut messages = ordered.messages().await?;
+        // Subscribed: now fill in whatever was published while we were not (a restart of NATS
+        // or of this subscription); `broadcast` drops anything sent twice.
+        let mut last = self.last.load(Ordering::Acquire);
+        while last > 0 {
+            let missed = self.reader.after(last, 1000).await?;
+            let Some(end) = missed.last().map(|e| e.position) else {
+                break;
+            };
+            for event in missed {
+                self.broadcast(Arc::new(event));
+            }
+            last = end;
+        }
         loop {
             tokio::select! {
                 next = messages.next() => {
                     let Some(message) = next else { return Err("stream ended".into()) };
                     let message = message?;
-                    if let Ok(event) = serde_json::from_slice::<StoredEvent>(&message.payload) {
-                        // No receivers is fine: nobody is watching.
-                        let _ = self.events.send(Arc::new(event));
+                    let Ok(event) = serde_json::from_slice::<StoredEvent>(&message.payload) else {
+                        continue;
+                    };
+                    let prev = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(HEADER_PREV_POSITION))
+                        .and_then(|v| v.as_str().parse::<i64>().ok());
+                    let last = self.last.load(Ordering::Acquire);
+                    if last > 0 && prev.is_some_and(|p| p > last) {
+                        // We missed messages (a resubscription starts at the stream's end):
+                        // the store has them.
+                        for missed in self.reader.range(last, event.position - 1).await? {
+                            self.broadcast(Arc::new(missed));
+                        }
                     }
+                    self.broadcast(Arc::new(event));
                 }
                 _ = shutdown.changed() => return Ok(()),
             }
         }
+    }
+
+    fn broadcast(&self, event: Arc<StoredEvent>) {
+        if event.position <= self.last.load(Ordering::Acquire) {
+            return;
+        }
+        self.last.store(event.position, Ordering::Release);
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(event);
     }
 
     /// Starts a client: catch up after `last_event_id` (if given) from the store, then live.
@@ -112,8 +152,11 @@ impl Client {
     }
 
     async fn serve(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if let Some(after) = self.sent {
-            self.catch_up(after).await?;
+        match self.sent {
+            Some(after) => self.catch_up(after).await?,
+            // Live from now: what was committed before the client came is history it did not
+            // ask for (and must never be replayed to it after a lag).
+            None => self.sent = Some(self.reader.head().await?),
         }
         loop {
             tokio::select! {
@@ -121,7 +164,7 @@ impl Client {
                     Ok(event) => self.send(&event).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // The ring moved on without us: the store has everything we missed.
-                        let from = self.sent.unwrap_or(0);
+                        let from = self.sent.unwrap_or_default();
                         self.catch_up(from).await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),

@@ -4,13 +4,19 @@
 pub mod lag;
 pub mod lease_expiry;
 
+use bountyline_projections::payments::PaymentsProjection;
 use bountyline_projections::tasks::TasksProjection;
+use bountyline_projections::wallets::WalletsProjection;
 use bountyline_projections::Projection;
 use std::sync::Arc;
 
 /// Every projection bountyline maintains, by name.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(TasksProjection)]
+    vec![
+        Arc::new(TasksProjection),
+        Arc::new(WalletsProjection),
+        Arc::new(PaymentsProjection),
+    ]
 }
 
 pub fn projection(name: &str) -> Option<Arc<dyn Projection>> {

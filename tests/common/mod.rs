@@ -7,7 +7,9 @@ pub mod accounts;
 
 pub use accounts::TestUser;
 
-use bountyline::config::{AuthSettings, HttpSettings, Settings, SseSettings, WorkerSettings};
+use bountyline::config::{
+    AuthSettings, HttpSettings, PaymentsSettings, Settings, SseSettings, WorkerSettings,
+};
 use bountyline::startup::{Application, Parts, Shutdown};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -84,6 +86,9 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             lease_scan_interval_ms: 200,
             projection_batch: 500,
             relay_batch: 1000,
+        },
+        payments: PaymentsSettings {
+            webhook_secret: SecretString::from(format!("whsec-{}", Uuid::new_v4())),
         },
         log_format: "pretty".into(),
     }
@@ -211,5 +216,53 @@ where
             panic!("timed out after {limit:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl TestApp {
+    /// Sends a webhook signed with this app's secret (or unsigned when `sign` is false).
+    pub async fn webhook(&self, body: &Value, sign: bool) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).expect("json");
+        let mut req = self
+            .client
+            .post(self.url("/v1/webhooks/payments"))
+            .header("content-type", "application/json");
+        if sign {
+            let secret = self.settings.payments.webhook_secret.expose_secret();
+            req = req.header(
+                "X-Signature",
+                bountyline::http::signature::sign(secret.as_bytes(), &raw),
+            );
+        }
+        req.body(raw).send().await.expect("request")
+    }
+
+    /// Deposits through a signed `deposit.succeeded` webhook and returns its answer.
+    pub async fn deposit(&self, user: &TestUser, amount: i64, currency: &str) -> Value {
+        let body = serde_json::json!({
+            "event": "deposit.succeeded",
+            "reference": format!("dep-{}", Uuid::new_v4()),
+            "user_id": user.id,
+            "amount": amount,
+            "currency": currency,
+        });
+        let res = self.webhook(&body, true).await;
+        assert_eq!(res.status(), 200, "deposit");
+        res.json().await.expect("json")
+    }
+
+    /// `GET /v1/wallets/me` once the wallets read model has caught up with the store.
+    pub async fn balances(&self, user: &TestUser) -> Value {
+        let head = self.head().await;
+        let res = self
+            .client
+            .get(self.url("/v1/wallets/me"))
+            .bearer_auth(&user.access_token)
+            .header("X-Min-Position", head.to_string())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
     }
 }

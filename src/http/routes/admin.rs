@@ -1,4 +1,5 @@
-//! Operator views for admins: events a projection parked after its retries ran out.
+//! Operator views for admins: events a projection parked after its retries ran out, and the
+//! process managers' money flows.
 
 use actix_web::{web, HttpResponse};
 use bountyline_domain::Role;
@@ -11,7 +12,8 @@ use crate::http::error::ApiResult;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/admin/parked-events", web::get().to(parked_events));
+    cfg.route("/v1/admin/parked-events", web::get().to(parked_events))
+        .route("/v1/admin/flows", web::get().to(flows));
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -34,6 +36,57 @@ async fn parked_events(
         "SELECT projection, position, event_id, event_type, error, attempts, parked_at \
          FROM parked_events ORDER BY parked_at DESC, position DESC LIMIT 500",
     )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowQuery {
+    /// `in_flight` (default), `stuck`, `done` or `all`.
+    state: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Flow {
+    flow_id: Uuid,
+    kind: String,
+    bounty_id: Option<Uuid>,
+    step: String,
+    done: bool,
+    stuck: bool,
+    last_error: Option<String>,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The process managers' flows: which are in flight, which are stuck, which are done.
+async fn flows(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+    q: web::Query<FlowQuery>,
+) -> ApiResult<HttpResponse> {
+    require_role(&actor, Role::Admin)?;
+    let filter = match q.state.as_deref().unwrap_or("in_flight") {
+        "in_flight" => "NOT done",
+        "stuck" => "NOT done AND updated_at < now() - make_interval(secs => $1)",
+        "done" => "done",
+        "all" => "true",
+        _ => {
+            return Err(crate::http::error::ApiError::invalid_field(
+                "state",
+                "must be one of in_flight, stuck, done, all",
+            ))
+        }
+    };
+    let items: Vec<Flow> = sqlx::query_as(&format!(
+        "SELECT flow_id, kind, bounty_id, step, done, \
+           (NOT done AND updated_at < now() - make_interval(secs => $1)) AS stuck, \
+           last_error, started_at, updated_at \
+         FROM process_flows WHERE {filter} ORDER BY updated_at DESC LIMIT 500"
+    ))
+    .bind(crate::sagas::flows::STUCK_AFTER_SECS as f64)
     .fetch_all(&state.pool)
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))

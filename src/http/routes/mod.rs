@@ -4,8 +4,11 @@ pub mod admin;
 pub mod auth;
 pub mod me;
 pub mod ops;
+pub mod payments;
 pub mod streams;
 pub mod tasks;
+pub mod wallets;
+pub mod webhooks;
 
 pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.configure(ops::config)
@@ -13,5 +16,8 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(me::config)
         .configure(admin::config)
         .configure(tasks::config)
+        .configure(wallets::config)
+        .configure(payments::config)
+        .configure(webhooks::config)
         .configure(streams::config);
 }

@@ -1,0 +1,84 @@
+//! Applies payment events to the `payments` table, guarded by position.
+
+use async_trait::async_trait;
+use bountyline_domain::payment::PaymentEvent;
+use sqlx::{Postgres, Transaction};
+
+use crate::{Projection, ProjectionError, StoredEvent};
+
+pub struct PaymentsProjection;
+
+#[async_trait]
+impl Projection for PaymentsProjection {
+    fn name(&self) -> &'static str {
+        "payments"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["payments"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.aggregate_type != "Payment" {
+            return Ok(());
+        }
+        let id = event.aggregate_uuid().ok_or_else(|| {
+            ProjectionError::Invalid(format!("payment id {}", event.aggregate_id))
+        })?;
+        let payment: PaymentEvent = event
+            .decode()
+            .map_err(|e| ProjectionError::decode(event, e))?;
+        let status = payment.status_after().as_str();
+        match &payment {
+            PaymentEvent::PaymentRequested {
+                payer,
+                bounty_id,
+                currency,
+                amount,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO payments (id, bounty_id, payer, amount, currency, status, \
+                     created_at, updated_at, version, position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(bounty_id)
+                .bind(payer)
+                .bind(amount)
+                .bind(currency.as_str())
+                .bind(status)
+                .bind(at)
+                .bind(event.sequence)
+                .bind(event.position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            other => {
+                let payee = match other {
+                    PaymentEvent::ReleaseRequested { payee, .. }
+                    | PaymentEvent::PaymentReleased { payee, .. } => Some(*payee),
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE payments SET status = $3, payee = coalesce($4, payee), \
+                     updated_at = $5, version = $6, position = $2 \
+                     WHERE id = $1 AND position < $2",
+                )
+                .bind(id)
+                .bind(event.position)
+                .bind(status)
+                .bind(payee)
+                .bind(event.recorded_at)
+                .bind(event.sequence)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

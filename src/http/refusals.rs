@@ -1,0 +1,71 @@
+//! How each aggregate's refusals read over HTTP: who may not act is 403, what does not exist
+//! is 404, what the current state does not allow is 409, what can never be valid is 422.
+
+use bountyline_domain::payment::PaymentError;
+use bountyline_domain::task::TaskError;
+use bountyline_domain::wallet::WalletError;
+
+use super::error::ApiError;
+use crate::commands::CommandError;
+
+impl From<CommandError<TaskError>> for ApiError {
+    fn from(e: CommandError<TaskError>) -> Self {
+        common(e, |e| match e {
+            TaskError::NotFound => ApiError::NotFound("no such task".into()),
+            TaskError::NotHolder | TaskError::NotCreator => ApiError::Forbidden(e.to_string()),
+            TaskError::AlreadyExists
+            | TaskError::NotQueued(_)
+            | TaskError::NotClaimed(_)
+            | TaskError::LeaseMismatch
+            | TaskError::LeaseNotExpired
+            | TaskError::AlreadyFinished(_) => ApiError::conflict(e.to_string()),
+        })
+    }
+}
+
+impl From<CommandError<WalletError>> for ApiError {
+    fn from(e: CommandError<WalletError>) -> Self {
+        common(e, |e| match &e {
+            WalletError::NotAllowed | WalletError::NotOwner | WalletError::WrongWallet { .. } => {
+                ApiError::Forbidden(e.to_string())
+            }
+            WalletError::UnknownWithdrawal { .. } | WalletError::UnknownHold { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            WalletError::InsufficientFunds { .. } => ApiError::Conflict {
+                kind: "insufficient-funds",
+                detail: e.to_string(),
+            },
+            WalletError::ReferenceReused { .. }
+            | WalletError::WithdrawalIdReused { .. }
+            | WalletError::PaymentIdReused { .. } => {
+                ApiError::invalid_field("reference", e.to_string())
+            }
+            _ => ApiError::conflict(e.to_string()),
+        })
+    }
+}
+
+impl From<CommandError<PaymentError>> for ApiError {
+    fn from(e: CommandError<PaymentError>) -> Self {
+        common(e, |e| match &e {
+            PaymentError::NotFound => ApiError::NotFound("no such payment".into()),
+            _ => ApiError::conflict(e.to_string()),
+        })
+    }
+}
+
+/// The failures every aggregate shares; `domain` maps the aggregate's own refusals.
+fn common<E: std::error::Error>(
+    e: CommandError<E>,
+    domain: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    match e {
+        CommandError::Domain(e) => domain(e),
+        CommandError::Conflict(_) => ApiError::Conflict {
+            kind: "concurrency-conflict",
+            detail: e.to_string(),
+        },
+        CommandError::Internal(e) => ApiError::Internal(e),
+    }
+}

@@ -1,0 +1,153 @@
+//! `POST /v1/webhooks/payments`: the payment provider confirms deposits and settles
+//! withdrawals. The body must be signed (`X-Signature: sha256=<hex HMAC-SHA256 of the raw
+//! body>`); unsigned or badly signed calls get 401 and change nothing. Deliveries are
+//! idempotent on the provider's `reference`: a repeat gets 200 and changes nothing, and a
+//! reference reused with a different body is refused.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bountyline_domain::money::{Currency, Money};
+use bountyline_domain::values::ProviderReference;
+use bountyline_domain::wallet::WalletCommand;
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::commands::CommandContext;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::request_id;
+use crate::http::signature;
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/webhooks/payments", web::post().to(payments));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Delivery {
+    event: String,
+    reference: String,
+    user_id: Uuid,
+    amount: i64,
+    currency: String,
+    withdrawal_id: Option<Uuid>,
+}
+
+async fn payments(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let secret = state
+        .settings
+        .payments
+        .webhook_secret
+        .expose_secret()
+        .as_bytes();
+    let header = req
+        .headers()
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = signature::verify(secret, &body, header) {
+        tracing::warn!(request_id = %request_id(&req), reason = %e, "webhook refused");
+        metrics::counter!("bountyline_webhooks_total", "outcome" => "unauthenticated").increment(1);
+        return Err(ApiError::Unauthenticated(format!("webhook signature: {e}")));
+    }
+    let delivery: Delivery = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_data() {
+            ApiError::Invalid {
+                detail: e.to_string(),
+                fields: Vec::new(),
+            }
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })?;
+    let reference = ProviderReference::parse(&delivery.reference)?;
+    let money = Money::positive(delivery.amount, Currency::parse(&delivery.currency)?)?;
+    let owner = delivery.user_id;
+    let command = match delivery.event.as_str() {
+        "deposit.succeeded" => WalletCommand::Deposit {
+            owner,
+            reference: reference.clone(),
+            money,
+            at: Utc::now(),
+        },
+        "withdrawal.succeeded" | "withdrawal.failed" => {
+            let withdrawal_id = delivery.withdrawal_id.ok_or_else(|| {
+                ApiError::invalid_field("withdrawal_id", "is required for withdrawal events")
+            })?;
+            if delivery.event == "withdrawal.succeeded" {
+                WalletCommand::CompleteWithdrawal {
+                    withdrawal_id,
+                    reference: reference.clone(),
+                    at: Utc::now(),
+                }
+            } else {
+                WalletCommand::FailWithdrawal {
+                    withdrawal_id,
+                    reference: reference.clone(),
+                    at: Utc::now(),
+                }
+            }
+        }
+        other => return Err(ApiError::invalid_field(
+            "event",
+            format!(
+                "{other} is not one of deposit.succeeded, withdrawal.succeeded, withdrawal.failed"
+            ),
+        )),
+    };
+    let known: Option<bool> = sqlx::query_scalar("SELECT true FROM users WHERE id = $1")
+        .bind(owner)
+        .fetch_optional(&state.pool)
+        .await?;
+    if known.is_none() {
+        return Err(ApiError::invalid_field("user_id", "no such user"));
+    }
+
+    let hash = Sha256::digest(&body).to_vec();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (reference, body_hash, event) VALUES ($1, $2, $3) \
+         ON CONFLICT (reference) DO NOTHING",
+    )
+    .bind(reference.as_str())
+    .bind(&hash)
+    .bind(&delivery.event)
+    .execute(&state.pool)
+    .await?;
+    let (stored_hash, processed): (Vec<u8>, bool) = sqlx::query_as(
+        "SELECT body_hash, processed_at IS NOT NULL FROM webhook_deliveries WHERE reference = $1",
+    )
+    .bind(reference.as_str())
+    .fetch_one(&state.pool)
+    .await?;
+    if stored_hash != hash {
+        return Err(ApiError::Conflict {
+            kind: "reference-reused",
+            detail: "this reference was already delivered with a different body".into(),
+        });
+    }
+    if processed {
+        metrics::counter!("bountyline_webhooks_total", "outcome" => "duplicate").increment(1);
+        return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "duplicate"})));
+    }
+    // The wallet itself is idempotent on the reference, so a delivery that died half way is
+    // simply run again.
+    let mut ctx = CommandContext::system(&format!("webhook:{}", reference.as_str()));
+    ctx.request_id = request_id(&req);
+    let committed = state.commands.wallet(owner, command, &ctx).await?;
+    sqlx::query("UPDATE webhook_deliveries SET processed_at = now() WHERE reference = $1")
+        .bind(reference.as_str())
+        .execute(&state.pool)
+        .await?;
+    metrics::counter!("bountyline_webhooks_total", "outcome" => "processed").increment(1);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "processed",
+        "wallet": committed.id,
+        "version": committed.version,
+        "position": committed.position,
+    })))
+}

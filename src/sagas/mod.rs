@@ -1,0 +1,3 @@
+//! Process managers: the sagas that move money between bounties, payments and wallets.
+
+pub mod flows;

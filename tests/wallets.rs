@@ -1,0 +1,205 @@
+//! Wallets over HTTP: signed deposits, withdrawals and their settlement, admin credits, and
+//! the money rules under concurrency (no balance below zero, every webhook counted once).
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_signed_deposit_credits_the_wallet_and_shows_in_the_ledger() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let answer = app.deposit(&alice, 5_000, "USD").await;
+    assert_eq!(answer["status"], "processed");
+    let balances = app.balances(&alice).await;
+    assert_eq!(
+        balances["balances"],
+        json!([{"currency": "USD", "available": 5000, "held": 0}])
+    );
+    let ledger: Value = app
+        .get(&alice, "/v1/wallets/me/entries")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["items"][0]["kind"], "deposit_confirmed");
+    assert_eq!(ledger["items"][0]["amount"], 5000);
+}
+
+#[tokio::test]
+async fn unsigned_or_badly_signed_webhooks_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let body = json!({"event": "deposit.succeeded", "reference": "r-1", "user_id": alice.id,
+                      "amount": 100, "currency": "USD"});
+    assert_eq!(app.webhook(&body, false).await.status(), 401);
+    let forged = app
+        .client
+        .post(app.url("/v1/webhooks/payments"))
+        .header(
+            "X-Signature",
+            bountyline::http::signature::sign(b"not-the-secret", body.to_string().as_bytes()),
+        )
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(forged.headers()["content-type"], "application/problem+json");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn a_webhook_delivered_five_times_credits_once() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let body = json!({"event": "deposit.succeeded", "reference": "once-only", "user_id": alice.id,
+                      "amount": 700, "currency": "EUR"});
+    let answers = futures::future::join_all((0..5).map(|_| app.webhook(&body, true))).await;
+    for a in &answers {
+        assert!(a.status() == 200 || a.status() == 409, "{}", a.status());
+    }
+    let again = app.webhook(&body, true).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "duplicate");
+    let balances = app.balances(&alice).await;
+    assert_eq!(balances["balances"][0]["available"], 700);
+    let mut changed = body.clone();
+    changed["amount"] = json!(9999);
+    assert_eq!(
+        app.webhook(&changed, true).await.status(),
+        409,
+        "a reference reused with another body"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_parallel_withdrawals_of_one_from_fifty_give_exactly_fifty() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    app.deposit(&alice, 5_000, "USD").await;
+    let attempts = futures::future::join_all((0..100).map(|_| async {
+        // A client that meets a concurrency conflict retries, as any client would.
+        loop {
+            let res = app
+                .post(
+                    &alice,
+                    "/v1/wallets/me/withdrawals",
+                    &json!({"amount": 100, "currency": "USD"}),
+                )
+                .await;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            if status == 409
+                && body["type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("concurrency-conflict")
+            {
+                continue;
+            }
+            return (status, body);
+        }
+    }))
+    .await;
+    let ok = attempts.iter().filter(|(s, _)| *s == 201).count();
+    let refused = attempts
+        .iter()
+        .filter(|(s, b)| *s == 409 && b["type"].as_str().unwrap().ends_with("insufficient-funds"))
+        .count();
+    assert_eq!((ok, refused), (50, 50), "{attempts:?}");
+    let balances = app.balances(&alice).await;
+    assert_eq!(
+        balances["balances"][0],
+        json!({"currency": "USD", "available": 0, "held": 5000})
+    );
+}
+
+#[tokio::test]
+async fn withdrawals_complete_or_fail_through_the_webhook() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    app.deposit(&alice, 1_000, "USD").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .post(
+                &alice,
+                "/v1/wallets/me/withdrawals",
+                &json!({"amount": 300, "currency": "USD"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        ids.push(res.json::<Value>().await.unwrap()["withdrawal_id"].clone());
+    }
+    let settle = |event: &str, id: &Value, reference: &str| {
+        json!({"event": event, "reference": reference, "user_id": alice.id, "amount": 300,
+               "currency": "USD", "withdrawal_id": id})
+    };
+    assert_eq!(
+        app.webhook(&settle("withdrawal.succeeded", &ids[0], "w-1"), true)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.webhook(&settle("withdrawal.failed", &ids[1], "w-2"), true)
+            .await
+            .status(),
+        200
+    );
+    let balances = app.balances(&alice).await;
+    // 1000 - 300 paid out; the failed 300 is back.
+    assert_eq!(
+        balances["balances"][0],
+        json!({"currency": "USD", "available": 700, "held": 0})
+    );
+    let too_much = app
+        .post(
+            &alice,
+            "/v1/wallets/me/withdrawals",
+            &json!({"amount": 701, "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(too_much.status(), 409);
+}
+
+#[tokio::test]
+async fn only_admins_credit_wallets() {
+    let app = TestApp::spawn().await;
+    let (alice, admin) = (app.user("alice").await, app.admin().await);
+    let body = json!({"amount": 250, "currency": "USD", "reason": "goodwill"});
+    let path = format!("/v1/admin/wallets/{}/credit", alice.id);
+    assert_eq!(app.post(&alice, &path, &body).await.status(), 403);
+    assert_eq!(app.post(&admin, &path, &body).await.status(), 200);
+    let balances = app.balances(&alice).await;
+    assert_eq!(balances["balances"][0]["available"], 250);
+}
+
+#[tokio::test]
+async fn bad_money_input_gets_a_clear_4xx() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    for (body, status) in [
+        (json!({"amount": 0, "currency": "USD"}), 422),
+        (json!({"amount": -5, "currency": "USD"}), 422),
+        (json!({"amount": 5, "currency": "usd"}), 422),
+        (json!({"amount": 1.5, "currency": "USD"}), 422),
+        (json!({"amount": 5, "currency": "USD", "balance": 1}), 422),
+        (json!({"amount": 5, "currency": "USD"}), 409),
+    ] {
+        let res = app.post(&alice, "/v1/wallets/me/withdrawals", &body).await;
+        assert_eq!(res.status().as_u16(), status, "{body}");
+    }
+    let unknown_user = json!({"event": "deposit.succeeded", "reference": "r", "user_id": uuid::Uuid::new_v4(),
+                              "amount": 1, "currency": "USD"});
+    assert_eq!(app.webhook(&unknown_user, true).await.status(), 422);
+    let bad_event = json!({"event": "refund.maybe", "reference": "r", "user_id": alice.id, "amount": 1, "currency": "USD"});
+    assert_eq!(app.webhook(&bad_event, true).await.status(), 422);
+}
