@@ -5,7 +5,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use async_nats::jetstream;
 use bountyline_projections::runner::{ProjectionRunner, RunnerConfig};
-use bountyline_projections::EventReader;
+use bountyline_projections::{EventReader, Projection};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use std::net::TcpListener;
@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
 use crate::nats::Names;
 use crate::relay::Relay;
+use crate::sagas::ProcessManagers;
 use crate::sse::Hub;
 use crate::state::AppState;
 use crate::{db, http, nats, telemetry, workers};
@@ -212,7 +213,11 @@ fn spawn_workers(
             }
         }),
     ));
-    for projection in workers::projections() {
+    // Process managers run through the same checkpointed runner as the read models, but are
+    // never rebuilt (they act; they keep no read model).
+    let process_managers: Arc<dyn Projection> =
+        Arc::new(ProcessManagers::new(commands.clone()));
+    for projection in workers::projections().into_iter().chain([process_managers]) {
         let config = RunnerConfig {
             stream: names.stream(),
             durable: names.durable(projection.name()),

@@ -18,6 +18,9 @@ pub enum ProjectionError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A dependency failed (a command's database, say): retry later, never park.
+    #[error("{0}")]
+    Transient(String),
 }
 
 impl ProjectionError {

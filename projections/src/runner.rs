@@ -270,7 +270,8 @@ impl ProjectionRunner {
 
 /// Faults of the connection rather than of the event: retry the batch later, never park.
 fn is_transient(error: &ProjectionError) -> bool {
-    matches!(
+    matches!(error, ProjectionError::Transient(_))
+        || matches!(
         error,
         ProjectionError::Db(
             sqlx::Error::Io(_)

@@ -40,6 +40,22 @@ impl CommandContext {
         }
     }
 
+    /// A command a process manager issues in reaction to `event`: same correlation as the
+    /// request that started it all, caused by that event.
+    pub fn follow_up(event: &bountyline_projections::StoredEvent) -> Self {
+        let correlation = event
+            .meta("correlation_id")
+            .map(str::to_owned)
+            .unwrap_or_else(|| event.event_id.to_string());
+        Self {
+            actor: Actor::system(),
+            request_id: event.meta("request_id").unwrap_or_default().to_owned(),
+            correlation_id: correlation,
+            causation_id: Some(event.event_id.to_string()),
+            idempotency_key: None,
+        }
+    }
+
     pub(super) fn metadata(&self, command_id: Uuid, command: &str) -> HashMap<String, String> {
         let command_id = command_id.to_string();
         let mut m = HashMap::from([

@@ -6,6 +6,7 @@ mod context;
 
 pub use context::CommandContext;
 
+use bountyline_domain::bounty::{Bounty, BountyCommand, BountyError};
 use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
@@ -44,6 +45,7 @@ pub struct CommandBus {
     tasks: Arc<PostgresCqrs<Task>>,
     wallets: Arc<PostgresCqrs<Wallet>>,
     payments: Arc<PostgresCqrs<Payment>>,
+    bounties: Arc<PostgresCqrs<Bounty>>,
 }
 
 impl CommandBus {
@@ -52,6 +54,7 @@ impl CommandBus {
             tasks: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             wallets: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             payments: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            bounties: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             pool,
         }
     }
@@ -85,6 +88,16 @@ impl CommandBus {
     ) -> Result<Committed, CommandError<PaymentError>> {
         let name = command.name();
         run(&self.pool, &self.payments, id, name, command, ctx).await
+    }
+
+    pub async fn bounty(
+        &self,
+        id: Uuid,
+        command: BountyCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<BountyError>> {
+        let name = command.name();
+        run(&self.pool, &self.bounties, id, name, command, ctx).await
     }
 }
 

@@ -1,3 +1,358 @@
 //! Process managers: the sagas that move money between bounties, payments and wallets.
+//!
+//! They run as one more consumer of the event stream, through the same checkpointed runner
+//! as the projections, and react to events with follow-up commands. Every follow-up names a
+//! deterministic target (the bounty's payment id, the payer's or payee's wallet) and every
+//! target treats a repeat as done, so a redelivery, a retry or a crash half way through a
+//! flow never moves money twice; running again simply completes the flow.
+//!
+//! The flows, one per payment:
+//! - funding: BountyPosted → Payment.Request → Wallet.HoldFunds → (FundsHeld) Payment.MarkHeld
+//!   → Bounty.MarkFunded; or (HoldRejected) Payment.MarkHoldFailed → Bounty.MarkUnfunded.
+//! - payout: WorkApproved / DisputeResolved(pay) → Payment.Release → payee Wallet.ReceivePayment,
+//!   payer Wallet.ReleaseHold, Payment.MarkReleased → Bounty.MarkPaid.
+//! - refund: BountyCancelled(refund) / BountyExpired / DisputeResolved(refund) /
+//!   BountyFundedAfterCancel → Payment.Refund → payer Wallet.RefundHold, Payment.MarkRefunded
+//!   → Bounty.MarkRefunded.
 
 pub mod flows;
+
+use async_trait::async_trait;
+use bountyline_domain::bounty::{BountyCommand, BountyEvent, DisputeOutcome};
+use bountyline_domain::money::{Currency, Money};
+use bountyline_domain::payment::{PaymentCommand, PaymentEvent};
+use bountyline_domain::values::Note;
+use bountyline_domain::wallet::{WalletCommand, WalletEvent};
+use bountyline_projections::{Projection, ProjectionError, StoredEvent};
+use chrono::Utc;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::commands::{CommandBus, CommandContext, CommandError, Committed};
+
+pub struct ProcessManagers {
+    commands: CommandBus,
+}
+
+impl ProcessManagers {
+    pub fn new(commands: CommandBus) -> Self {
+        Self { commands }
+    }
+}
+
+/// One follow-up command.
+enum Step {
+    Bounty(Uuid, BountyCommand),
+    Payment(Uuid, PaymentCommand),
+    Wallet(Uuid, WalletCommand),
+}
+
+/// How a flow stands after an event: its id, kind, bounty, step name and whether it is done.
+struct Progress {
+    flow: Uuid,
+    kind: &'static str,
+    bounty: Option<Uuid>,
+    step: &'static str,
+    done: bool,
+}
+
+#[async_trait]
+impl Projection for ProcessManagers {
+    fn name(&self) -> &'static str {
+        "process-managers"
+    }
+
+    /// Process managers own no read model: they are never rebuilt.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let Some((progress, steps)) = react(event)? else {
+            return Ok(());
+        };
+        let ctx = CommandContext::follow_up(event);
+        flows::record(
+            tx,
+            progress.flow,
+            progress.kind,
+            progress.bounty,
+            progress.step,
+            progress.done,
+            event.position,
+        )
+        .await?;
+        for step in steps {
+            if let Err(refusal) = self.run(step, &ctx).await? {
+                // Not a fault of the event: the flow is left open with the reason, and shows
+                // up as stuck to an operator if nothing moves it on.
+                tracing::warn!(flow = %progress.flow, position = event.position,
+                    refusal = %refusal, "a process manager's command was refused");
+                flows::note_error(tx, progress.flow, &refusal).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProcessManagers {
+    /// Runs one step, retrying concurrency conflicts. `Ok(Err(reason))` is a refusal.
+    async fn run(&self, step: Step, ctx: &CommandContext) -> Result<Result<(), String>, ProjectionError> {
+        for _ in 0..10 {
+            let outcome = match &step {
+                Step::Bounty(id, c) => classify(self.commands.bounty(*id, c.clone(), ctx).await),
+                Step::Payment(id, c) => classify(self.commands.payment(*id, c.clone(), ctx).await),
+                Step::Wallet(id, c) => classify(self.commands.wallet(*id, c.clone(), ctx).await),
+            };
+            match outcome {
+                Outcome::Done => return Ok(Ok(())),
+                Outcome::Refused(reason) => return Ok(Err(reason)),
+                Outcome::Conflict => continue,
+                Outcome::Failed(e) => return Err(ProjectionError::Transient(e)),
+            }
+        }
+        Err(ProjectionError::Transient("kept conflicting".into()))
+    }
+}
+
+enum Outcome {
+    Done,
+    Refused(String),
+    Conflict,
+    Failed(String),
+}
+
+fn classify<E: std::error::Error>(result: Result<Committed, CommandError<E>>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Done,
+        Err(CommandError::Domain(e)) => Outcome::Refused(e.to_string()),
+        Err(CommandError::Conflict(_)) => Outcome::Conflict,
+        Err(CommandError::Internal(e)) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+fn note(text: &str) -> Note {
+    // The texts below are ours and short; an empty note is the fallback, never a panic.
+    Note::parse(text).unwrap_or_else(|_| Note::parse("").unwrap_or_else(|_| unreachable_note()))
+}
+
+#[allow(clippy::panic)]
+fn unreachable_note() -> Note {
+    panic!("the empty note is always valid")
+}
+
+fn money(amount: i64, currency: Currency) -> Result<Money, ProjectionError> {
+    Money::positive(amount, currency).map_err(|e| ProjectionError::Invalid(e.to_string()))
+}
+
+type Reaction = Option<(Progress, Vec<Step>)>;
+
+/// What an event sets off. Pure: the same event always asks for the same steps.
+fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
+    let at = Utc::now();
+    let decode_err = |e| ProjectionError::decode(event, e);
+    let bounty_id = event.aggregate_uuid();
+    Ok(match event.aggregate_type.as_str() {
+        "Bounty" => {
+            let bounty = bounty_id.ok_or_else(|| ProjectionError::Invalid("bounty id".into()))?;
+            let flow = |payment_id: Uuid, step, done| Progress {
+                flow: payment_id,
+                kind: "bounty-reward",
+                bounty: Some(bounty),
+                step,
+                done,
+            };
+            match event.decode::<BountyEvent>().map_err(decode_err)? {
+                BountyEvent::BountyPosted {
+                    poster,
+                    payment_id,
+                    reward,
+                    ..
+                } => Some((
+                    flow(payment_id, "requesting hold", false),
+                    vec![Step::Payment(
+                        payment_id,
+                        PaymentCommand::Request {
+                            payment_id,
+                            payer: poster,
+                            money: reward,
+                            bounty_id: bounty,
+                            at,
+                        },
+                    )],
+                )),
+                BountyEvent::WorkApproved {
+                    hunter, payment_id, ..
+                }
+                | BountyEvent::DisputeResolved {
+                    outcome: DisputeOutcome::PayHunter,
+                    hunter,
+                    payment_id,
+                    ..
+                } => Some((
+                    flow(payment_id, "releasing to hunter", false),
+                    vec![Step::Payment(
+                        payment_id,
+                        PaymentCommand::Release { payee: hunter, at },
+                    )],
+                )),
+                BountyEvent::BountyCancelled {
+                    payment_id,
+                    refund: true,
+                    ..
+                }
+                | BountyEvent::BountyExpired { payment_id, .. }
+                | BountyEvent::BountyFundedAfterCancel { payment_id, .. }
+                | BountyEvent::DisputeResolved {
+                    outcome: DisputeOutcome::RefundPoster,
+                    payment_id,
+                    ..
+                } => Some((
+                    flow(payment_id, "refunding poster", false),
+                    vec![Step::Payment(
+                        payment_id,
+                        PaymentCommand::Refund {
+                            reason: note(&event.event_type),
+                            at,
+                        },
+                    )],
+                )),
+                BountyEvent::BountyOpened { payment_id, .. } => {
+                    Some((flow(payment_id, "funded", false), Vec::new()))
+                }
+                BountyEvent::BountyUnfunded { payment_id, .. } => {
+                    Some((flow(payment_id, "unfunded", true), Vec::new()))
+                }
+                BountyEvent::BountyPaid { payment_id, .. } => {
+                    Some((flow(payment_id, "hunter paid", true), Vec::new()))
+                }
+                BountyEvent::BountyRefunded { payment_id, .. } => {
+                    Some((flow(payment_id, "poster refunded", true), Vec::new()))
+                }
+                _ => None,
+            }
+        }
+        "Payment" => {
+            let payment_id =
+                bounty_id.ok_or_else(|| ProjectionError::Invalid("payment id".into()))?;
+            let flow = |bounty: Uuid, step| Progress {
+                flow: payment_id,
+                kind: "bounty-reward",
+                bounty: Some(bounty),
+                step,
+                done: false,
+            };
+            match event.decode::<PaymentEvent>().map_err(decode_err)? {
+                PaymentEvent::PaymentRequested {
+                    payer,
+                    bounty_id,
+                    currency,
+                    amount,
+                    ..
+                } => Some((
+                    flow(bounty_id, "holding funds"),
+                    vec![Step::Wallet(
+                        payer,
+                        WalletCommand::HoldFunds {
+                            owner: payer,
+                            payment_id,
+                            money: money(amount, currency)?,
+                            at,
+                        },
+                    )],
+                )),
+                PaymentEvent::PaymentHeld { bounty_id, .. } => Some((
+                    flow(bounty_id, "opening bounty"),
+                    vec![Step::Bounty(bounty_id, BountyCommand::MarkFunded { at })],
+                )),
+                PaymentEvent::PaymentHoldFailed {
+                    bounty_id, reason, ..
+                } => Some((
+                    flow(bounty_id, "marking bounty unfunded"),
+                    vec![Step::Bounty(
+                        bounty_id,
+                        BountyCommand::MarkUnfunded {
+                            reason: note(&reason),
+                            at,
+                        },
+                    )],
+                )),
+                PaymentEvent::ReleaseRequested {
+                    payer,
+                    payee,
+                    bounty_id,
+                    currency,
+                    amount,
+                    ..
+                } => Some((
+                    flow(bounty_id, "paying hunter"),
+                    vec![
+                        Step::Wallet(
+                            payee,
+                            WalletCommand::ReceivePayment {
+                                owner: payee,
+                                payment_id,
+                                money: money(amount, currency)?,
+                                from: payer,
+                                at,
+                            },
+                        ),
+                        Step::Wallet(payer, WalletCommand::ReleaseHold { payment_id, at }),
+                        Step::Payment(payment_id, PaymentCommand::MarkReleased { at }),
+                    ],
+                )),
+                PaymentEvent::RefundRequested {
+                    payer, bounty_id, ..
+                } => Some((
+                    flow(bounty_id, "refunding"),
+                    vec![
+                        Step::Wallet(payer, WalletCommand::RefundHold { payment_id, at }),
+                        Step::Payment(payment_id, PaymentCommand::MarkRefunded { at }),
+                    ],
+                )),
+                PaymentEvent::PaymentReleased { bounty_id, .. } => Some((
+                    flow(bounty_id, "closing bounty as paid"),
+                    vec![Step::Bounty(bounty_id, BountyCommand::MarkPaid { at })],
+                )),
+                PaymentEvent::PaymentRefunded { bounty_id, .. } => Some((
+                    flow(bounty_id, "closing bounty as refunded"),
+                    vec![Step::Bounty(bounty_id, BountyCommand::MarkRefunded { at })],
+                )),
+            }
+        }
+        "Wallet" => match event.decode::<WalletEvent>().map_err(decode_err)? {
+            WalletEvent::FundsHeld { payment_id, .. } => Some((
+                Progress {
+                    flow: payment_id,
+                    kind: "bounty-reward",
+                    bounty: None,
+                    step: "funds held",
+                    done: false,
+                },
+                vec![Step::Payment(payment_id, PaymentCommand::MarkHeld { at })],
+            )),
+            WalletEvent::HoldRejected { payment_id, .. } => Some((
+                Progress {
+                    flow: payment_id,
+                    kind: "bounty-reward",
+                    bounty: None,
+                    step: "hold rejected",
+                    done: false,
+                },
+                vec![Step::Payment(
+                    payment_id,
+                    PaymentCommand::MarkHoldFailed {
+                        reason: note("insufficient funds"),
+                        at,
+                    },
+                )],
+            )),
+            _ => None,
+        },
+        _ => None,
+    })
+}

@@ -41,7 +41,7 @@ impl Wallet {
 }
 
 impl WalletState {
-    pub(super) fn decide(&self, command: WalletCommand) -> Result<Vec<WalletEvent>, WalletError> {
+    fn decide(&self, command: WalletCommand) -> Result<Vec<WalletEvent>, WalletError> {
         let owner = self.owner;
         match command {
             WalletCommand::Deposit {
