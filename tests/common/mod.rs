@@ -192,11 +192,19 @@ impl TestApp {
             .expect("head")
     }
 
-    /// Waits until every projection has applied everything in the store.
+    /// Waits until every projection and the process managers have applied everything in the
+    /// store, and the store has stopped growing (process managers append follow-ups).
     pub async fn settle(&self) {
-        let head = self.head().await;
-        for p in bountyline::workers::projections() {
-            self.wait_for_projection(p.name(), head).await;
+        let mut names: Vec<&str> = bountyline::workers::projections().iter().map(|p| p.name()).collect();
+        names.push("process-managers");
+        loop {
+            let head = self.head().await;
+            for name in &names {
+                self.wait_for_projection(name, head).await;
+            }
+            if self.head().await == head {
+                return;
+            }
         }
     }
 }
