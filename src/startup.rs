@@ -215,8 +215,7 @@ fn spawn_workers(
     ));
     // Process managers run through the same checkpointed runner as the read models, but are
     // never rebuilt (they act; they keep no read model).
-    let process_managers: Arc<dyn Projection> =
-        Arc::new(ProcessManagers::new(commands.clone()));
+    let process_managers: Arc<dyn Projection> = Arc::new(ProcessManagers::new(commands.clone()));
     for projection in workers::projections().into_iter().chain([process_managers]) {
         let config = RunnerConfig {
             stream: names.stream(),
@@ -231,6 +230,15 @@ fn spawn_workers(
     tasks.push((
         "lease-expiry",
         tokio::spawn(workers::lease_expiry::run(
+            pool.clone(),
+            commands.clone(),
+            interval,
+            shutdown.clone(),
+        )),
+    ));
+    tasks.push((
+        "bounty-expiry",
+        tokio::spawn(workers::bounty_expiry::run(
             pool.clone(),
             commands.clone(),
             interval,

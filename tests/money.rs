@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 const USERS: usize = 6;
-const OPS_PER_CLIENT: usize = 60;
+const OPS_PER_CLIENT: usize = 80;
 const SEED: u64 = 20261122;
 
 /// What the clients saw settle, to check the books against.
@@ -37,11 +37,14 @@ struct World<'a> {
 
 impl World<'_> {
     async fn call(&self, user: &TestUser, method: &str, path: &str, body: Value) -> (u16, Value) {
+        // Reads see at least everything committed so far, as a careful client would ask.
+        let head = self.app.head().await;
         let res = self
             .app
             .client
             .request(method.parse().unwrap(), self.app.url(path))
             .bearer_auth(&user.access_token)
+            .header("X-Min-Position", head.to_string())
             .json(&body)
             .send()
             .await
@@ -68,10 +71,21 @@ impl World<'_> {
             }
             15..=24 => {
                 let amount = rng.random_range(50..1_500);
-                let (s, b) = self.call(user, "POST", "/v1/wallets/me/withdrawals", json!({"amount": amount, "currency": "USD"})).await;
+                let (s, b) = self
+                    .call(
+                        user,
+                        "POST",
+                        "/v1/wallets/me/withdrawals",
+                        json!({"amount": amount, "currency": "USD"}),
+                    )
+                    .await;
                 if s == 201 {
                     let id = b["withdrawal_id"].as_str().unwrap().to_owned();
-                    self.ledger.lock().unwrap().pending_withdrawals.push((me, id, amount));
+                    self.ledger
+                        .lock()
+                        .unwrap()
+                        .pending_withdrawals
+                        .push((me, id, amount));
                 }
                 s == 201
             }
@@ -81,9 +95,15 @@ impl World<'_> {
                     let n = l.pending_withdrawals.len();
                     (n > 0).then(|| l.pending_withdrawals.swap_remove(rng.random_range(0..n)))
                 };
-                let Some((owner, id, amount)) = pending else { return };
+                let Some((owner, id, amount)) = pending else {
+                    return;
+                };
                 let succeed = rng.random_bool(0.7);
-                let event = if succeed { "withdrawal.succeeded" } else { "withdrawal.failed" };
+                let event = if succeed {
+                    "withdrawal.succeeded"
+                } else {
+                    "withdrawal.failed"
+                };
                 let body = json!({"event": event, "reference": format!("w-{id}"), "user_id": self.users[owner].id,
                                   "amount": amount, "currency": "USD", "withdrawal_id": id});
                 let ok = self.app.webhook(&body, true).await.status() == 200;
@@ -92,20 +112,26 @@ impl World<'_> {
                 }
                 ok
             }
-            33..=47 => {
+            33..=38 => {
                 let reward = rng.random_range(100..3_000);
                 let (s, b) = self.call(user, "POST", "/v1/bounties",
                     json!({"title": format!("job {}", rng.random::<u16>()), "description": "do it",
                            "reward": {"amount": reward, "currency": "USD"}, "tags": ["rust"]})).await;
                 if s == 201 {
-                    self.ledger.lock().unwrap().bounties.push((me, b["id"].as_str().unwrap().to_owned()));
+                    self.ledger
+                        .lock()
+                        .unwrap()
+                        .bounties
+                        .push((me, b["id"].as_str().unwrap().to_owned()));
                 }
                 s == 201
             }
             _ => {
                 let picked = {
                     let l = self.ledger.lock().unwrap();
-                    (!l.bounties.is_empty()).then(|| l.bounties[rng.random_range(0..l.bounties.len())].clone())
+                    // Mostly the newest few, so that bounties get far enough to pay out.
+                    let n = l.bounties.len();
+                    (n > 0).then(|| l.bounties[n - 1 - rng.random_range(0..n.min(4))].clone())
                 };
                 let Some((poster, id)) = picked else { return };
                 self.act_on_bounty(me, poster, &id, rng).await
@@ -117,42 +143,86 @@ impl World<'_> {
     }
 
     /// Moves a bounty along whatever its state allows, from whoever may.
-    async fn act_on_bounty(&self, me: usize, poster: usize, id: &str, rng: &mut StdRng) -> bool {
-        let (_, bounty) = self.call(&self.users[poster], "GET", &format!("/v1/bounties/{id}"), Value::Null).await;
+    async fn act_on_bounty(&self, _me: usize, poster: usize, id: &str, rng: &mut StdRng) -> bool {
+        let (_, bounty) = self
+            .call(
+                &self.users[poster],
+                "GET",
+                &format!("/v1/bounties/{id}"),
+                Value::Null,
+            )
+            .await;
         let status = bounty["status"].as_str().unwrap_or("");
         let path = |action: &str| format!("/v1/bounties/{id}/{action}");
         let (who, method, url, body) = match status {
-            "open" if me != poster && rng.random_bool(0.7) => (me, "POST", path("applications"), json!({"pitch": "me!"})),
             "open" => {
                 let pending = bounty["applications"].as_array().and_then(|apps| {
-                    apps.iter().find(|a| a["status"] == "pending").map(|a| a["id"].clone())
+                    apps.iter()
+                        .find(|a| a["status"] == "pending")
+                        .map(|a| a["id"].clone())
                 });
+                let applicant = (poster + 1 + rng.random_range(0..USERS - 1)) % USERS;
                 match pending {
-                    Some(app_id) if rng.random_bool(0.8) => (poster, "POST", path("accept"), json!({"application_id": app_id})),
+                    Some(app_id) if rng.random_bool(0.7) => (
+                        poster,
+                        "POST",
+                        path("accept"),
+                        json!({"application_id": app_id}),
+                    ),
+                    _ if rng.random_bool(0.9) => (
+                        applicant,
+                        "POST",
+                        path("applications"),
+                        json!({"pitch": "me!"}),
+                    ),
                     _ => (poster, "POST", path("cancel"), Value::Null),
                 }
             }
             "assigned" => {
                 let hunter = self.index_of(&bounty["hunter"]);
                 match (hunter, rng.random_range(0..10)) {
-                    (Some(h), 0..=7) => (h, "POST", path("submit"), json!({"deliverable": {"text": "done"}})),
+                    (Some(h), 0..=7) => (
+                        h,
+                        "POST",
+                        path("submit"),
+                        json!({"deliverable": {"text": "done"}}),
+                    ),
                     (Some(h), 8) => (h, "POST", path("dispute"), json!({"reason": "unclear"})),
                     _ => (poster, "POST", path("cancel"), Value::Null),
                 }
             }
             "submitted" => match rng.random_range(0..10) {
                 0..=5 => (poster, "POST", path("approve"), Value::Null),
-                6..=7 => (poster, "POST", path("reject"), json!({"reason": "more please"})),
+                6..=7 => (
+                    poster,
+                    "POST",
+                    path("reject"),
+                    json!({"reason": "more please"}),
+                ),
                 _ => (poster, "POST", path("dispute"), json!({"reason": "not it"})),
             },
             "disputed" => {
-                let outcome = if rng.random_bool(0.5) { "pay_hunter" } else { "refund_poster" };
-                let (s, _) = self.call(&self.admin, "POST", &format!("/v1/admin/bounties/{id}/resolve"), json!({"outcome": outcome})).await;
+                let outcome = if rng.random_bool(0.5) {
+                    "pay_hunter"
+                } else {
+                    "refund_poster"
+                };
+                let (s, _) = self
+                    .call(
+                        &self.admin,
+                        "POST",
+                        &format!("/v1/admin/bounties/{id}/resolve"),
+                        json!({"outcome": outcome}),
+                    )
+                    .await;
                 return s == 200;
             }
             _ => return false,
         };
-        let (s, _) = self.call(&self.users[who], method, &url, body).await;
+        let (s, answer) = self.call(&self.users[who], method, &url, body).await;
+        if std::env::var("MONEY_DEBUG").is_ok() && !(200..300).contains(&s) {
+            eprintln!("{status} {url}: {s} {answer}");
+        }
         (200..300).contains(&s)
     }
 
@@ -163,7 +233,9 @@ impl World<'_> {
 
     /// Every read a client makes must show non-negative balances.
     async fn check_balances_read(&self, me: usize) {
-        let (s, b) = self.call(&self.users[me], "GET", "/v1/wallets/me", Value::Null).await;
+        let (s, b) = self
+            .call(&self.users[me], "GET", "/v1/wallets/me", Value::Null)
+            .await;
         assert_eq!(s, 200);
         for balance in b["balances"].as_array().unwrap() {
             assert!(balance["available"].as_i64().unwrap() >= 0, "{balance}");
@@ -200,7 +272,7 @@ async fn money_is_conserved_through_hundreds_of_concurrent_random_operations() {
     futures::future::join_all(clients).await;
     app.settle().await;
 
-    let ledger = world.ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *world.ledger.lock().unwrap());
     // 1. The read model's books balance to the cent.
     let (available, held): (i64, i64) = sqlx::query_as(
         "SELECT coalesce(sum(available), 0)::bigint, coalesce(sum(held), 0)::bigint \
@@ -209,7 +281,11 @@ async fn money_is_conserved_through_hundreds_of_concurrent_random_operations() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(available + held, ledger.deposited - ledger.withdrawn, "read model books");
+    assert_eq!(
+        available + held,
+        ledger.deposited - ledger.withdrawn,
+        "read model books"
+    );
 
     // 2. The aggregates agree: the last balance each wallet's events carry.
     let from_events: HashMap<String, (i64, i64)> = sqlx::query_as::<_, (String, i64, i64)>(
@@ -250,16 +326,51 @@ async fn money_is_conserved_through_hundreds_of_concurrent_random_operations() {
     .await
     .unwrap();
     assert_eq!(unsettled, 0, "every flow completed once things settled");
-    let errors: Vec<(uuid::Uuid, String, Option<String>)> =
-        sqlx::query_as("SELECT flow_id, step, last_error FROM process_flows WHERE last_error IS NOT NULL")
+    let errors: Vec<(uuid::Uuid, String, Option<String>)> = sqlx::query_as(
+        "SELECT flow_id, step, last_error FROM process_flows WHERE last_error IS NOT NULL",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(errors.is_empty(), "flows with errors: {errors:?}");
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM parked_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0);
+    // 4. An operator sees the flows: none stuck, the finished ones done.
+    let (s, stuck) = world
+        .call(
+            &world.admin,
+            "GET",
+            "/v1/admin/flows?state=stuck",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(stuck["items"], json!([]));
+    let (_, all) = world
+        .call(
+            &world.admin,
+            "GET",
+            "/v1/admin/flows?state=all",
+            Value::Null,
+        )
+        .await;
+    let flows = all["items"].as_array().unwrap();
+    let bounties = ledger.bounties.len();
+    assert_eq!(flows.len(), bounties, "one flow per bounty's payment");
+    let (s, _) = world
+        .call(&world.users[0], "GET", "/v1/admin/flows", Value::Null)
+        .await;
+    assert_eq!(s, 403);
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM bounties GROUP BY status ORDER BY status")
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    assert!(errors.is_empty(), "flows with errors: {errors:?}");
-    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM parked_events").fetch_one(&app.pool).await.unwrap();
-    assert_eq!(parked, 0);
     eprintln!(
-        "money: {} operations ({} accepted), deposited {}, withdrawn {}, {} bounties; books balance",
+        "money: {} operations ({} accepted), deposited {}, withdrawn {}, {} bounties {statuses:?}; books balance",
         ledger.ops, ledger.accepted, ledger.deposited, ledger.withdrawn, ledger.bounties.len()
     );
 }

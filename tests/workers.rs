@@ -92,9 +92,15 @@ async fn an_event_that_cannot_be_applied_is_parked_and_the_projection_moves_on()
         .json()
         .await
         .unwrap();
-    let items = listed["items"].as_array().unwrap();
+    // Every projection that reads task events parks it on its own; the tasks one is ours.
+    let items: Vec<_> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["projection"] == "tasks")
+        .cloned()
+        .collect();
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["projection"], "tasks");
     assert_eq!(items[0]["position"], poison);
     assert_eq!(items[0]["attempts"], 3);
     assert!(items[0]["error"]

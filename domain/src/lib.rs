@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod bounty;
+pub mod inbox;
 pub mod money;
 pub mod payment;
 pub mod task;

@@ -2,8 +2,10 @@
 //! read models (checkpointed, idempotent, gap-safe), rebuilds, and the read models' queries.
 
 pub mod backoff;
+pub mod bounties;
 pub mod checkpoint;
 pub mod event;
+pub mod notifications;
 pub mod payments;
 pub mod projection;
 pub mod rebuild;

@@ -272,14 +272,14 @@ impl ProjectionRunner {
 fn is_transient(error: &ProjectionError) -> bool {
     matches!(error, ProjectionError::Transient(_))
         || matches!(
-        error,
-        ProjectionError::Db(
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::Tls(_)
+            error,
+            ProjectionError::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::Tls(_)
+            )
         )
-    )
 }

@@ -7,6 +7,7 @@ mod context;
 pub use context::CommandContext;
 
 use bountyline_domain::bounty::{Bounty, BountyCommand, BountyError};
+use bountyline_domain::inbox::{Inbox, InboxCommand, InboxError};
 use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
@@ -46,6 +47,7 @@ pub struct CommandBus {
     wallets: Arc<PostgresCqrs<Wallet>>,
     payments: Arc<PostgresCqrs<Payment>>,
     bounties: Arc<PostgresCqrs<Bounty>>,
+    inboxes: Arc<PostgresCqrs<Inbox>>,
 }
 
 impl CommandBus {
@@ -55,6 +57,7 @@ impl CommandBus {
             wallets: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             payments: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             bounties: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            inboxes: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
             pool,
         }
     }
@@ -98,6 +101,17 @@ impl CommandBus {
     ) -> Result<Committed, CommandError<BountyError>> {
         let name = command.name();
         run(&self.pool, &self.bounties, id, name, command, ctx).await
+    }
+
+    /// An inbox is named by its owner's user id.
+    pub async fn inbox(
+        &self,
+        owner: Uuid,
+        command: InboxCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<InboxError>> {
+        let name = command.name();
+        run(&self.pool, &self.inboxes, owner, name, command, ctx).await
     }
 }
 

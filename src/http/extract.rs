@@ -91,3 +91,22 @@ pub fn min_position(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .map(Some)
         .ok_or_else(|| ApiError::BadRequest("X-Min-Position must be a non-negative integer".into()))
 }
+
+/// A JSON body that may be left out entirely (all its fields are optional): an empty body, or
+/// a JSON `null`, reads as the default; anything else must be the JSON object `T` expects.
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(text).map_err(|e| {
+        if e.is_data() {
+            ApiError::Invalid {
+                detail: e.to_string(),
+                fields: Vec::new(),
+            }
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })
+}

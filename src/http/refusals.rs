@@ -1,6 +1,8 @@
 //! How each aggregate's refusals read over HTTP: who may not act is 403, what does not exist
 //! is 404, what the current state does not allow is 409, what can never be valid is 422.
 
+use bountyline_domain::bounty::BountyError;
+use bountyline_domain::inbox::InboxError;
 use bountyline_domain::payment::PaymentError;
 use bountyline_domain::task::TaskError;
 use bountyline_domain::wallet::WalletError;
@@ -51,6 +53,47 @@ impl From<CommandError<PaymentError>> for ApiError {
         common(e, |e| match &e {
             PaymentError::NotFound => ApiError::NotFound("no such payment".into()),
             _ => ApiError::conflict(e.to_string()),
+        })
+    }
+}
+
+impl From<CommandError<BountyError>> for ApiError {
+    /// The poster applying to their own bounty is a question of who acts, so it is a 403 like
+    /// the other `Not*` refusals, not a 422.
+    fn from(e: CommandError<BountyError>) -> Self {
+        common(e, |e| match &e {
+            BountyError::NotFound => ApiError::NotFound("no such bounty".into()),
+            BountyError::UnknownApplication => ApiError::NotFound(e.to_string()),
+            BountyError::NotPoster
+            | BountyError::NotHunter
+            | BountyError::NotApplicant
+            | BountyError::NotParty
+            | BountyError::NotAllowed
+            | BountyError::CannotApplyToOwnBounty => ApiError::Forbidden(e.to_string()),
+            BountyError::DeadlineInPast => ApiError::invalid_field("deadline", e.to_string()),
+            BountyError::AlreadyExists
+            | BountyError::AlreadyApplied
+            | BountyError::ApplicationIdTaken
+            | BountyError::ApplicationNotPending(_)
+            | BountyError::NotOpen(_)
+            | BountyError::DeadlinePassed
+            | BountyError::WrongStatus(_)
+            | BountyError::CannotCancel(_)
+            | BountyError::NotExpirable
+            | BountyError::NoRefundDue => ApiError::conflict(e.to_string()),
+        })
+    }
+}
+
+impl From<CommandError<InboxError>> for ApiError {
+    fn from(e: CommandError<InboxError>) -> Self {
+        common(e, |e| match &e {
+            InboxError::NotOwner | InboxError::WrongInbox { .. } => {
+                ApiError::Forbidden(e.to_string())
+            }
+            InboxError::NoNotifications | InboxError::TooManyNotifications { .. } => {
+                ApiError::invalid_field("ids", e.to_string())
+            }
         })
     }
 }

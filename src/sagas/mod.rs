@@ -101,7 +101,11 @@ impl Projection for ProcessManagers {
 
 impl ProcessManagers {
     /// Runs one step, retrying concurrency conflicts. `Ok(Err(reason))` is a refusal.
-    async fn run(&self, step: Step, ctx: &CommandContext) -> Result<Result<(), String>, ProjectionError> {
+    async fn run(
+        &self,
+        step: Step,
+        ctx: &CommandContext,
+    ) -> Result<Result<(), String>, ProjectionError> {
         for _ in 0..10 {
             let outcome = match &step {
                 Step::Bounty(id, c) => classify(self.commands.bounty(*id, c.clone(), ctx).await),
@@ -272,7 +276,12 @@ fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
                 PaymentEvent::PaymentHoldFailed {
                     bounty_id, reason, ..
                 } => Some((
-                    flow(bounty_id, "marking bounty unfunded"),
+                    // Nothing was held, so nothing is owed: the flow ends here, also when a
+                    // bounty cancelled meanwhile records no `BountyUnfunded` after it.
+                    Progress {
+                        done: true,
+                        ..flow(bounty_id, "marking bounty unfunded")
+                    },
                     vec![Step::Bounty(
                         bounty_id,
                         BountyCommand::MarkUnfunded {

@@ -2,6 +2,7 @@
 
 use actix_web_lab::sse;
 use async_nats::jetstream::{self, consumer};
+use bountyline_domain::Actor;
 use bountyline_projections::backoff::Backoff;
 use bountyline_projections::wire::HEADER_PREV_POSITION;
 use bountyline_projections::{EventReader, StoredEvent};
@@ -115,11 +116,19 @@ impl Hub {
         let _ = self.events.send(event);
     }
 
-    /// Starts a client: catch up after `last_event_id` (if given) from the store, then live.
-    pub fn subscribe(&self, topic: Topic, last_event_id: Option<i64>, buffer: usize) -> Stream {
+    /// Starts a client for `viewer`: catch up after `last_event_id` (if given) from the store,
+    /// then live.
+    pub fn subscribe(
+        &self,
+        topic: Topic,
+        viewer: Actor,
+        last_event_id: Option<i64>,
+        buffer: usize,
+    ) -> Stream {
         let (tx, rx) = mpsc::channel(buffer);
         let client = Client {
             topic,
+            viewer,
             live: self.events.subscribe(),
             reader: self.reader.clone(),
             tx,
@@ -133,6 +142,8 @@ impl Hub {
 
 struct Client {
     topic: Topic,
+    /// Who subscribed: topics such as `me` show each viewer only what concerns them.
+    viewer: Actor,
     live: broadcast::Receiver<Arc<StoredEvent>>,
     reader: EventReader,
     tx: mpsc::Sender<sse::Event>,
@@ -204,7 +215,7 @@ impl Client {
             position,
             event: name,
             data,
-        }) = self.topic.message(event)
+        }) = self.topic.message(event, &self.viewer)
         {
             let data = sse::Data::new_json(data)?
                 .id(position.to_string())

@@ -1,9 +1,12 @@
-//! The worker process's parts besides the relay: projection runners, the lease-expiry
-//! scheduler and the lag monitor.
+//! The worker process's parts besides the relay: projection runners, the lease-expiry and
+//! bounty-expiry schedulers and the lag monitor.
 
+pub mod bounty_expiry;
 pub mod lag;
 pub mod lease_expiry;
 
+use bountyline_projections::bounties::BountiesProjection;
+use bountyline_projections::notifications::NotificationsProjection;
 use bountyline_projections::payments::PaymentsProjection;
 use bountyline_projections::tasks::TasksProjection;
 use bountyline_projections::wallets::WalletsProjection;
@@ -16,6 +19,8 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(TasksProjection),
         Arc::new(WalletsProjection),
         Arc::new(PaymentsProjection),
+        Arc::new(BountiesProjection),
+        Arc::new(NotificationsProjection),
     ]
 }
 

@@ -195,7 +195,10 @@ impl TestApp {
     /// Waits until every projection and the process managers have applied everything in the
     /// store, and the store has stopped growing (process managers append follow-ups).
     pub async fn settle(&self) {
-        let mut names: Vec<&str> = bountyline::workers::projections().iter().map(|p| p.name()).collect();
+        let mut names: Vec<&str> = bountyline::workers::projections()
+            .iter()
+            .map(|p| p.name())
+            .collect();
         names.push("process-managers");
         loop {
             let head = self.head().await;

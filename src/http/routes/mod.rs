@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bounties;
 pub mod me;
+pub mod notifications;
 pub mod ops;
 pub mod payments;
 pub mod streams;
@@ -16,8 +18,10 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(me::config)
         .configure(admin::config)
         .configure(tasks::config)
+        .configure(bounties::config)
         .configure(wallets::config)
         .configure(payments::config)
+        .configure(notifications::config)
         .configure(webhooks::config)
         .configure(streams::config);
 }

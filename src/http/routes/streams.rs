@@ -37,7 +37,7 @@ async fn stream(
     let sse = &state.settings.sse;
     Ok(state
         .hub
-        .subscribe(topic, last_event_id, sse.client_buffer)
+        .subscribe(topic, actor, last_event_id, sse.client_buffer)
         .with_keep_alive(Duration::from_secs(sse.keep_alive_secs))
         .with_retry_duration(Duration::from_secs(2)))
 }

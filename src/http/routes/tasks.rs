@@ -17,7 +17,7 @@ use crate::auth::extractor::Authenticated;
 use crate::commands::CommandError;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::min_position;
+use crate::http::extract::{min_position, optional_json};
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -399,21 +399,4 @@ async fn queues(
         .await?;
     let stats = query::queue_stats(&state.pool, Utc::now()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": stats })))
-}
-
-/// A JSON body that may be left out entirely (all its fields are optional).
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::Invalid {
-                detail: e.to_string(),
-                fields: Vec::new(),
-            }
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })
 }

@@ -93,12 +93,14 @@ async fn payments(
                 }
             }
         }
-        other => return Err(ApiError::invalid_field(
-            "event",
-            format!(
+        other => {
+            return Err(ApiError::invalid_field(
+                "event",
+                format!(
                 "{other} is not one of deposit.succeeded, withdrawal.succeeded, withdrawal.failed"
             ),
-        )),
+            ))
+        }
     };
     let known: Option<bool> = sqlx::query_scalar("SELECT true FROM users WHERE id = $1")
         .bind(owner)

@@ -1,0 +1,257 @@
+//! Applies bounty events to `bounties` and `bounty_applications`. Every row is guarded by its
+//! last applied position, so an event applied twice changes nothing; every timestamp comes
+//! from the event, so a rebuild writes exactly what the live run wrote.
+//!
+//! Accepting one application leaves the others `pending`, as the aggregate does: the bounty's
+//! own status (`assigned` and beyond) already says that they can no longer be accepted, and
+//! the read model never shows a state the aggregate does not hold.
+
+use async_trait::async_trait;
+use bountyline_domain::bounty::{ApplicationStatus, BountyEvent};
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::{Projection, ProjectionError, StoredEvent};
+
+pub struct BountiesProjection;
+
+#[async_trait]
+impl Projection for BountiesProjection {
+    fn name(&self) -> &'static str {
+        "bounties"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["bounties", "bounty_applications"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.aggregate_type != "Bounty" {
+            return Ok(());
+        }
+        let id = event
+            .aggregate_uuid()
+            .ok_or_else(|| ProjectionError::Invalid(format!("bounty id {}", event.aggregate_id)))?;
+        let bounty: BountyEvent = event
+            .decode()
+            .map_err(|e| ProjectionError::decode(event, e))?;
+        let row = Row {
+            id,
+            position: event.position,
+            version: event.sequence,
+        };
+        if let BountyEvent::BountyPosted { .. } = &bounty {
+            return posted(tx, &row, bounty).await;
+        }
+        details(tx, &row, &bounty).await?;
+        row.touch(tx, &bounty).await?;
+        Ok(())
+    }
+}
+
+/// The bounty row an event updates, and where that event sits.
+struct Row {
+    id: Uuid,
+    position: i64,
+    version: i64,
+}
+
+async fn posted(
+    tx: &mut Transaction<'static, Postgres>,
+    row: &Row,
+    event: BountyEvent,
+) -> Result<(), ProjectionError> {
+    let BountyEvent::BountyPosted {
+        poster,
+        payment_id,
+        title,
+        description,
+        reward,
+        deadline,
+        tags,
+        at,
+    } = event
+    else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO bounties (id, poster, title, description, reward_amount, reward_currency, \
+         deadline, tags, status, payment_id, created_at, updated_at, version, position) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'funding', $9, $10, $10, $11, $12) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(row.id)
+    .bind(poster)
+    .bind(title)
+    .bind(description)
+    .bind(reward.amount())
+    .bind(reward.currency().as_str())
+    .bind(deadline)
+    .bind(tags)
+    .bind(payment_id)
+    .bind(at)
+    .bind(row.version)
+    .bind(row.position)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What an event changes besides status, hunter and the refund flag: its application, or the
+/// bounty's work and reasons. Runs before [`Row::touch`], under the same guard, and leaves
+/// the row's position alone so that `touch` still applies.
+async fn details(
+    tx: &mut Transaction<'static, Postgres>,
+    row: &Row,
+    event: &BountyEvent,
+) -> Result<(), ProjectionError> {
+    match event {
+        BountyEvent::ApplicationSubmitted {
+            application_id,
+            hunter,
+            pitch,
+            at,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO bounty_applications (id, bounty_id, hunter, pitch, status, \
+                 created_at, updated_at, position) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(application_id)
+            .bind(row.id)
+            .bind(hunter)
+            .bind(pitch)
+            .bind(at)
+            .bind(row.position)
+            .execute(&mut **tx)
+            .await?;
+        }
+        BountyEvent::ApplicationWithdrawn {
+            application_id, at, ..
+        } => {
+            application_status(tx, row, *application_id, ApplicationStatus::Withdrawn, *at).await?;
+        }
+        BountyEvent::ApplicationAccepted {
+            application_id, at, ..
+        } => {
+            application_status(tx, row, *application_id, ApplicationStatus::Accepted, *at).await?;
+        }
+        BountyEvent::WorkSubmitted {
+            text,
+            link,
+            revision,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE bounties SET deliverable_text = $3, deliverable_link = $4, revision = $5, \
+                 rejection_reason = NULL WHERE id = $1 AND position < $2",
+            )
+            .bind(row.id)
+            .bind(row.position)
+            .bind(text)
+            .bind(link)
+            .bind(i32::try_from(*revision).unwrap_or(i32::MAX))
+            .execute(&mut **tx)
+            .await?;
+        }
+        BountyEvent::WorkRejected { reason, .. } => {
+            sqlx::query(
+                "UPDATE bounties SET rejection_reason = $3 WHERE id = $1 AND position < $2",
+            )
+            .bind(row.id)
+            .bind(row.position)
+            .bind(reason)
+            .execute(&mut **tx)
+            .await?;
+        }
+        BountyEvent::BountyDisputed { reason, .. } => {
+            sqlx::query("UPDATE bounties SET dispute_reason = $3 WHERE id = $1 AND position < $2")
+                .bind(row.id)
+                .bind(row.position)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn application_status(
+    tx: &mut Transaction<'static, Postgres>,
+    row: &Row,
+    application_id: Uuid,
+    status: ApplicationStatus,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE bounty_applications SET status = $3, updated_at = $4, position = $2 \
+         WHERE id = $1 AND position < $2",
+    )
+    .bind(application_id)
+    .bind(row.position)
+    .bind(status.to_string())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Row {
+    /// Moves the bounty row to this event: its status (per [`BountyEvent::status_after`]),
+    /// the hunter once accepted, the refund flag, and version, position and `updated_at`.
+    async fn touch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &BountyEvent,
+    ) -> Result<(), sqlx::Error> {
+        let hunter = match event {
+            BountyEvent::ApplicationAccepted { hunter, .. } => Some(*hunter),
+            _ => None,
+        };
+        let refunded = matches!(event, BountyEvent::BountyRefunded { .. });
+        sqlx::query(
+            "UPDATE bounties SET status = coalesce($3, status), hunter = coalesce($4, hunter), \
+             refunded = refunded OR $5, updated_at = $6, version = $7, position = $2 \
+             WHERE id = $1 AND position < $2",
+        )
+        .bind(self.id)
+        .bind(self.position)
+        .bind(event.status_after().map(|s| s.as_str()))
+        .bind(hunter)
+        .bind(refunded)
+        .bind(at(event))
+        .bind(self.version)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// When the event happened, by the aggregate's clock.
+fn at(event: &BountyEvent) -> DateTime<Utc> {
+    match event {
+        BountyEvent::BountyPosted { at, .. }
+        | BountyEvent::BountyOpened { at, .. }
+        | BountyEvent::BountyUnfunded { at, .. }
+        | BountyEvent::BountyFundedAfterCancel { at, .. }
+        | BountyEvent::ApplicationSubmitted { at, .. }
+        | BountyEvent::ApplicationWithdrawn { at, .. }
+        | BountyEvent::ApplicationAccepted { at, .. }
+        | BountyEvent::WorkSubmitted { at, .. }
+        | BountyEvent::WorkApproved { at, .. }
+        | BountyEvent::WorkRejected { at, .. }
+        | BountyEvent::BountyCancelled { at, .. }
+        | BountyEvent::BountyDisputed { at, .. }
+        | BountyEvent::DisputeResolved { at, .. }
+        | BountyEvent::BountyExpired { at, .. }
+        | BountyEvent::BountyPaid { at, .. }
+        | BountyEvent::BountyRefunded { at, .. } => *at,
+    }
+}

@@ -1,0 +1,556 @@
+//! Bounty commands and queries (API.md "Bounties"): post, apply and withdraw, accept, submit,
+//! approve, reject, cancel, dispute, an admin's resolution; the board and one bounty's detail.
+//!
+//! Bodies: `submit` takes `{"deliverable": {"text"?, "link"?}}` or, for a text alone,
+//! `{"deliverable": "..."}`. `approve` and `cancel` take no body; an empty body, `null` or `{}`
+//! are all accepted, anything else is refused like any unknown field.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bountyline_domain::bounty::{
+    BountyCommand, BountyStatus, Deliverable, DisputeOutcome, PostBounty, Tag, Tags,
+};
+use bountyline_domain::money::{Currency, Money};
+use bountyline_domain::values::{Description, Pitch, Reason, Title};
+use bountyline_domain::{Actor, Role};
+use bountyline_projections::bounties::{
+    query, ApplicationView, BoardFilter, BoardSort, BountyView, SortKey, Work,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::{require_role, Authenticated};
+use crate::http::command::{execute, Answer};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{min_position, optional_json};
+use crate::http::paging;
+use crate::state::AppState;
+
+const PROJECTION: &str = "bounties";
+
+/// The namespace of bounties' escrow payment ids. Never change it: the process managers find
+/// a bounty's payment by the id derived from it.
+const PAYMENT_NAMESPACE: Uuid = Uuid::from_u128(0x6f0e_3c1a_9b7d_4e52_8a41_2d5c_7b90_e1f3);
+
+/// The escrow payment of `bounty_id`: a name-based UUID (version 8, from SHA-256 of the
+/// namespace and the bounty id), so the same bounty always names the same payment.
+pub fn payment_id_for(bounty_id: Uuid) -> Uuid {
+    let digest = Sha256::new()
+        .chain_update(PAYMENT_NAMESPACE.as_bytes())
+        .chain_update(bounty_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/bounties", web::post().to(post))
+        .route("/v1/bounties", web::get().to(board))
+        .route("/v1/bounties/{id}", web::get().to(detail))
+        .route("/v1/bounties/{id}/applications", web::post().to(apply))
+        .route(
+            "/v1/bounties/{id}/applications/{application_id}",
+            web::delete().to(withdraw),
+        )
+        .route("/v1/bounties/{id}/accept", web::post().to(accept))
+        .route("/v1/bounties/{id}/submit", web::post().to(submit))
+        .route("/v1/bounties/{id}/approve", web::post().to(approve))
+        .route("/v1/bounties/{id}/reject", web::post().to(reject))
+        .route("/v1/bounties/{id}/cancel", web::post().to(cancel))
+        .route("/v1/bounties/{id}/dispute", web::post().to(dispute))
+        .route("/v1/admin/bounties/{id}/resolve", web::post().to(resolve));
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RewardRequest {
+    amount: i64,
+    currency: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PostRequest {
+    title: String,
+    description: String,
+    reward: RewardRequest,
+    deadline: Option<DateTime<Utc>>,
+    tags: Option<Vec<String>>,
+}
+
+impl PostRequest {
+    fn into_command(self, poster: Actor) -> ApiResult<PostBounty> {
+        let bounty_id = Uuid::now_v7();
+        Ok(PostBounty {
+            bounty_id,
+            payment_id: payment_id_for(bounty_id),
+            poster,
+            title: Title::parse(&self.title)?,
+            description: Description::parse(&self.description)?,
+            reward: Money::positive(self.reward.amount, Currency::parse(&self.reward.currency)?)?,
+            deadline: self.deadline,
+            tags: Tags::parse(self.tags.unwrap_or_default())?,
+            at: Utc::now(),
+        })
+    }
+}
+
+async fn post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    body: web::Json<PostRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let post = body.clone().into_command(actor.clone())?;
+    let bus = state.commands.clone();
+    execute(&state, &req, &actor, &body, |ctx| async move {
+        let id = post.bounty_id;
+        let committed = bus.bounty(id, BountyCommand::Post(post), &ctx).await?;
+        Answer::committed(&committed)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyRequest {
+    pitch: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplicationAnswer {
+    id: String,
+    version: i64,
+    position: i64,
+    application_id: Uuid,
+}
+
+async fn apply(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<ApplyRequest>,
+) -> ApiResult<HttpResponse> {
+    let application_id = Uuid::now_v7();
+    let command = BountyCommand::Apply {
+        application_id,
+        hunter: actor.clone(),
+        pitch: Pitch::parse(&body.pitch)?,
+        at: Utc::now(),
+    };
+    let (bus, id) = (state.commands.clone(), *id);
+    execute(&state, &req, &actor, &*body, |ctx| async move {
+        let c = bus.bounty(id, command, &ctx).await?;
+        let answer = ApplicationAnswer {
+            id: c.id,
+            version: c.version,
+            position: c.position,
+            application_id,
+        };
+        Answer::json(StatusCode::CREATED, &answer)
+    })
+    .await
+}
+
+async fn withdraw(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (id, application_id) = path.into_inner();
+    let command = BountyCommand::WithdrawApplication {
+        application_id,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, id, &serde_json::Value::Null, command).await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptRequest {
+    application_id: Uuid,
+}
+
+async fn accept(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<AcceptRequest>,
+) -> ApiResult<HttpResponse> {
+    let command = BountyCommand::Accept {
+        application_id: body.application_id,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &*body, command).await
+}
+
+/// A deliverable as sent: its parts, or just a text.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum DeliverableRequest {
+    Text(String),
+    Parts(DeliverableParts),
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DeliverableParts {
+    text: Option<String>,
+    link: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitRequest {
+    deliverable: DeliverableRequest,
+}
+
+async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<SubmitRequest>,
+) -> ApiResult<HttpResponse> {
+    let deliverable = match &body.deliverable {
+        DeliverableRequest::Text(text) => Deliverable::parse(Some(text), None)?,
+        DeliverableRequest::Parts(parts) => {
+            Deliverable::parse(parts.text.as_deref(), parts.link.as_deref())?
+        }
+    };
+    let command = BountyCommand::Submit {
+        deliverable,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &*body, command).await
+}
+
+/// The body of a command that takes none.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+async fn approve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let request: NoBody = optional_json(&body)?;
+    let command = BountyCommand::Approve {
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &request, command).await
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let request: NoBody = optional_json(&body)?;
+    let command = BountyCommand::Cancel {
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &request, command).await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonRequest {
+    reason: String,
+}
+
+async fn reject(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<ReasonRequest>,
+) -> ApiResult<HttpResponse> {
+    let command = BountyCommand::Reject {
+        reason: Reason::parse(&body.reason)?,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &*body, command).await
+}
+
+async fn dispute(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<ReasonRequest>,
+) -> ApiResult<HttpResponse> {
+    let command = BountyCommand::Dispute {
+        reason: Reason::parse(&body.reason)?,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &*body, command).await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveRequest {
+    outcome: DisputeOutcome,
+}
+
+async fn resolve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<ResolveRequest>,
+) -> ApiResult<HttpResponse> {
+    require_role(&actor, Role::Admin)?;
+    let command = BountyCommand::Resolve {
+        outcome: body.outcome,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    run(&state, &req, &actor, *id, &*body, command).await
+}
+
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    id: Uuid,
+    request: &impl Serialize,
+    command: BountyCommand,
+) -> ApiResult<HttpResponse> {
+    execute(state, req, actor, request, |ctx| async move {
+        let committed = state.commands.bounty(id, command, &ctx).await?;
+        Answer::committed(&committed)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoardQuery {
+    status: Option<String>,
+    tag: Option<String>,
+    q: Option<String>,
+    sort: Option<String>,
+    poster: Option<String>,
+    hunter: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The longest text search accepted, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+impl BoardQuery {
+    fn into_filter(self, me: Uuid, limit: i64) -> ApiResult<BoardFilter> {
+        if let Some(status) = &self.status {
+            if BountyStatus::parse(status).is_none() {
+                let all: Vec<&str> = BountyStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let message = format!("must be one of {}", all.join(", "));
+                return Err(ApiError::invalid_field("status", message));
+            }
+        }
+        let tag = self
+            .tag
+            .as_deref()
+            .map(|t| Tag::parse(t).map_err(|e| ApiError::invalid_field("tag", e.message)))
+            .transpose()?;
+        let text = self
+            .q
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty());
+        if text
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+        {
+            let message = format!("must be at most {MAX_QUERY_CHARS} characters");
+            return Err(ApiError::invalid_field("q", message));
+        }
+        let sort = match self.sort.as_deref() {
+            None => BoardSort::default(),
+            Some(s) => BoardSort::parse(s).ok_or_else(|| {
+                ApiError::invalid_field("sort", "must be one of reward, -reward, created, -created")
+            })?,
+        };
+        Ok(BoardFilter {
+            status: self.status,
+            tag: tag.map(|t| t.as_str().to_owned()),
+            text,
+            poster: self
+                .poster
+                .as_deref()
+                .map(|p| user("poster", p, me))
+                .transpose()?,
+            hunter: self
+                .hunter
+                .as_deref()
+                .map(|h| user("hunter", h, me))
+                .transpose()?,
+            sort,
+            after: self
+                .cursor
+                .as_deref()
+                .map(|c| decode_cursor(c, sort))
+                .transpose()?,
+            limit: limit + 1,
+        })
+    }
+}
+
+/// A user named in a filter: a user id, or `me` for the caller.
+fn user(field: &str, raw: &str, me: Uuid) -> ApiResult<Uuid> {
+    if raw == "me" {
+        return Ok(me);
+    }
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid_field(field, "must be a user id or me"))
+}
+
+/// A board cursor names its order, so that one from another order is refused rather than
+/// misread: `<sort>|<key>|<id>`, base64url.
+fn encode_cursor(sort: BoardSort, bounty: &BountyView) -> String {
+    let key = match sort.key_of(bounty) {
+        SortKey::Reward(amount) => amount.to_string(),
+        SortKey::Created(at) => at.to_rfc3339(),
+    };
+    URL_SAFE_NO_PAD.encode(format!("{}|{key}|{}", sort.as_str(), bounty.id))
+}
+
+fn decode_cursor(cursor: &str, sort: BoardSort) -> ApiResult<(SortKey, Uuid)> {
+    let bad = || ApiError::invalid_field("cursor", "is not a cursor this API issued");
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '|');
+    let (Some(order), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let order = BoardSort::parse(order).ok_or_else(bad)?;
+    if order != sort {
+        return Err(ApiError::invalid_field(
+            "cursor",
+            format!(
+                "belongs to the {} order, not {}; start again without a cursor",
+                order.as_str(),
+                sort.as_str()
+            ),
+        ));
+    }
+    let key = match sort {
+        BoardSort::RewardAsc | BoardSort::RewardDesc => {
+            SortKey::Reward(key.parse().map_err(|_| bad())?)
+        }
+        BoardSort::CreatedAsc | BoardSort::CreatedDesc => SortKey::Created(
+            DateTime::parse_from_rfc3339(key)
+                .map_err(|_| bad())?
+                .with_timezone(&Utc),
+        ),
+    };
+    Ok((key, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+/// Any member may read the board; "my bounties" are `poster=me` and `hunter=me`.
+async fn board(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    q: web::Query<BoardQuery>,
+) -> ApiResult<HttpResponse> {
+    let limit = paging::limit(q.limit)?;
+    let filter = q.into_inner().into_filter(actor.user_id, limit)?;
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let rows = query::board(&state.pool, &filter).await?;
+    let page = paging::page(rows, limit, |b| encode_cursor(filter.sort, b));
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A bounty with what the caller may see of its work and applications.
+#[derive(Debug, Serialize)]
+struct Detail {
+    #[serde(flatten)]
+    bounty: BountyView,
+    /// The latest deliverable and the reasons given: for the parties, admins and auditors.
+    work: Option<Work>,
+    applications: Vec<ApplicationView>,
+}
+
+fn oversees(actor: &Actor) -> bool {
+    actor.has(Role::Admin) || actor.has(Role::Auditor)
+}
+
+/// Applications: all of them for the poster, admins and auditors; an applicant's own for
+/// the applicant; none for anyone else.
+async fn detail(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let bounty = query::get(&state.pool, *id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such bounty".into()))?;
+    let me = actor.user_id;
+    let sees_all = bounty.poster == me || oversees(&actor);
+    let mut applications = query::applications(&state.pool, bounty.id).await?;
+    if !sees_all {
+        applications.retain(|a| a.hunter == me);
+    }
+    let work = (sees_all || bounty.hunter == Some(me)).then(|| bounty.work.clone());
+    Ok(HttpResponse::Ok().json(Detail {
+        bounty,
+        work,
+        applications,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounty_always_names_the_same_payment_and_no_other_bounty_does() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(payment_id_for(a), payment_id_for(a));
+        assert_ne!(payment_id_for(a), payment_id_for(b));
+        assert_ne!(payment_id_for(a), a);
+        assert_eq!(payment_id_for(a).get_version_num(), 8);
+    }
+
+    #[test]
+    fn a_cursor_is_read_back_only_for_its_own_order() {
+        let id = Uuid::now_v7();
+        let raw = URL_SAFE_NO_PAD.encode(format!("-reward|1500|{id}"));
+        assert_eq!(
+            decode_cursor(&raw, BoardSort::RewardDesc).ok(),
+            Some((SortKey::Reward(1500), id))
+        );
+        assert!(decode_cursor(&raw, BoardSort::RewardAsc).is_err());
+        assert!(decode_cursor(&raw, BoardSort::CreatedDesc).is_err());
+        assert!(decode_cursor("not-a-cursor", BoardSort::RewardDesc).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! Notifications (API.md "Notifications and stats"): my feed with its unread count, and
+//! marking notifications read.
+//!
+//! - `GET /v1/notifications?unread=true|false&limit=&cursor=` → `{items, next_cursor,
+//!   unread_count}`, newest first; `unread=true` lists only unread ones (absent or `false`:
+//!   all). Each item is `{id, kind, subject_id, data, created_at, read_at, position}`.
+//! - `POST /v1/notifications/{id}/read` marks one read; 404 unless it is the caller's.
+//!   Marking it again answers 200 again, and changes nothing.
+//! - `POST /v1/notifications/read` `{"ids": [...]}` (1 to 200 ids) marks several at once;
+//!   404 unless every one is the caller's, in which case none is marked.
+//!
+//! Marking answers `{id, version, position}` of the caller's inbox (always 200: the inbox is
+//! bookkeeping, not a resource the client creates); a read with `X-Min-Position: <position>`
+//! then reflects it.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bountyline_domain::inbox::{InboxCommand, MAX_IDS_PER_COMMAND};
+use bountyline_domain::Actor;
+use bountyline_projections::notifications::query;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::http::command::{execute, Answer};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::min_position;
+use crate::http::paging;
+use crate::state::AppState;
+
+const PROJECTION: &str = "notifications";
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/notifications", web::get().to(list))
+        .route("/v1/notifications/read", web::post().to(mark_many))
+        .route("/v1/notifications/{id}/read", web::post().to(mark_one));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    unread: Option<bool>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Feed {
+    items: Vec<query::NotificationView>,
+    next_cursor: Option<String>,
+    unread_count: i64,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    q: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let limit = paging::limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))
+        })
+        .transpose()?;
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
+        .await?;
+    let user = actor.user_id;
+    let unread_only = q.unread.unwrap_or(false);
+    let rows = query::list(&state.pool, user, unread_only, before, limit + 1).await?;
+    let page = paging::page(rows, limit, |n| n.position.to_string());
+    let unread_count = query::unread_count(&state.pool, user).await?;
+    Ok(HttpResponse::Ok().json(Feed {
+        items: page.items,
+        next_cursor: page.next_cursor,
+        unread_count,
+    }))
+}
+
+async fn mark_one(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let ids = vec![id.into_inner()];
+    mark(&state, &req, &actor, &ids, ids.clone()).await
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct MarkRequest {
+    ids: Vec<Uuid>,
+}
+
+async fn mark_many(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Authenticated(actor): Authenticated,
+    body: web::Json<MarkRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    if body.ids.is_empty() || body.ids.len() > MAX_IDS_PER_COMMAND {
+        return Err(ApiError::invalid_field(
+            "ids",
+            format!("name between 1 and {MAX_IDS_PER_COMMAND} notifications"),
+        ));
+    }
+    mark(&state, &req, &actor, &body, body.ids.clone()).await
+}
+
+/// Marks `ids` read once every one is known to be the caller's; `request` is what the
+/// Idempotency-Key covers.
+async fn mark(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    request: &impl Serialize,
+    ids: Vec<Uuid>,
+) -> ApiResult<HttpResponse> {
+    state
+        .progress
+        .wait_for(PROJECTION, min_position(req)?, state.read_timeout())
+        .await?;
+    let owner = actor.user_id;
+    let named: BTreeSet<Uuid> = ids.iter().copied().collect();
+    let mine: BTreeSet<Uuid> = query::owned(&state.pool, owner, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    let unknown = named.difference(&mine).count();
+    if unknown > 0 {
+        // Someone else's notification and a missing one look alike: the caller learns
+        // nothing about other users' feeds.
+        return Err(ApiError::NotFound(match named.len() {
+            1 => "no such notification".to_owned(),
+            n => format!("{unknown} of the {n} notifications named are not yours or do not exist"),
+        }));
+    }
+    let command = InboxCommand::MarkRead {
+        owner,
+        notification_ids: ids,
+        actor: actor.clone(),
+        at: Utc::now(),
+    };
+    let bus = state.commands.clone();
+    execute(state, req, actor, request, |ctx| async move {
+        let c = bus.inbox(owner, command, &ctx).await?;
+        Answer::json(StatusCode::OK, &c)
+    })
+    .await
+}
