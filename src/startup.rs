@@ -105,10 +105,13 @@ impl Application {
                 "progress",
                 tokio::spawn(progress.clone().listen(shutdown_rx.clone())),
             ));
+            let reader = EventReader::new(pool.clone());
+            let start = reader.head().await?;
             let hub = Hub::new(
-                EventReader::new(pool.clone()),
+                reader,
                 settings.sse.hub_capacity,
                 shutdown_rx.clone(),
+                start,
             );
             tasks.push((
                 "sse-hub",

@@ -5,10 +5,10 @@ mod common;
 
 use async_nats::jetstream;
 use bountyline::nats::Names;
+use bountyline_projections::checkpoint;
 use bountyline_projections::rebuild::{build_shadow, diff, rebuild};
 use bountyline_projections::tasks::TasksProjection;
-use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION, HEADER_PREV_POSITION};
-use bountyline_projections::{checkpoint, EventReader};
+use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -310,55 +310,8 @@ async fn redelivered_and_republished_events_change_nothing() {
 
         // Copies of the whole history under new message ids: JetStream's dedupe cannot drop
         // them, so only the projection's checkpoint stands between them and the rows.
-        let js = jetstream_of(&app).await;
-        let names = Names::new(&app.settings.nats_prefix);
-        let events = EventReader::new(app.pool.clone())
-            .after(0, 10_000)
-            .await
-            .expect("events");
-        let mut prev = 0;
-        let mut acks = Vec::new();
-        for event in &events {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(HEADER_MSG_ID, Uuid::new_v4().to_string().as_str());
-            headers.insert(HEADER_POSITION, event.position.to_string().as_str());
-            headers.insert(HEADER_PREV_POSITION, prev.to_string().as_str());
-            let payload = serde_json::to_vec(event).expect("encode event");
-            let ack = js
-                .publish_with_headers(
-                    names.subject(&event.aggregate_type),
-                    headers,
-                    payload.into(),
-                )
-                .await
-                .expect("republish");
-            acks.push(ack);
-            prev = event.position;
-        }
-        for ack in acks {
-            let ack = ack.await.expect("republish ack");
-            assert!(
-                !ack.duplicate,
-                "a copy under a new id is not a duplicate to JetStream"
-            );
-        }
-
-        let stream = js.get_stream(names.stream()).await.expect("stream");
-        let durable = names.durable("tasks");
-        wait_until(
-            Duration::from_secs(20),
-            "the tasks consumer to drain the copies",
-            || {
-                let (stream, durable) = (&stream, &durable);
-                async move {
-                    match stream.consumer_info(durable).await {
-                        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-                        Err(_) => false,
-                    }
-                }
-            },
-        )
-        .await;
+        app.republish_everything().await;
+        app.wait_for_consumer_to_drain("tasks").await;
         assert_eq!(
             snapshot(&app).await,
             rows,

@@ -96,6 +96,10 @@ impl ProjectionRunner {
             )
             .await?;
         let mut chunks = consumer.messages().await?.ready_chunks(self.config.batch);
+        // Messages handed to a worker that stopped stay unacknowledged until their ack wait
+        // runs out; rather than idle until then, catch up from the store right away. The
+        // redeliveries then fall below the checkpoint and are skipped.
+        self.catch_up_from_store().await?;
         loop {
             tokio::select! {
                 chunk = chunks.next() => {
@@ -115,6 +119,27 @@ impl ProjectionRunner {
                 }
                 _ = shutdown.changed() => return Ok(()),
             }
+        }
+    }
+
+    /// Applies everything the store holds beyond the checkpoint, batch by batch.
+    async fn catch_up_from_store(&self) -> Result<(), RunError> {
+        loop {
+            let at = checkpoint::read(&self.pool, self.projection.name()).await?;
+            let events = self.reader.after(at, self.config.batch as i64).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut prev = at;
+            let items = events
+                .into_iter()
+                .map(|e| {
+                    let item = (e.clone(), Some(prev));
+                    prev = e.position;
+                    item
+                })
+                .collect();
+            self.apply_batch(items).await?;
         }
     }
 

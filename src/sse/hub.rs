@@ -31,12 +31,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(reader: EventReader, capacity: usize, shutdown: watch::Receiver<bool>) -> Self {
+    /// `start` is the store's head when the process starts, read before any client can
+    /// connect: the hub owes live clients everything after it, and catches up from it once
+    /// subscribed, so nothing published while it subscribes is lost.
+    pub fn new(
+        reader: EventReader,
+        capacity: usize,
+        shutdown: watch::Receiver<bool>,
+        start: i64,
+    ) -> Self {
         Self {
             events: broadcast::channel(capacity).0,
             reader,
             shutdown,
-            last: Arc::new(AtomicI64::new(0)),
+            last: Arc::new(AtomicI64::new(start)),
         }
     }
 
@@ -66,10 +74,10 @@ impl Hub {
             })
             .await?;
         let mut messages = ordered.messages().await?;
-        // Subscribed: now fill in whatever was published while we were not (a restart of NATS
-        // or of this subscription); `broadcast` drops anything sent twice.
+        // Subscribed: now fill in whatever was published while we were not (start-up, a restart
+        // of NATS or of this subscription); `broadcast` drops anything sent twice.
         let mut last = self.last.load(Ordering::Acquire);
-        while last > 0 {
+        loop {
             let missed = self.reader.after(last, 1000).await?;
             let Some(end) = missed.last().map(|e| e.position) else {
                 break;
@@ -93,7 +101,7 @@ impl Hub {
                         .and_then(|h| h.get(HEADER_PREV_POSITION))
                         .and_then(|v| v.as_str().parse::<i64>().ok());
                     let last = self.last.load(Ordering::Acquire);
-                    if last > 0 && prev.is_some_and(|p| p > last) {
+                    if prev.is_some_and(|p| p > last) {
                         // We missed messages (a resubscription starts at the stream's end):
                         // the store has them.
                         for missed in self.reader.range(last, event.position - 1).await? {

@@ -277,3 +277,73 @@ impl TestApp {
         res.json().await.expect("json")
     }
 }
+
+impl TestApp {
+    /// Publishes a copy of every stored event again under a NEW message id (so JetStream's
+    /// deduplication cannot drop it), as a relay would after its dedupe window passed.
+    pub async fn republish_everything(&self) {
+        use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION, HEADER_PREV_POSITION};
+        let js = async_nats::jetstream::new(
+            async_nats::connect(&self.settings.nats_url)
+                .await
+                .expect("nats"),
+        );
+        let names = bountyline::nats::Names::new(&self.settings.nats_prefix);
+        let events = bountyline_projections::EventReader::new(self.pool.clone())
+            .after(0, 100_000)
+            .await
+            .expect("events");
+        let mut prev = 0;
+        let mut acks = Vec::new();
+        for event in &events {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(HEADER_MSG_ID, Uuid::new_v4().to_string().as_str());
+            headers.insert(HEADER_POSITION, event.position.to_string().as_str());
+            headers.insert(HEADER_PREV_POSITION, prev.to_string().as_str());
+            let payload = serde_json::to_vec(event).expect("encode event");
+            let ack = js
+                .publish_with_headers(
+                    names.subject(&event.aggregate_type),
+                    headers,
+                    payload.into(),
+                )
+                .await
+                .expect("republish");
+            acks.push(ack);
+            prev = event.position;
+        }
+        for ack in acks {
+            let ack = ack.await.expect("republish ack");
+            assert!(
+                !ack.duplicate,
+                "a copy under a new id is not a duplicate to JetStream"
+            );
+        }
+    }
+
+    /// Waits until the durable consumer of `projection` has nothing pending or unacknowledged.
+    pub async fn wait_for_consumer_to_drain(&self, projection: &str) {
+        let js = async_nats::jetstream::new(
+            async_nats::connect(&self.settings.nats_url)
+                .await
+                .expect("nats"),
+        );
+        let names = bountyline::nats::Names::new(&self.settings.nats_prefix);
+        let stream = js.get_stream(names.stream()).await.expect("stream");
+        let durable = names.durable(projection);
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{projection} to drain"),
+            || {
+                let (stream, durable) = (&stream, &durable);
+                async move {
+                    match stream.consumer_info(durable).await {
+                        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await;
+    }
+}
