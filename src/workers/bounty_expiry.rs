@@ -16,19 +16,10 @@ pub async fn run(
     pool: PgPool,
     commands: CommandBus,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = scan(&pool, &commands).await {
-            tracing::warn!(error = %e, "bounty expiry scan failed");
-        }
-    }
+    let (pool, commands) = (&pool, &commands);
+    super::every("bounty expiry", interval, shutdown, || scan(pool, commands)).await;
 }
 
 async fn scan(pool: &PgPool, commands: &CommandBus) -> Result<(), sqlx::Error> {

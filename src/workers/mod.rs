@@ -11,7 +11,34 @@ use bountyline_projections::payments::PaymentsProjection;
 use bountyline_projections::tasks::TasksProjection;
 use bountyline_projections::wallets::WalletsProjection;
 use bountyline_projections::Projection;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs `scan` every `interval` until shutdown. A failed scan is logged and simply tried
+/// again at the next tick: schedulers issue idempotent commands, so nothing is lost.
+pub async fn every<F, Fut>(
+    what: &'static str,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut scan: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), sqlx::Error>>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = scan().await {
+            tracing::warn!(error = %e, "{what} scan failed");
+        }
+    }
+}
 
 /// Every projection bountyline maintains, by name.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
