@@ -32,16 +32,20 @@ async fn measure(pool: &PgPool, stream: &str) -> Result<(), sqlx::Error> {
         sqlx::query_as("SELECT projection, position FROM projection_checkpoints")
             .fetch_all(pool)
             .await?;
-    for (projection, position) in rows {
-        metrics::gauge!("bountyline_projection_lag", "projection" => projection)
-            .set((head - position) as f64);
-    }
     let parked: Vec<(String, i64)> =
         sqlx::query_as("SELECT projection, count(*) FROM parked_events GROUP BY projection")
             .fetch_all(pool)
             .await?;
-    for (projection, count) in parked {
-        metrics::gauge!("bountyline_parked_events", "projection" => projection).set(count as f64);
+    for (projection, position) in rows {
+        // Zero is a reading too: a dashboard should see "none parked", not "no data".
+        let count = parked
+            .iter()
+            .find(|(p, _)| *p == projection)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("bountyline_parked_events", "projection" => projection.clone())
+            .set(count as f64);
+        metrics::gauge!("bountyline_projection_lag", "projection" => projection)
+            .set((head - position) as f64);
     }
     Ok(())
 }
