@@ -48,11 +48,39 @@ pub enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Audit the event history: export it, verify its hash chains, keep their heads.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Administer users.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write every matching event to standard output (NDJSON or CSV), with a progress bar on
+    /// standard error. The export itself is recorded as an audit read.
+    Export {
+        #[command(flatten)]
+        filter: crate::audit::export::AuditFilter,
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::audit::export::Format,
+    },
+    /// Recompute every stream's hash chain and print {ok, checked, first_broken}; with
+    /// --heads, also check heads exported earlier (catches removed newest events). Exits 1
+    /// when anything is broken.
+    Verify {
+        /// A file written by `bountyline audit heads`.
+        #[arg(long)]
+        heads: Option<PathBuf>,
+    },
+    /// Print the latest hash of every stream as JSON; keep it where the database cannot
+    /// change it, and check it later with `verify --heads`.
+    Heads,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             all,
             list,
         } => replay(settings, projection, all, list).await,
+        Command::Audit { command } => audit(settings, command).await,
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -185,6 +214,53 @@ async fn replay(
         );
     }
     Ok(())
+}
+
+async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
+    use crate::audit::{chain, export};
+    let pool = db::connect(&settings).await?;
+    match command {
+        AuditCommand::Export { filter, format } => {
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let operator = bountyline_domain::Actor::SYSTEM_ID;
+            let rows = export::export_with_progress(&pool, operator, &filter, format, out).await?;
+            eprintln!("exported {rows} events");
+            Ok(())
+        }
+        AuditCommand::Verify { heads } => {
+            let report = chain::verify(&pool).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            let mut ok = report.ok;
+            if let Some(path) = heads {
+                let text = std::fs::read_to_string(&path)?;
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                let items = value.get("items").cloned().unwrap_or(value);
+                let exported: Vec<chain::Head> = serde_json::from_value(items)?;
+                let problems = chain::check_heads(&pool, &exported).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "heads_checked": exported.len(),
+                        "problems": problems,
+                    }))?
+                );
+                ok &= problems.is_empty();
+            }
+            if ok {
+                Ok(())
+            } else {
+                anyhow::bail!("the history does not verify")
+            }
+        }
+        AuditCommand::Heads => {
+            let heads = chain::heads(&pool).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "items": heads }))?
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn create_admin(settings: Settings, email: &str, display_name: &str) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! the `bountyline-domain` crate; read models in `bountyline-projections`.
 //! See docs/ARCHITECTURE.md for the map.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod commands;

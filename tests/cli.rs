@@ -120,3 +120,67 @@ async fn admin_create_makes_an_admin_who_can_log_in() {
         "{me}"
     );
 }
+
+#[tokio::test]
+async fn audit_export_heads_and_verify_work_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    for i in 0..3 {
+        app.create_task(&alice, "audit", &format!("t{i}"), 0).await;
+    }
+    let db = app.settings.database_url.expose_secret().to_owned();
+    let env = [("DATABASE_URL", db.as_str())];
+
+    let csv = bountyline(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--event-type",
+            "TaskCreated",
+        ],
+        &env,
+    );
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(text.starts_with("position,"), "{text}");
+    assert_eq!(text.lines().count(), 4, "a header and three events: {text}");
+
+    let heads = bountyline(&["audit", "heads"], &env);
+    assert!(heads.status.success());
+    let file = std::env::temp_dir().join(format!("heads-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, &heads.stdout).unwrap();
+    let file_arg = file.to_string_lossy().to_string();
+    let clean = bountyline(&["audit", "verify", "--heads", &file_arg], &env);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("\"ok\": true"));
+
+    // A superuser removes the newest event of one stream, around the append-only trigger.
+    let mut conn = app.pool.acquire().await.unwrap();
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE position = (SELECT max(position) FROM events)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SET session_replication_role = DEFAULT")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let caught = bountyline(&["audit", "verify", "--heads", &file_arg], &env);
+    assert!(!caught.status.success(), "the removal went unnoticed");
+    assert!(String::from_utf8_lossy(&caught.stdout).contains("problems"));
+    let _ = std::fs::remove_file(file);
+}

@@ -1,6 +1,9 @@
 //! Every route module registers itself here.
 
 pub mod admin;
+pub mod audit_chain;
+pub mod audit_events;
+pub mod audit_state;
 pub mod auth;
 pub mod bounties;
 pub mod me;
@@ -17,6 +20,9 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(auth::config)
         .configure(me::config)
         .configure(admin::config)
+        .configure(audit_chain::config)
+        .configure(audit_events::config)
+        .configure(audit_state::config)
         .configure(tasks::config)
         .configure(bounties::config)
         .configure(wallets::config)

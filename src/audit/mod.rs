@@ -1,0 +1,4 @@
+pub mod causes;
+pub mod chain;
+pub mod export;
+pub mod state;
