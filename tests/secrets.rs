@@ -17,7 +17,11 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     let settings = test_settings(&db, &std::env::var("NATS_URL").unwrap());
     let jwt_secret = settings.auth.jwt_secret.expose_secret().to_owned();
     let webhook_secret = settings.payments.webhook_secret.expose_secret().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let log_path = std::env::temp_dir().join(format!("bountyline-{}.log", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bountyline"))
@@ -39,7 +43,13 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     let client = reqwest::Client::new();
     wait_until(Duration::from_secs(30), "the server to be ready", || {
         let (client, url) = (client.clone(), format!("{base}/health/ready"));
-        async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
     })
     .await;
 
@@ -52,35 +62,99 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         }
         req.send()
     };
-    let user: Value = post("/v1/auth/register", None, json!({"email": email, "password": password, "display_name": "S"}))
-        .await.unwrap().json().await.unwrap();
+    let user: Value = post(
+        "/v1/auth/register",
+        None,
+        json!({"email": email, "password": password, "display_name": "S"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     // A wrong password too: failures must not echo what was tried.
     let wrong = format!("{password}-wrong");
-    post("/v1/auth/login", None, json!({"email": email, "password": wrong})).await.unwrap();
-    let first: Value = post("/v1/auth/login", None, json!({"email": email, "password": password}))
-        .await.unwrap().json().await.unwrap();
-    let refreshed: Value = post("/v1/auth/refresh", None, json!({"refresh_token": first["refresh_token"]}))
-        .await.unwrap().json().await.unwrap();
+    post(
+        "/v1/auth/login",
+        None,
+        json!({"email": email, "password": wrong}),
+    )
+    .await
+    .unwrap();
+    let first: Value = post(
+        "/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let refreshed: Value = post(
+        "/v1/auth/refresh",
+        None,
+        json!({"refresh_token": first["refresh_token"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let access = refreshed["access_token"].as_str().unwrap().to_owned();
     // Reusing the rotated token is refused and logged; the token must not be in that log line.
-    post("/v1/auth/refresh", None, json!({"refresh_token": first["refresh_token"]})).await.unwrap();
+    post(
+        "/v1/auth/refresh",
+        None,
+        json!({"refresh_token": first["refresh_token"]}),
+    )
+    .await
+    .unwrap();
 
     let body = json!({"event": "deposit.succeeded", "reference": "dep-secret", "user_id": user["id"],
                       "amount": 1000, "currency": "USD"});
     let raw = serde_json::to_vec(&body).unwrap();
     let signature = bountyline::http::signature::sign(webhook_secret.as_bytes(), &raw);
-    let res = client.post(format!("{base}/v1/webhooks/payments")).header("X-Signature", &signature)
-        .header("content-type", "application/json").body(raw).send().await.unwrap();
+    let res = client
+        .post(format!("{base}/v1/webhooks/payments"))
+        .header("X-Signature", &signature)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let task = post("/v1/tasks", Some(&access), json!({"queue": "s", "title": "t"})).await.unwrap();
+    let task = post(
+        "/v1/tasks",
+        Some(&access),
+        json!({"queue": "s", "title": "t"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(task.status(), 201);
-    post("/v1/bounties", Some(&access), json!({"title": "b", "description": "d",
-        "reward": {"amount": 500, "currency": "USD"}})).await.unwrap();
+    post(
+        "/v1/bounties",
+        Some(&access),
+        json!({"title": "b", "description": "d",
+        "reward": {"amount": 500, "currency": "USD"}}),
+    )
+    .await
+    .unwrap();
     // Tokens in the query string (the SSE way) must not be logged either.
-    let sse = client.get(format!("{base}/v1/streams/tasks?access_token={access}")).send().await.unwrap();
+    let sse = client
+        .get(format!("{base}/v1/streams/tasks?access_token={access}"))
+        .send()
+        .await
+        .unwrap();
     drop(sse);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let logout = post("/v1/auth/logout", None, json!({"refresh_token": refreshed["refresh_token"]})).await.unwrap();
+    let logout = post(
+        "/v1/auth/logout",
+        None,
+        json!({"refresh_token": refreshed["refresh_token"]}),
+    )
+    .await
+    .unwrap();
     assert_eq!(logout.status(), 204);
 
     // Export everything, as an auditor would (through the CLI, into a file we can search).
@@ -97,19 +171,30 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     let _ = std::fs::remove_file(&log_path);
     assert!(logs.contains("request"), "the logs were captured");
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
-    let events: String = sqlx::query_scalar("SELECT coalesce(string_agg(payload::text || metadata::text, ' '), '') FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let events: String = sqlx::query_scalar(
+        "SELECT coalesce(string_agg(payload::text || metadata::text, ' '), '') FROM events",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     let exported = String::from_utf8_lossy(&export.stdout).to_string();
-    assert!(exported.contains("DepositConfirmed"), "the export has the history");
+    assert!(
+        exported.contains("DepositConfirmed"),
+        "the export has the history"
+    );
     let secrets = [
         ("password", password.as_str()),
         ("wrong password", wrong.as_str()),
         ("access token", access.as_str()),
-        ("first access token", first["access_token"].as_str().unwrap()),
+        (
+            "first access token",
+            first["access_token"].as_str().unwrap(),
+        ),
         ("refresh token", first["refresh_token"].as_str().unwrap()),
-        ("rotated refresh token", refreshed["refresh_token"].as_str().unwrap()),
+        (
+            "rotated refresh token",
+            refreshed["refresh_token"].as_str().unwrap(),
+        ),
         ("JWT secret", jwt_secret.as_str()),
         ("webhook secret", webhook_secret.as_str()),
         ("webhook signature", signature.trim_start_matches("sha256=")),
