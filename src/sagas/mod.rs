@@ -139,14 +139,10 @@ fn classify<E: std::error::Error>(result: Result<Committed, CommandError<E>>) ->
     }
 }
 
-fn note(text: &str) -> Note {
-    // The texts below are ours and short; an empty note is the fallback, never a panic.
-    Note::parse(text).unwrap_or_else(|_| Note::parse("").unwrap_or_else(|_| unreachable_note()))
-}
-
-#[allow(clippy::panic)]
-fn unreachable_note() -> Note {
-    panic!("the empty note is always valid")
+/// A note for a follow-up command, from our own short texts or a reason already validated
+/// once; a refusal here is a bug in the event, reported like any undecodable event.
+fn note(text: &str) -> Result<Note, ProjectionError> {
+    Note::parse(text).map_err(|e| ProjectionError::Invalid(e.to_string()))
 }
 
 fn money(amount: i64, currency: Currency) -> Result<Money, ProjectionError> {
@@ -220,7 +216,7 @@ fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
                     vec![Step::Payment(
                         payment_id,
                         PaymentCommand::Refund {
-                            reason: note(&event.event_type),
+                            reason: note(&event.event_type)?,
                             at,
                         },
                     )],
@@ -285,7 +281,7 @@ fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
                     vec![Step::Bounty(
                         bounty_id,
                         BountyCommand::MarkUnfunded {
-                            reason: note(&reason),
+                            reason: note(&reason)?,
                             at,
                         },
                     )],
@@ -355,7 +351,7 @@ fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
                 vec![Step::Payment(
                     payment_id,
                     PaymentCommand::MarkHoldFailed {
-                        reason: note("insufficient funds"),
+                        reason: note("insufficient funds")?,
                         at,
                     },
                 )],
