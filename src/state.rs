@@ -1,6 +1,7 @@
 //! What request handlers share: configuration, the pool, the command bus, the SSE hub and
 //! the read-your-writes tracker.
 
+use actix_web::HttpRequest;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use crate::commands::CommandBus;
 use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
+use crate::http::error::ApiResult;
+use crate::http::extract::min_position;
 use crate::sse::Hub;
 
 pub struct AppState {
@@ -24,5 +27,13 @@ pub struct AppState {
 impl AppState {
     pub fn read_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.http.read_your_writes_timeout_ms)
+    }
+
+    /// Read your writes: waits (bounded) until `projection` has applied the request's
+    /// `X-Min-Position`, if it names one; a 503 with Retry-After if it cannot.
+    pub async fn caught_up(&self, projection: &str, req: &HttpRequest) -> ApiResult<()> {
+        self.progress
+            .wait_for(projection, min_position(req)?, self.read_timeout())
+            .await
     }
 }

@@ -58,4 +58,9 @@ impl Actor {
     pub fn is_admin(&self) -> bool {
         self.has(Role::Admin)
     }
+
+    /// Admins and auditors see everything (read-only for auditors); members see their own.
+    pub fn oversees(&self) -> bool {
+        self.has(Role::Admin) || self.has(Role::Auditor)
+    }
 }

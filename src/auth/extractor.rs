@@ -104,6 +104,17 @@ fn keys(req: &HttpRequest) -> Result<&AuthKeys, ApiError> {
 }
 
 /// Refuses with a 403 unless `actor` holds `role`.
+/// 403 unless the actor is an auditor or an admin (the audit routes).
+pub fn require_oversight(actor: &Actor) -> Result<(), ApiError> {
+    if actor.oversees() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this needs the auditor or admin role".into(),
+        ))
+    }
+}
+
 pub fn require_role(actor: &Actor, role: Role) -> Result<(), ApiError> {
     if actor.has(role) {
         Ok(())

@@ -10,6 +10,6 @@ pub mod refresh;
 pub mod tokens;
 pub mod users;
 
-pub use extractor::{require_role, Authenticated};
+pub use extractor::{require_oversight, require_role, Authenticated};
 pub use tokens::AuthKeys;
 pub use users::{AdminOutcome, User};

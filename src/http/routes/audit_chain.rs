@@ -2,12 +2,11 @@
 //! chain, export the streams' newest heads, and check a saved export against the store.
 
 use actix_web::{web, HttpResponse};
-use bountyline_domain::{Actor, Role};
 use serde::Deserialize;
 
 use crate::audit::chain::{self, Head};
 use crate::auth::Authenticated;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -16,22 +15,12 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/audit/heads/check", web::post().to(check_heads));
 }
 
-fn require_auditor(actor: &Actor) -> ApiResult<()> {
-    if actor.has(Role::Auditor) || actor.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "this needs the auditor or admin role".into(),
-        ))
-    }
-}
-
 /// `{ok, checked, first_broken}`.
 async fn verify(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let report = chain::verify(&state.pool).await?;
     Ok(HttpResponse::Ok().json(report))
 }
@@ -41,7 +30,7 @@ async fn heads(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let items = chain::heads(&state.pool).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
 }
@@ -58,7 +47,7 @@ async fn check_heads(
     Authenticated(actor): Authenticated,
     body: web::Json<HeadsBody>,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let problems = chain::check_heads(&state.pool, &body.items).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "ok": problems.is_empty(),

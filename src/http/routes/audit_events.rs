@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bountyline_domain::{Actor, Role};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -24,16 +23,6 @@ use crate::state::AppState;
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/audit/events", web::get().to(events))
         .route("/v1/audit/reads", web::get().to(reads));
-}
-
-fn require_auditor(actor: &Actor) -> Result<(), ApiError> {
-    if actor.has(Role::Auditor) || actor.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "this needs the auditor or admin role".to_owned(),
-        ))
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +101,7 @@ async fn events(
     Authenticated(actor): Authenticated,
     q: web::Query<EventsQuery>,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let filter = q.filter()?;
     let pool = state.pool.clone();
     match wanted_stream(&req) {
@@ -215,7 +204,7 @@ async fn reads(
     Authenticated(actor): Authenticated,
     q: web::Query<ReadsQuery>,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let limit = paging::limit(q.limit)?;
     let cursor = q
         .cursor

@@ -2,14 +2,13 @@
 //! of causes behind an event. Auditors and admins only.
 
 use actix_web::{web, HttpResponse};
-use bountyline_domain::{Actor, Role};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::audit::causes::{causes, origin};
 use crate::audit::state::{state_at, AuditError, Point};
-use crate::auth::{require_role, Authenticated};
+use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -32,13 +31,6 @@ impl From<AuditError> for ApiError {
             AuditError::Internal(e) => ApiError::Internal(e),
         }
     }
-}
-
-fn require_auditor(actor: &Actor) -> ApiResult<()> {
-    if actor.has(Role::Admin) {
-        return Ok(());
-    }
-    require_role(actor, Role::Auditor)
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +64,7 @@ async fn aggregate_state(
     path: web::Path<(String, String)>,
     q: web::Query<StateQuery>,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let point = q.point()?;
     let (kind, id) = path.into_inner();
     let found = state_at(&state.pool, &kind, &id, point).await?;
@@ -85,7 +77,7 @@ async fn event_causes(
     Authenticated(actor): Authenticated,
     path: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    require_auditor(&actor)?;
+    crate::auth::require_oversight(&actor)?;
     let chain = causes(&state.pool, path.into_inner()).await?;
     let origin = origin(&chain);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "chain": chain, "origin": origin })))

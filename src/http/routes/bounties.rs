@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::auth::{require_role, Authenticated};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{min_position, optional_json};
+use crate::http::extract::optional_json;
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -476,10 +476,7 @@ async fn board(
 ) -> ApiResult<HttpResponse> {
     let limit = paging::limit(q.limit)?;
     let filter = q.into_inner().into_filter(actor.user_id, limit)?;
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let rows = query::board(&state.pool, &filter).await?;
     let page = paging::page(rows, limit, |b| encode_cursor(filter.sort, b));
     Ok(HttpResponse::Ok().json(page))
@@ -495,10 +492,6 @@ struct Detail {
     applications: Vec<ApplicationView>,
 }
 
-fn oversees(actor: &Actor) -> bool {
-    actor.has(Role::Admin) || actor.has(Role::Auditor)
-}
-
 /// Applications: all of them for the poster, admins and auditors; an applicant's own for
 /// the applicant; none for anyone else.
 async fn detail(
@@ -507,15 +500,12 @@ async fn detail(
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let bounty = query::get(&state.pool, *id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such bounty".into()))?;
     let me = actor.user_id;
-    let sees_all = bounty.poster == me || oversees(&actor);
+    let sees_all = bounty.poster == me || actor.oversees();
     let mut applications = query::applications(&state.pool, bounty.id).await?;
     if !sees_all {
         applications.retain(|a| a.hunter == me);

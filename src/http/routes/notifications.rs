@@ -26,7 +26,6 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::min_position;
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -68,10 +67,7 @@ async fn list(
                 .map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))
         })
         .transpose()?;
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let user = actor.user_id;
     let unread_only = q.unread.unwrap_or(false);
     let rows = query::list(&state.pool, user, unread_only, before, limit + 1).await?;
@@ -125,10 +121,7 @@ async fn mark(
     request: &impl Serialize,
     ids: Vec<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, req).await?;
     let owner = actor.user_id;
     let named: BTreeSet<Uuid> = ids.iter().copied().collect();
     let mine: BTreeSet<Uuid> = query::owned(&state.pool, owner, &ids)

@@ -2,14 +2,12 @@
 //! admins and auditors see all.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bountyline_domain::{Actor, Role};
 use bountyline_projections::payments::query;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::min_position;
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -18,10 +16,6 @@ const PROJECTION: &str = "payments";
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/payments", web::get().to(list))
         .route("/v1/payments/{id}", web::get().to(get));
-}
-
-fn sees_everything(actor: &Actor) -> bool {
-    actor.has(Role::Admin) || actor.has(Role::Auditor)
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +33,7 @@ async fn list(
     Authenticated(actor): Authenticated,
     q: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let party = match (q.user, sees_everything(&actor)) {
+    let party = match (q.user, actor.oversees()) {
         (Some(user), true) => Some(user),
         (None, true) => None,
         (Some(user), false) if user != actor.user_id => {
@@ -55,10 +49,7 @@ async fn list(
         .as_deref()
         .map(paging::decode_time_cursor)
         .transpose()?;
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let rows = query::list(&state.pool, q.bounty_id, party, after, limit + 1).await?;
     let page = paging::page(rows, limit, |p| {
         paging::encode_time_cursor(p.created_at, p.id)
@@ -72,15 +63,10 @@ async fn get(
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let payment = query::get(&state.pool, *id)
         .await?
-        .filter(|p| {
-            sees_everything(&actor) || p.payer == actor.user_id || p.payee == Some(actor.user_id)
-        })
+        .filter(|p| actor.oversees() || p.payer == actor.user_id || p.payee == Some(actor.user_id))
         .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
     Ok(HttpResponse::Ok().json(payment))
 }

@@ -7,7 +7,7 @@ use bountyline_domain::task::{CreateTask, TaskCommand, TaskEvent};
 use bountyline_domain::values::{
     bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title,
 };
-use bountyline_domain::{Actor, Role};
+use bountyline_domain::Actor;
 use bountyline_projections::tasks::{query, TaskFilter, TaskView};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use crate::auth::extractor::Authenticated;
 use crate::commands::CommandError;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{min_position, optional_json};
+use crate::http::extract::optional_json;
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -321,11 +321,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-/// Members see the tasks they created or hold; admins and auditors see all.
-fn sees_everything(actor: &Actor) -> bool {
-    actor.has(Role::Admin) || actor.has(Role::Auditor)
-}
-
 async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -350,7 +345,7 @@ async fn list(
         status: q.status,
         creator: q.creator,
         worker: q.worker,
-        visible_to: (!sees_everything(&actor)).then_some(actor.user_id),
+        visible_to: (!actor.oversees()).then_some(actor.user_id),
         after: q
             .cursor
             .as_deref()
@@ -358,10 +353,7 @@ async fn list(
             .transpose()?,
         limit: limit + 1,
     };
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let rows = query::list(&state.pool, &filter).await?;
     let page = paging::page(rows, limit, |t| {
         paging::encode_time_cursor(t.created_at, t.id)
@@ -375,14 +367,11 @@ async fn get(
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let task = query::get(&state.pool, *id)
         .await?
         .filter(|t| {
-            sees_everything(&actor) || t.creator == actor.user_id || t.worker == Some(actor.user_id)
+            actor.oversees() || t.creator == actor.user_id || t.worker == Some(actor.user_id)
         })
         .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
     Ok(HttpResponse::Ok().json(task))
@@ -393,10 +382,7 @@ async fn queues(
     req: HttpRequest,
     Authenticated(_actor): Authenticated,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let stats = query::queue_stats(&state.pool, Utc::now()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": stats })))
 }

@@ -14,7 +14,6 @@ use uuid::Uuid;
 use crate::auth::{require_role, Authenticated};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::min_position;
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -32,10 +31,7 @@ async fn balances(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
 ) -> ApiResult<HttpResponse> {
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let balances = query::balances(&state.pool, actor.user_id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "balances": balances })))
 }
@@ -62,10 +58,7 @@ async fn entries(
                 .map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))
         })
         .transpose()?;
-    state
-        .progress
-        .wait_for(PROJECTION, min_position(&req)?, state.read_timeout())
-        .await?;
+    state.caught_up(PROJECTION, &req).await?;
     let rows = query::entries(&state.pool, actor.user_id, before, limit + 1).await?;
     let page = paging::page(rows, limit, |e| e.position.to_string());
     Ok(HttpResponse::Ok().json(page))
