@@ -14,6 +14,9 @@ pub struct Settings {
     /// Prefix of every NATS subject and of the JetStream stream's name, so that several
     /// deployments (or tests) can share one NATS server without seeing each other.
     pub nats_prefix: String,
+    /// Events older than this leave the JetStream stream (0: kept forever). The event store,
+    /// not the stream, is the history; consumers that fall further behind catch up from it.
+    pub nats_stream_max_age_secs: u64,
     pub db_pool_size: u32,
     pub http: HttpSettings,
     pub auth: AuthSettings,
@@ -72,6 +75,7 @@ impl Settings {
         let mut builder = config::Config::builder()
             .set_default("nats_url", "nats://127.0.0.1:54222")?
             .set_default("nats_prefix", "bountyline")?
+            .set_default("nats_stream_max_age_secs", 0)?
             .set_default("db_pool_size", 16)?
             .set_default("log_format", "pretty")?
             .set_default("http.host", "127.0.0.1")?

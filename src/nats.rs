@@ -47,12 +47,17 @@ pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
 
 /// Creates the event stream if it does not exist: file storage, and a deduplication window
 /// that absorbs the relay's republishing after a crash.
-pub async fn ensure_stream(js: &jetstream::Context, names: &Names) -> anyhow::Result<()> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    max_age: Duration,
+) -> anyhow::Result<()> {
     js.get_or_create_stream(stream::Config {
         name: names.stream(),
         subjects: vec![names.all_subjects()],
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
+        max_age,
         ..Default::default()
     })
     .await

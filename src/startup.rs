@@ -82,7 +82,8 @@ impl Application {
         let nats_client = nats::connect(&settings.nats_url).await?;
         let js = jetstream::new(nats_client.clone());
         let names = Names::new(&settings.nats_prefix);
-        nats::ensure_stream(&js, &names).await?;
+        let max_age = Duration::from_secs(settings.nats_stream_max_age_secs);
+        nats::ensure_stream(&js, &names, max_age).await?;
         let commands = CommandBus::new(pool.clone());
         let (signal, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -14,7 +14,9 @@ use bountyline::startup::{Application, Parts, Shutdown};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -25,6 +27,73 @@ pub struct TestApp {
     pub pool: PgPool,
     pub settings: Settings,
     pub shutdown: Shutdown,
+    /// Shared by every app of one test (same database and prefix): the last one dropped
+    /// removes the test's database and NATS stream.
+    _cleanup: Arc<Cleanup>,
+}
+
+/// Removes a test's database and JetStream stream, so that test runs do not pile up gigabytes
+/// on a developer's machine.
+struct Cleanup {
+    database_url: String,
+    nats_url: String,
+    stream: String,
+}
+
+impl Cleanup {
+    /// The one cleanup for this database, shared by all the apps a test starts on it.
+    fn for_settings(settings: &Settings) -> Arc<Cleanup> {
+        static LIVE: OnceLock<Mutex<HashMap<String, Weak<Cleanup>>>> = OnceLock::new();
+        let url = settings.database_url.expose_secret().to_owned();
+        let mut live = LIVE.get_or_init(Default::default).lock().unwrap();
+        live.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = live.get(&url).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let cleanup = Arc::new(Cleanup {
+            database_url: url.clone(),
+            nats_url: settings.nats_url.clone(),
+            stream: bountyline::nats::Names::new(&settings.nats_prefix).stream(),
+        });
+        live.insert(url, Arc::downgrade(&cleanup));
+        cleanup
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Some((_, name)) = self.database_url.rsplit_once('/') else {
+            return;
+        };
+        let (name, stream, nats) = (name.to_owned(), self.stream.clone(), self.nats_url.clone());
+        // Drop runs inside the test's runtime, which must not be blocked on: use a thread of
+        // its own with a small runtime, bounded in time.
+        let worker = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let work = async {
+                    if let Ok(mut admin) = PgConnection::connect(&env("DATABASE_URL")).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut admin)
+                                .await;
+                    }
+                    if let Ok(client) = async_nats::connect(&nats).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), work).await;
+            });
+        });
+        let _ = worker.join();
+    }
 }
 
 fn env(name: &str) -> String {
@@ -62,6 +131,8 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
         database_url: SecretString::from(database_url.to_owned()),
         nats_url: nats_url.to_owned(),
         nats_prefix: format!("t{}", &Uuid::new_v4().simple().to_string()[..12]),
+        // A test's stream is left behind when it ends; let NATS drop its messages soon after.
+        nats_stream_max_age_secs: 3600,
         db_pool_size: 10,
         http: HttpSettings {
             host: "127.0.0.1".into(),
@@ -112,6 +183,7 @@ impl TestApp {
         let pool = PgPool::connect(settings.database_url.expose_secret())
             .await
             .expect("connect test pool");
+        let cleanup = Cleanup::for_settings(&settings);
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
@@ -119,6 +191,7 @@ impl TestApp {
             pool,
             settings,
             shutdown,
+            _cleanup: cleanup,
         }
     }
 
