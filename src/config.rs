@@ -54,6 +54,8 @@ pub struct SseSettings {
     pub hub_capacity: usize,
     /// Messages buffered per client before it is treated as slow and caught up from the store.
     pub client_buffer: usize,
+    /// Streams one user may hold open at once in one API process; more answer 429.
+    pub max_streams_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +93,7 @@ impl Settings {
             .set_default("sse.keep_alive_secs", 15)?
             .set_default("sse.hub_capacity", 4096)?
             .set_default("sse.client_buffer", 64)?
+            .set_default("sse.max_streams_per_user", 8)?
             .set_default("payments.webhook_secret", "")?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?

@@ -21,7 +21,7 @@ use crate::http::consistency::ProjectionProgress;
 use crate::nats::Names;
 use crate::relay::Relay;
 use crate::sagas::ProcessManagers;
-use crate::sse::Hub;
+use crate::sse::{Hub, StatsFeed};
 use crate::state::AppState;
 use crate::{db, http, nats, telemetry, workers};
 
@@ -118,12 +118,18 @@ impl Application {
                 "sse-hub",
                 tokio::spawn(hub.clone().follow(js.clone(), names.clone())),
             ));
+            let stats = StatsFeed::new(shutdown_rx.clone());
+            tasks.push((
+                "stats-feed",
+                tokio::spawn(stats.clone().run(pool.clone(), progress.clone())),
+            ));
             let state = AppState {
                 settings: settings.clone(),
                 pool: pool.clone(),
                 commands: commands.clone(),
                 progress,
                 hub,
+                stats,
                 nats: nats_client.clone(),
                 metrics: telemetry::metrics(),
             };

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
 use crate::http::error::ApiResult;
 use crate::http::extract::min_position;
-use crate::sse::Hub;
+use crate::sse::{Hub, StatsFeed};
 
 pub struct AppState {
     pub settings: Arc<Settings>,
@@ -20,6 +20,7 @@ pub struct AppState {
     pub commands: CommandBus,
     pub progress: ProjectionProgress,
     pub hub: Hub,
+    pub stats: StatsFeed,
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
 }

@@ -4,20 +4,15 @@
 
 mod common;
 
-use bountyline::nats::Names;
 use bountyline::startup::Parts;
-use bytes::Bytes;
+use common::sse::*;
 use common::*;
-use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 /// Every test here finishes within this, whatever hangs.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
-/// How long one read from a stream may take.
-const READ_LIMIT: Duration = Duration::from_secs(10);
 
 async fn within<F: Future<Output = ()>>(test: F) {
     tokio::time::timeout(TEST_LIMIT, test)
@@ -266,146 +261,7 @@ async fn a_slow_client_is_caught_up_from_the_store_without_loss() {
     .await;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Helpers of this file: a small SSE reader over reqwest's byte stream.
-// ---------------------------------------------------------------------------------------------
-
-/// One SSE message: `id:` (a position), `event:` and the JSON `data:`.
-#[derive(Debug, Clone)]
-struct SseMessage {
-    id: i64,
-    event: String,
-    data: Value,
-}
-
-struct SseStream {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buffer: Vec<u8>,
-}
-
-impl SseStream {
-    /// Subscribes to `topic` (Bearer token), resuming after `last_event_id` if given.
-    async fn open(
-        app: &TestApp,
-        user: &TestUser,
-        topic: &str,
-        last_event_id: Option<&str>,
-    ) -> SseStream {
-        let mut request = app
-            .client
-            .get(app.url(&format!("/v1/streams/{topic}")))
-            .bearer_auth(&user.access_token);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
-        }
-        let res = tokio::time::timeout(READ_LIMIT, request.send())
-            .await
-            .expect("the stream answered in time")
-            .expect("stream request");
-        assert_eq!(res.status(), 200, "subscribe to {topic}");
-        assert!(content_type(&res).starts_with("text/event-stream"));
-        SseStream {
-            body: Box::pin(res.bytes_stream()),
-            buffer: Vec::new(),
-        }
-    }
-
-    /// The next message with data, skipping comments and `retry:`; fails after READ_LIMIT.
-    async fn next_message(&mut self) -> SseMessage {
-        tokio::time::timeout(READ_LIMIT, self.read_message())
-            .await
-            .unwrap_or_else(|_| panic!("no SSE message within {READ_LIMIT:?}"))
-            .expect("the stream ended")
-    }
-
-    async fn next_messages(&mut self, n: usize) -> Vec<SseMessage> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.next_message().await);
-        }
-        out
-    }
-
-    /// Fails if a message with data arrives within `period`.
-    async fn expect_no_message(&mut self, period: Duration) {
-        if let Ok(Some(message)) = tokio::time::timeout(period, self.read_message()).await {
-            panic!("unexpected message {message:?}");
-        }
-    }
-
-    /// Everything the server sends within `period`, as text.
-    async fn read_raw_for(mut self, period: Duration) -> String {
-        let deadline = tokio::time::Instant::now() + period;
-        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, self.body.next()).await {
-            self.buffer.extend_from_slice(&chunk.expect("stream chunk"));
-        }
-        String::from_utf8(self.buffer).expect("SSE is UTF-8")
-    }
-
-    async fn read_message(&mut self) -> Option<SseMessage> {
-        loop {
-            while let Some(block) = self.take_block() {
-                if let Some(message) = parse_block(&block) {
-                    return Some(message);
-                }
-            }
-            let chunk = self.body.next().await?.expect("stream chunk");
-            self.buffer.extend_from_slice(&chunk);
-        }
-    }
-
-    /// The next complete block (up to a blank line), if the buffer holds one.
-    fn take_block(&mut self) -> Option<String> {
-        let text = String::from_utf8_lossy(&self.buffer).replace("\r\n", "\n");
-        let end = text.find("\n\n")?;
-        let block = text[..end].to_owned();
-        self.buffer = text.as_bytes()[end + 2..].to_vec();
-        Some(block)
-    }
-}
-
-/// A block with `data:` becomes a message; comments and `retry:` blocks do not.
-fn parse_block(block: &str) -> Option<SseMessage> {
-    let (mut id, mut event, mut data) = (None, None, Vec::new());
-    for line in block.lines() {
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "id" => id = Some(value.parse::<i64>().expect("id is a position")),
-            "event" => event = Some(value.to_owned()),
-            "data" => data.push(value.to_owned()),
-            _ => {}
-        }
-    }
-    if data.is_empty() {
-        return None;
-    }
-    Some(SseMessage {
-        id: id.unwrap_or_else(|| panic!("a message without id: {block:?}")),
-        event: event.unwrap_or_else(|| "message".to_owned()),
-        data: serde_json::from_str(&data.join("\n")).expect("data is JSON"),
-    })
-}
-
-fn ids(messages: &[SseMessage]) -> Vec<i64> {
-    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "ids are not strictly increasing: {ids:?}"
-    );
-    ids
-}
-
-fn positions(answers: &[Value]) -> Vec<i64> {
-    answers
-        .iter()
-        .map(|a| {
-            a["position"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("no position in {a}"))
-        })
-        .collect()
-}
+// A helper of this file.
 
 async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
@@ -416,37 +272,4 @@ async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<Value> {
         );
     }
     out
-}
-
-fn content_type(res: &reqwest::Response) -> String {
-    res.headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// A client without `Last-Event-ID` starts live, so the hub must already follow the stream:
-/// wait until the stream has `consumers` consumers (the hub's, and the projection's durable
-/// one when the app runs workers).
-async fn wait_for_hub(app: &TestApp, consumers: usize) {
-    let client = async_nats::connect(&app.settings.nats_url)
-        .await
-        .expect("connect to NATS");
-    let js = async_nats::jetstream::new(client);
-    let name = Names::new(&app.settings.nats_prefix).stream();
-    wait_until(
-        Duration::from_secs(10),
-        "the SSE hub to follow the event stream",
-        || {
-            let (js, name) = (&js, &name);
-            async move {
-                match js.get_stream(name).await {
-                    Ok(stream) => stream.cached_info().state.consumer_count >= consumers,
-                    Err(_) => false,
-                }
-            }
-        },
-    )
-    .await;
 }

@@ -72,6 +72,11 @@ impl ProjectionProgress {
         });
     }
 
+    /// Every projection's latest checkpoint, changing as they advance.
+    pub fn changes(&self) -> watch::Receiver<HashMap<String, i64>> {
+        self.positions.subscribe()
+    }
+
     fn known(&self, projection: &str) -> i64 {
         self.positions
             .borrow()

@@ -7,9 +7,11 @@ use bountyline_projections::backoff::Backoff;
 use bountyline_projections::wire::HEADER_PREV_POSITION;
 use bountyline_projections::{EventReader, StoredEvent};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
+use uuid::Uuid;
 
 use super::topic::{Message, Topic};
 use crate::nats::Names;
@@ -28,6 +30,45 @@ pub struct Hub {
     shutdown: watch::Receiver<bool>,
     /// The last position broadcast, kept across resubscriptions so a gap can be filled.
     last: Arc<AtomicI64>,
+    open: OpenStreams,
+}
+
+/// How many streams each user holds open in this process.
+#[derive(Clone, Default)]
+pub struct OpenStreams(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// One admitted stream; dropping it (when the client goes) frees the place.
+pub struct Slot {
+    open: OpenStreams,
+    user: Uuid,
+}
+
+impl OpenStreams {
+    /// A place for one more stream of `user`, unless they already hold `max`.
+    pub fn admit(&self, user: Uuid, max: usize) -> Option<Slot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(user).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            open: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -45,7 +86,13 @@ impl Hub {
             reader,
             shutdown,
             last: Arc::new(AtomicI64::new(start)),
+            open: OpenStreams::default(),
         }
+    }
+
+    /// A place for one more stream of `user` in this process, unless they hold `max` already.
+    pub fn admit(&self, user: Uuid, max: usize) -> Option<Slot> {
+        self.open.admit(user, max)
     }
 
     /// Follows the event stream from its end until shutdown, re-subscribing after failures.
@@ -128,6 +175,7 @@ impl Hub {
     /// then live.
     pub fn subscribe(
         &self,
+        slot: Slot,
         topic: Topic,
         viewer: Actor,
         last_event_id: Option<i64>,
@@ -135,6 +183,7 @@ impl Hub {
     ) -> Stream {
         let (tx, rx) = mpsc::channel(buffer);
         let client = Client {
+            _slot: slot,
             topic,
             viewer,
             live: self.events.subscribe(),
@@ -149,6 +198,7 @@ impl Hub {
 }
 
 struct Client {
+    _slot: Slot,
     topic: Topic,
     /// Who subscribed: topics such as `me` show each viewer only what concerns them.
     viewer: Actor,
@@ -188,6 +238,8 @@ impl Client {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
+                // The client went away while nothing was sent: free its place now.
+                _ = self.tx.closed() => return Ok(()),
                 _ = self.shutdown.changed() => return Ok(()),
             }
         }
@@ -198,10 +250,14 @@ impl Client {
         mut after: i64,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
-            let events = self
-                .reader
-                .of_types_after(self.topic.aggregate_types(), after, CATCH_UP_CHUNK)
-                .await?;
+            let events = match self.topic.aggregate_types() {
+                Some(types) => {
+                    self.reader
+                        .of_types_after(types, after, CATCH_UP_CHUNK)
+                        .await?
+                }
+                None => self.reader.after(after, CATCH_UP_CHUNK).await?,
+            };
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(());
             };

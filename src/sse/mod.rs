@@ -6,9 +6,12 @@
 //! falls so far behind that the ring dropped what it had not sent yet, is caught up from the
 //! event store and then continues live; it never gets a message twice, since it only sends
 //! positions above the last one it sent. Memory stays bounded however slow a client is.
+//! Each user may hold a bounded number of streams open per process ([`Hub::admit`]).
 
 mod hub;
+mod stats;
 mod topic;
 
-pub use hub::Hub;
+pub use hub::{Hub, Slot};
+pub use stats::StatsFeed;
 pub use topic::Topic;

@@ -3,7 +3,8 @@
 //! Public topics (`tasks`, `queues`, `bounties`) say what changed, never private content: a
 //! client re-reads what it needs through the API, which applies its own access rules. `me`
 //! carries only events that name the viewer, and then the event's fields, all of which a
-//! party to it may see.
+//! party to it may see. `events` carries every event whole, for auditors and admins. `stats`
+//! is not made of events but of snapshots of the stats read model (see `super::stats`).
 //!
 //! Data shapes:
 //! - `tasks`: `{task_id, version, queue, status}` (status null when unchanged);
@@ -17,7 +18,9 @@
 //!   `held`); the viewer's inbox: `{version, owner, notification_ids, at}`; tasks the viewer
 //!   created: `{task_id, version, queue, status, title}` on `TaskCreated`. A task's later
 //!   events do not name its creator, so dead letters reach the creator through the
-//!   notification feed, not here.
+//!   notification feed, not here;
+//! - `events`: `{position, event_id, aggregate_type, aggregate_id, sequence, event_type,
+//!   recorded_at, payload, metadata}`, the payload without its enum wrapper.
 
 use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::task::TaskEvent;
@@ -36,6 +39,10 @@ pub enum Topic {
     Bounties,
     /// What concerns the viewer: their bounties, wallet, inbox and tasks.
     Me,
+    /// Every event, whole: auditors and admins only.
+    Events,
+    /// Snapshots of the platform's figures, coalesced; any member.
+    Stats,
 }
 
 /// One SSE message: `id:` is the event's position.
@@ -53,32 +60,38 @@ impl Topic {
             "queues" => Some(Topic::Queues),
             "bounties" => Some(Topic::Bounties),
             "me" => Some(Topic::Me),
+            "events" => Some(Topic::Events),
+            "stats" => Some(Topic::Stats),
             _ => None,
         }
     }
 
-    /// The aggregate types whose events the topic draws on (for catching up from the store).
-    pub fn aggregate_types(self) -> &'static [&'static str] {
+    /// The aggregate types whose events the topic draws on (for catching up from the store);
+    /// `None` for all of them.
+    pub fn aggregate_types(self) -> Option<&'static [&'static str]> {
         match self {
-            Topic::Tasks | Topic::Queues => &["Task"],
-            Topic::Bounties => &["Bounty"],
-            Topic::Me => &["Bounty", "Wallet", "Inbox", "Task"],
+            Topic::Tasks | Topic::Queues => Some(&["Task"]),
+            Topic::Bounties => Some(&["Bounty"]),
+            Topic::Me => Some(&["Bounty", "Wallet", "Inbox", "Task"]),
+            Topic::Events => None,
+            Topic::Stats => Some(&[]),
         }
     }
 
     /// Whether `actor` may subscribe at all. `me` is open to everyone because it only ever
     /// carries what concerns the viewer.
-    pub fn allows(self, _actor: &Actor) -> bool {
+    pub fn allows(self, actor: &Actor) -> bool {
         match self {
-            Topic::Tasks | Topic::Queues | Topic::Bounties | Topic::Me => true,
+            Topic::Tasks | Topic::Queues | Topic::Bounties | Topic::Me | Topic::Stats => true,
+            Topic::Events => actor.oversees(),
         }
     }
 
     /// The message `event` makes on this topic for `viewer`, if any.
     pub fn message(self, event: &StoredEvent, viewer: &Actor) -> Option<Message> {
-        if !self
+        if self
             .aggregate_types()
-            .contains(&event.aggregate_type.as_str())
+            .is_some_and(|types| !types.contains(&event.aggregate_type.as_str()))
         {
             return None;
         }
@@ -86,6 +99,8 @@ impl Topic {
             Topic::Tasks | Topic::Queues => task_data(self, event)?,
             Topic::Bounties => board_data(event)?,
             Topic::Me => mine(event, viewer.user_id)?,
+            Topic::Events => whole(event),
+            Topic::Stats => return None,
         };
         Some(Message {
             position: event.position,
@@ -144,6 +159,20 @@ fn board_data(event: &StoredEvent) -> Option<Value> {
         data.insert("reward".into(), reward.clone());
     }
     Some(Value::Object(data))
+}
+
+fn whole(event: &StoredEvent) -> Value {
+    json!({
+        "position": event.position,
+        "event_id": event.event_id,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "sequence": event.sequence,
+        "event_type": event.event_type,
+        "recorded_at": event.recorded_at,
+        "payload": event.body(),
+        "metadata": event.metadata,
+    })
 }
 
 /// What `event` shows `viewer` on `me`, if it concerns them: its own fields, with the
@@ -290,6 +319,18 @@ mod tests {
         let message = Topic::Me.message(&deposit, &viewer(POSTER)).expect("mine");
         assert_eq!(message.data["available"], 500);
         assert_eq!(Topic::Me.message(&deposit, &viewer(HUNTER)), None);
+    }
+
+    #[test]
+    fn events_is_for_overseers_and_carries_the_event_whole() {
+        assert!(!Topic::Events.allows(&viewer(STRANGER)));
+        assert!(Topic::Events.allows(&Actor::new(STRANGER, vec![Role::Auditor])));
+        let message = Topic::Events
+            .message(&applied(), &viewer(STRANGER))
+            .expect("every event");
+        assert_eq!(message.event, "ApplicationSubmitted");
+        assert_eq!(message.data["payload"]["pitch"], "hire me");
+        assert_eq!(message.data["position"], 7);
     }
 
     #[test]

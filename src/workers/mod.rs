@@ -8,6 +8,7 @@ pub mod lease_expiry;
 use bountyline_projections::bounties::BountiesProjection;
 use bountyline_projections::notifications::NotificationsProjection;
 use bountyline_projections::payments::PaymentsProjection;
+use bountyline_projections::stats::StatsProjection;
 use bountyline_projections::tasks::TasksProjection;
 use bountyline_projections::wallets::WalletsProjection;
 use bountyline_projections::Projection;
@@ -48,6 +49,7 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(PaymentsProjection),
         Arc::new(BountiesProjection),
         Arc::new(NotificationsProjection),
+        Arc::new(StatsProjection),
     ]
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod sse;
 
 pub use accounts::TestUser;
 
@@ -152,6 +153,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             keep_alive_secs: 1,
             hub_capacity: 4096,
             client_buffer: 64,
+            max_streams_per_user: 8,
         },
         worker: WorkerSettings {
             lease_scan_interval_ms: 200,

@@ -10,6 +10,7 @@ pub mod me;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
+pub mod stats;
 pub mod streams;
 pub mod tasks;
 pub mod wallets;
@@ -28,6 +29,7 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(wallets::config)
         .configure(payments::config)
         .configure(notifications::config)
+        .configure(stats::config)
         .configure(webhooks::config)
         .configure(streams::config);
 }

@@ -1,5 +1,6 @@
 //! `GET /v1/streams/{topic}`: Server-Sent Events, resumable with `Last-Event-ID`. Browsers'
 //! EventSource cannot set headers, so the access token may also come as `?access_token=`.
+//! A user holds at most `sse.max_streams_per_user` streams open per API process (429 beyond).
 
 use actix_web::{web, HttpRequest, Responder};
 use std::time::Duration;
@@ -35,9 +36,17 @@ async fn stream(
         ),
     };
     let sse = &state.settings.sse;
-    Ok(state
+    let slot = state
         .hub
-        .subscribe(topic, actor, last_event_id, sse.client_buffer)
+        .admit(actor.user_id, sse.max_streams_per_user)
+        .ok_or(ApiError::TooManyRequests { retry_after: 5 })?;
+    let stream = match topic {
+        Topic::Stats => state.stats.subscribe(slot, sse.client_buffer),
+        _ => state
+            .hub
+            .subscribe(slot, topic, actor, last_event_id, sse.client_buffer),
+    };
+    Ok(stream
         .with_keep_alive(Duration::from_secs(sse.keep_alive_secs))
         .with_retry_duration(Duration::from_secs(2)))
 }
