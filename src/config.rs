@@ -23,6 +23,7 @@ pub struct Settings {
     pub sse: SseSettings,
     pub worker: WorkerSettings,
     pub payments: PaymentsSettings,
+    pub limits: LimitSettings,
     /// `pretty` for people, `json` for log shippers.
     pub log_format: String,
 }
@@ -56,6 +57,20 @@ pub struct SseSettings {
     pub client_buffer: usize,
     /// Streams one user may hold open at once in one API process; more answer 429.
     pub max_streams_per_user: usize,
+}
+
+/// Abuse limits per API process (see `http::limits`); a `per_minute` of 0 switches one off.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Requests to `/v1/auth/*` per client address.
+    pub auth_per_minute: u32,
+    pub auth_burst: u32,
+    /// Commands per user.
+    pub commands_per_minute: u32,
+    pub commands_burst: u32,
+    /// Failed logins per account before it is throttled, and how fast it recovers.
+    pub login_failures_burst: u32,
+    pub login_failures_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +110,12 @@ impl Settings {
             .set_default("sse.client_buffer", 64)?
             .set_default("sse.max_streams_per_user", 8)?
             .set_default("payments.webhook_secret", "")?
+            .set_default("limits.auth_per_minute", 60)?
+            .set_default("limits.auth_burst", 20)?
+            .set_default("limits.commands_per_minute", 6000)?
+            .set_default("limits.commands_burst", 200)?
+            .set_default("limits.login_failures_burst", 5)?
+            .set_default("limits.login_failures_per_minute", 1)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?
             .set_default("worker.relay_batch", 1000)?;

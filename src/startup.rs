@@ -18,6 +18,7 @@ use crate::auth::tokens::AuthKeys;
 use crate::commands::CommandBus;
 use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
+use crate::http::limits::Limits;
 use crate::nats::Names;
 use crate::relay::Relay;
 use crate::sagas::ProcessManagers;
@@ -132,6 +133,7 @@ impl Application {
                 stats,
                 nats: nats_client.clone(),
                 metrics: telemetry::metrics(),
+                limits: Limits::new(&settings.limits),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();

@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
 use crate::http::error::ApiResult;
 use crate::http::extract::min_position;
+use crate::http::limits::Limits;
 use crate::sse::{Hub, StatsFeed};
 
 pub struct AppState {
@@ -23,6 +24,7 @@ pub struct AppState {
     pub stats: StatsFeed,
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
+    pub limits: Limits,
 }
 
 impl AppState {

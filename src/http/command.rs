@@ -10,6 +10,7 @@ use std::future::Future;
 use super::error::{problem_body, ApiError, ApiResult};
 use super::extract::{idempotency_key, request_id};
 use super::idempotency::{self, Begin};
+use super::limits::too_many;
 use crate::commands::{CommandContext, Committed};
 use crate::state::AppState;
 
@@ -63,6 +64,11 @@ where
     F: FnOnce(CommandContext) -> Fut,
     Fut: Future<Output = ApiResult<Answer>>,
 {
+    state
+        .limits
+        .commands
+        .take(&actor.user_id)
+        .map_err(too_many)?;
     let key = idempotency_key(req)?;
     let ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
     let Some(key) = key else {

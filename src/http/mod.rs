@@ -5,6 +5,7 @@ pub mod consistency;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod middleware;
 pub mod paging;
 pub mod refusals;

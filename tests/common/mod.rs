@@ -9,7 +9,8 @@ pub mod sse;
 pub use accounts::TestUser;
 
 use bountyline::config::{
-    AuthSettings, HttpSettings, PaymentsSettings, Settings, SseSettings, WorkerSettings,
+    AuthSettings, HttpSettings, LimitSettings, PaymentsSettings, Settings, SseSettings,
+    WorkerSettings,
 };
 use bountyline::startup::{Application, Parts, Shutdown};
 use secrecy::{ExposeSecret, SecretString};
@@ -162,6 +163,16 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
         },
         payments: PaymentsSettings {
             webhook_secret: SecretString::from(format!("whsec-{}", Uuid::new_v4())),
+        },
+        // Tests register many users and send bursts of commands from one address; the
+        // limits' own tests switch them on.
+        limits: LimitSettings {
+            auth_per_minute: 0,
+            auth_burst: 0,
+            commands_per_minute: 0,
+            commands_burst: 0,
+            login_failures_burst: 0,
+            login_failures_per_minute: 0,
         },
         log_format: "pretty".into(),
     }
