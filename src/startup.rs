@@ -274,6 +274,8 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     let body_limit = settings.http.body_limit_bytes;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(http::middleware::limit_auth))
+            .wrap(middleware::from_fn(http::middleware::secure_defaults))
             .wrap(middleware::from_fn(http::middleware::request_context))
             .app_data(state.clone())
             .app_data(pool.clone())

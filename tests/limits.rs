@@ -4,6 +4,7 @@
 mod common;
 
 use bountyline::startup::Parts;
+use common::accounts::unique_email;
 use common::*;
 use serde_json::{json, Value};
 
@@ -57,4 +58,96 @@ async fn a_user_over_their_command_rate_is_refused_and_nothing_changes() {
     assert_eq!(events, 3, "the refused command appended nothing");
     // Limits are per user.
     app.create_task(&bob, "q", "bob's own", 0).await;
+}
+
+#[tokio::test]
+async fn an_address_over_its_auth_rate_is_refused() {
+    let app = app_with(|limits| {
+        limits.auth_per_minute = 60;
+        limits.auth_burst = 2;
+    })
+    .await;
+    let nobody = unique_email("nobody");
+    for _ in 0..2 {
+        let res = app.login(&nobody, "not the password").await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_too_many(app.login(&nobody, "not the password").await).await;
+    // Other routes are not counted.
+    assert_eq!(
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_throttle_the_account_whether_or_not_it_exists() {
+    let app = app_with(|limits| {
+        limits.login_failures_per_minute = 1;
+        limits.login_failures_burst = 3;
+    })
+    .await;
+    let alice = app.user("alice").await;
+    for email in [alice.email.clone(), unique_email("ghost")] {
+        for _ in 0..3 {
+            assert_eq!(app.login(&email, "not the password").await.status(), 401);
+        }
+        assert_too_many(app.login(&email, "not the password").await).await;
+        // The right password is refused too while throttled: guessing cannot continue.
+        assert_eq!(app.login(&email, &alice.password).await.status(), 429);
+    }
+    // Another account is not affected.
+    let bob = app.user("bob").await;
+    assert_eq!(app.login(&bob.email, &bob.password).await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_answer_carries_security_headers_and_trace_is_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let answers = [
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap(),
+        app.get(&alice, "/v1/me").await,
+        app.client.get(app.url("/v1/me")).send().await.unwrap(),
+        app.client
+            .get(app.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for res in answers {
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{}", res.url());
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert!(h.contains_key("x-request-id"));
+    }
+    for path in ["/v1/me", "/health/live", "/v1/tasks"] {
+        let res = app
+            .client
+            .request(reqwest::Method::TRACE, app.url(path))
+            .bearer_auth(&alice.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "TRACE {path}");
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains(&alice.access_token),
+            "TRACE echoed the token"
+        );
+    }
 }

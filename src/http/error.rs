@@ -24,6 +24,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: no such resource (or one the caller may not know about).
     NotFound(String),
+    /// 405: the method is not served (TRACE).
+    MethodNotAllowed(String),
     /// 409: a concurrency conflict or a command the current state does not allow.
     Conflict { kind: &'static str, detail: String },
     /// 413: the body is larger than allowed.
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => ("unauthenticated", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict { kind, .. } => (kind, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
@@ -103,6 +106,7 @@ impl ApiError {
             | ApiError::Unauthenticated(d)
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
+            | ApiError::MethodNotAllowed(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d) => d.clone(),
             ApiError::Conflict { detail, .. }
@@ -180,6 +184,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -191,8 +196,15 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
+        match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            // Within the request's span, so the log line carries its request id.
+            ApiError::Unauthenticated(detail) | ApiError::Forbidden(detail) => {
+                tracing::info!(status = self.status_code().as_u16(), %detail, "access refused")
+            }
+            _ => {}
         }
         problem_response(self)
     }

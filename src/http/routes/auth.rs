@@ -3,7 +3,8 @@
 //! Login answers a wrong password and an unknown email with the same 401 body, after the same
 //! amount of hashing work, so neither the answer nor its timing tells whether an account exists.
 //! Logout is authenticated by the refresh token it revokes, not by a bearer header: a client
-//! whose access token has lapsed must still be able to log out.
+//! whose access token has lapsed must still be able to log out. An account (existing or not)
+//! with repeated failed logins is throttled: 429 until its failure budget recovers.
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{web, HttpResponse};
@@ -16,6 +17,8 @@ use crate::auth::refresh::{self, IssuedRefresh};
 use crate::auth::users::{self, NewUser, User};
 use crate::auth::{password, AuthKeys};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::limits::too_many;
+use crate::state::AppState;
 use bountyline_domain::Role;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -74,8 +77,12 @@ async fn login(
     pool: web::Data<PgPool>,
     keys: web::Data<AuthKeys>,
     body: web::Json<LoginRequest>,
+    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { email, password } = body.into_inner();
+    let failures = &state.limits.login_failures;
+    let account = email.trim().to_lowercase();
+    failures.check(&account).map_err(too_many)?;
     let (user, hash) = match users::find_credentials(&pool, &email).await? {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
@@ -85,7 +92,10 @@ async fn login(
     let user = match user {
         Some(user) if verified => user,
         _ => {
+            // Spent only on failure; at zero the account answers 429 for a while.
+            let _ = failures.take(&account);
             metrics::counter!("bountyline_auth_logins_total", "outcome" => "refused").increment(1);
+            tracing::info!("login refused");
             return Err(ApiError::Unauthenticated(
                 "the email or password is not correct".to_owned(),
             ));
