@@ -36,6 +36,23 @@ pub struct HttpSettings {
     pub shutdown_timeout_secs: u64,
     /// How long a query with `X-Min-Position` waits for the read model to catch up.
     pub read_your_writes_timeout_ms: u64,
+    /// The longest a request may take to begin its answer (503 after).
+    pub request_timeout_secs: u64,
+    /// Browser origins allowed to call the API (CORS), comma-separated, exact: empty for none.
+    pub cors_origins: String,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this token>`.
+    pub metrics_token: SecretString,
+    /// Whether `/openapi.json` and `/docs` are served.
+    pub docs: bool,
+}
+
+impl HttpSettings {
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .any(|allowed| !allowed.is_empty() && allowed != "*" && allowed == origin)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +117,10 @@ impl Settings {
             .set_default("http.body_limit_bytes", 256 * 1024)?
             .set_default("http.shutdown_timeout_secs", 10)?
             .set_default("http.read_your_writes_timeout_ms", 5000)?
+            .set_default("http.request_timeout_secs", 30)?
+            .set_default("http.cors_origins", "")?
+            .set_default("http.metrics_token", "")?
+            .set_default("http.docs", true)?
             .set_default("auth.jwt_secret", "")?
             .set_default("auth.issuer", "bountyline")?
             .set_default("auth.audience", "bountyline-api")?

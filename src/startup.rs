@@ -274,8 +274,12 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     let body_limit = settings.http.body_limit_bytes;
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(middleware::from_fn(http::middleware::limit_auth))
-            .wrap(middleware::from_fn(http::middleware::secure_defaults))
+            // The last wrapped runs first: request id, then headers on everything, then CORS.
+            .wrap(middleware::from_fn(http::guard::time_limit))
+            .wrap(middleware::from_fn(http::guard::limit_auth))
+            .wrap(middleware::from_fn(http::guard::problem_errors))
+            .wrap(middleware::from_fn(http::guard::cors))
+            .wrap(middleware::from_fn(http::guard::secure_defaults))
             .wrap(middleware::from_fn(http::middleware::request_context))
             .app_data(state.clone())
             .app_data(pool.clone())

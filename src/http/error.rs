@@ -174,7 +174,9 @@ pub fn problem_response(err: &ApiError) -> HttpResponse {
         }
         _ => {}
     }
-    res.json(body)
+    let mut res = res.json(body);
+    super::guard::default_headers(res.headers_mut());
+    res
 }
 
 impl ResponseError for ApiError {

@@ -4,6 +4,7 @@ pub mod command;
 pub mod consistency;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod idempotency;
 pub mod limits;
 pub mod middleware;

@@ -142,6 +142,10 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             body_limit_bytes: 256 * 1024,
             shutdown_timeout_secs: 5,
             read_your_writes_timeout_ms: 5000,
+            request_timeout_secs: 30,
+            cors_origins: String::new(),
+            metrics_token: SecretString::from(String::new()),
+            docs: true,
         },
         auth: AuthSettings {
             jwt_secret: SecretString::from(format!("test-secret-{}", Uuid::new_v4())),

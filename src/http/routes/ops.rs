@@ -1,9 +1,12 @@
 //! Operational endpoints: liveness, readiness (Postgres, NATS, migrations) and Prometheus
-//! metrics.
+//! metrics (behind a token when `http.metrics_token` is set).
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
+use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -37,8 +40,30 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let token = state.settings.http.metrics_token.expose_secret();
+    if !token.is_empty() && !bearer_is(&req, token) {
+        return Err(ApiError::Unauthenticated(
+            "/metrics needs the configured metrics token".into(),
+        ));
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_is(req: &HttpRequest, token: &str) -> bool {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }

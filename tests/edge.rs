@@ -1,0 +1,252 @@
+//! The edge's defences (OWASP API8): security headers, no TRACE, CORS only for configured
+//! origins, problem+json for every refusal (bodies over the limit included), no internals in
+//! any error even with the database gone, a time limit on answers, `/metrics` behind a token.
+
+mod common;
+
+use bountyline::startup::Parts;
+use common::*;
+use serde_json::{json, Value};
+
+async fn app_with(tune: impl FnOnce(&mut bountyline::config::HttpSettings)) -> TestApp {
+    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+    let mut settings = test_settings(&fresh_database().await, &nats_url);
+    tune(&mut settings.http);
+    TestApp::spawn_with(settings, Parts::ALL).await
+}
+
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "{}", res.url());
+    let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("application/problem+json"), "{kind}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    body
+}
+
+#[tokio::test]
+async fn every_answer_carries_security_headers_and_trace_is_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let answers = [
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap(),
+        app.get(&alice, "/v1/me").await,
+        app.client.get(app.url("/v1/me")).send().await.unwrap(),
+        app.client
+            .get(app.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for res in answers {
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{}", res.url());
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert!(h.contains_key("x-request-id"));
+    }
+    for path in ["/v1/me", "/health/live", "/v1/tasks"] {
+        let res = app
+            .client
+            .request(reqwest::Method::TRACE, app.url(path))
+            .bearer_auth(&alice.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "TRACE {path}");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains(&alice.access_token),
+            "TRACE echoed the token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origins_and_never_a_wildcard() {
+    let app =
+        app_with(|http| http.cors_origins = "https://app.example, https://ops.example".into())
+            .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/tasks"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("idempotency-key"));
+    assert!(!ok
+        .headers()
+        .contains_key("access-control-allow-credentials"));
+    let evil = preflight("https://evil.example").await.unwrap();
+    assert!(!evil.headers().contains_key("access-control-allow-origin"));
+    problem(evil, 403).await;
+
+    for (origin, allowed) in [
+        ("https://ops.example", true),
+        ("https://evil.example", false),
+    ] {
+        let res = app
+            .client
+            .get(app.url("/health/live"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let acao = res.headers().get("access-control-allow-origin");
+        assert_eq!(acao.is_some(), allowed, "{origin}");
+        assert_ne!(acao.map(|v| v.to_str().unwrap()), Some("*"));
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_problem_on_every_kind_of_route() {
+    let app = app_with(|http| http.body_limit_bytes = 1024).await;
+    let alice = app.user("alice").await;
+    let big = "x".repeat(4096);
+    let json_route = app
+        .post(&alice, "/v1/tasks", &json!({"queue": "q", "title": big}))
+        .await;
+    problem(json_route, 413).await;
+    // Raw-body routes (signed webhooks, optional bodies) read bytes, not JSON.
+    for path in ["/v1/webhooks/payments", "/v1/queues/q/claim"] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&alice.access_token)
+            .header("content-type", "application/json")
+            .body(format!("{{\"pad\": \"{big}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        problem(res, 413).await;
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn metrics_can_be_kept_behind_a_token() {
+    let app = app_with(|http| http.metrics_token = "scrape-me-please".to_owned().into()).await;
+    let get = |token: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    problem(get(None).await.unwrap(), 401).await;
+    problem(get(Some("scrape-me-pleasX")).await.unwrap(), 401).await;
+    let ok = get(Some("scrape-me-please")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("bountyline_"));
+}
+
+#[tokio::test]
+async fn an_answer_that_takes_too_long_is_a_503_to_retry() {
+    let app = app_with(|http| http.request_timeout_secs = 1).await;
+    let alice = app.user("alice").await;
+    let started = std::time::Instant::now();
+    // Waiting for a position that will never come outlasts the time limit.
+    let res = app
+        .client
+        .get(app.url("/v1/tasks"))
+        .bearer_auth(&alice.access_token)
+        .header("X-Min-Position", "999999")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let body = problem(res, 503).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("too long"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn with_the_database_gone_errors_say_nothing_of_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let answers = [
+        app.get(&alice, "/v1/tasks").await,
+        app.post(&alice, "/v1/tasks", &json!({"queue": "q", "title": "t"}))
+            .await,
+        app.client
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"email": alice.email, "password": alice.password}))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for res in answers {
+        let status = res.status().as_u16();
+        assert!(
+            status == 500 || status == 503,
+            "{status} from {}",
+            res.url()
+        );
+        let text = res.text().await.unwrap().to_lowercase();
+        for leak in [
+            "sqlx",
+            "postgres",
+            "select",
+            "database",
+            "connection",
+            "pool",
+            "panicked",
+            ".rs:",
+        ] {
+            assert!(!text.contains(leak), "{leak:?} leaked: {text}");
+        }
+    }
+    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
