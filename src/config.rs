@@ -88,6 +88,9 @@ pub struct LimitSettings {
     /// Failed logins per account before it is throttled, and how fast it recovers.
     pub login_failures_burst: u32,
     pub login_failures_per_minute: u32,
+    /// Leases one worker may hold at once, so that nobody can starve a queue by hoarding
+    /// claims (0: no cap).
+    pub leases_per_worker: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +140,7 @@ impl Settings {
             .set_default("limits.commands_burst", 200)?
             .set_default("limits.login_failures_burst", 5)?
             .set_default("limits.login_failures_per_minute", 1)?
+            .set_default("limits.leases_per_worker", 100)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?
             .set_default("worker.relay_batch", 1000)?;

@@ -105,3 +105,32 @@ async fn repeated_failed_logins_throttle_the_account_whether_or_not_it_exists() 
     let bob = app.user("bob").await;
     assert_eq!(app.login(&bob.email, &bob.password).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_worker_cannot_hoard_more_leases_than_the_cap() {
+    let app = app_with(|limits| limits.leases_per_worker = 2).await;
+    let (alice, hoarder, other) = (
+        app.user("alice").await,
+        app.user("hoarder").await,
+        app.user("other").await,
+    );
+    for i in 0..4 {
+        app.create_task(&alice, "q", &format!("t{i}"), 0).await;
+    }
+    app.settle().await;
+    for _ in 0..2 {
+        let res = app.post(&hoarder, "/v1/queues/q/claim", &json!({})).await;
+        assert_eq!(res.status(), 200);
+    }
+    app.settle().await;
+    let refused = app.post(&hoarder, "/v1/queues/q/claim", &json!({})).await;
+    assert_eq!(refused.status(), 409);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("lease-limit"),
+        "{problem}"
+    );
+    // The queue is still there for everyone else.
+    let res = app.post(&other, "/v1/queues/q/claim", &json!({})).await;
+    assert_eq!(res.status(), 200);
+}

@@ -177,6 +177,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             commands_burst: 0,
             login_failures_burst: 0,
             login_failures_per_minute: 0,
+            leases_per_worker: 0,
         },
         log_format: "pretty".into(),
     }

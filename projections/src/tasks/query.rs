@@ -88,6 +88,19 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<TaskView>, sqlx::Erro
         .await
 }
 
+/// How many unexpired leases `worker` holds, as the read model knows it. Claims a worker has
+/// in flight at this moment are not counted yet, so a burst may overshoot a cap by that many
+/// (itself bounded by the per-user command rate).
+pub async fn leases_held(pool: &PgPool, worker: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE worker = $1 AND status = 'claimed' \
+         AND lease_expires_at > now()",
+    )
+    .bind(worker)
+    .fetch_one(pool)
+    .await
+}
+
 /// The next tasks a claim on `queue` should try, best first: highest priority, then oldest,
 /// leaving out those the claim already lost.
 pub async fn claim_candidates(

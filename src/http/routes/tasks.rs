@@ -129,6 +129,15 @@ async fn claim(
         1,
         3600,
     )?;
+    let cap = i64::from(state.settings.limits.leases_per_worker);
+    if cap > 0 && query::leases_held(&state.pool, actor.user_id).await? >= cap {
+        return Err(ApiError::Conflict {
+            kind: "lease-limit",
+            detail: format!(
+                "you hold {cap} leases already; complete or fail some before claiming more"
+            ),
+        });
+    }
     let (st, worker) = (state.clone(), actor.clone());
     execute(&state, &req, &actor, &request, |ctx| async move {
         let state = st;
