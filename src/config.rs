@@ -17,6 +17,9 @@ pub struct Settings {
     /// Events older than this leave the JetStream stream (0: kept forever). The event store,
     /// not the stream, is the history; consumers that fall further behind catch up from it.
     pub nats_stream_max_age_secs: u64,
+    /// How long JetStream remembers a message id to drop a republished duplicate. Consumers
+    /// are idempotent, so a duplicate after it is harmless, only wasted work.
+    pub nats_duplicate_window_secs: u64,
     pub db_pool_size: u32,
     pub http: HttpSettings,
     pub auth: AuthSettings,
@@ -104,6 +107,8 @@ pub struct WorkerSettings {
     pub lease_scan_interval_ms: u64,
     pub projection_batch: usize,
     pub relay_batch: i64,
+    /// How long a projection's unacknowledged message waits before JetStream redelivers it.
+    pub ack_wait_secs: u64,
 }
 
 impl Settings {
@@ -113,6 +118,7 @@ impl Settings {
             .set_default("nats_url", "nats://127.0.0.1:54222")?
             .set_default("nats_prefix", "bountyline")?
             .set_default("nats_stream_max_age_secs", 0)?
+            .set_default("nats_duplicate_window_secs", 120)?
             .set_default("db_pool_size", 16)?
             .set_default("log_format", "pretty")?
             .set_default("http.host", "127.0.0.1")?
@@ -143,7 +149,8 @@ impl Settings {
             .set_default("limits.leases_per_worker", 100)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?
-            .set_default("worker.relay_batch", 1000)?;
+            .set_default("worker.relay_batch", 1000)?
+            .set_default("worker.ack_wait_secs", 30)?;
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }

@@ -51,12 +51,13 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     names: &Names,
     max_age: Duration,
+    duplicate_window: Duration,
 ) -> anyhow::Result<()> {
     js.get_or_create_stream(stream::Config {
         name: names.stream(),
         subjects: vec![names.all_subjects()],
         storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
+        duplicate_window,
         max_age,
         ..Default::default()
     })

@@ -83,8 +83,13 @@ impl Application {
         let nats_client = nats::connect(&settings.nats_url).await?;
         let js = jetstream::new(nats_client.clone());
         let names = Names::new(&settings.nats_prefix);
-        let max_age = Duration::from_secs(settings.nats_stream_max_age_secs);
-        nats::ensure_stream(&js, &names, max_age).await?;
+        nats::ensure_stream(
+            &js,
+            &names,
+            Duration::from_secs(settings.nats_stream_max_age_secs),
+            Duration::from_secs(settings.nats_duplicate_window_secs),
+        )
+        .await?;
         let commands = CommandBus::new(pool.clone());
         let (signal, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -234,6 +239,7 @@ fn spawn_workers(
             durable: names.durable(projection.name()),
             batch: settings.worker.projection_batch,
             max_attempts: 3,
+            ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
         };
         let runner = ProjectionRunner::new(pool.clone(), js.clone(), projection, config);
         tasks.push(("projection", tokio::spawn(runner.run(shutdown.clone()))));

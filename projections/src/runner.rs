@@ -30,6 +30,8 @@ pub struct RunnerConfig {
     pub batch: usize,
     /// Tries of one failing event before it is parked.
     pub max_attempts: u32,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
 }
 
 pub struct ProjectionRunner {
@@ -88,7 +90,7 @@ impl ProjectionRunner {
                 pull::Config {
                     durable_name: Some(self.config.durable.clone()),
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: self.config.ack_wait,
                     deliver_policy: DeliverPolicy::All,
                     max_ack_pending: 20_000,
                     ..Default::default()

@@ -135,6 +135,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
         nats_prefix: format!("t{}", &Uuid::new_v4().simple().to_string()[..12]),
         // A test's stream is left behind when it ends; let NATS drop its messages soon after.
         nats_stream_max_age_secs: 3600,
+        nats_duplicate_window_secs: 120,
         db_pool_size: 10,
         http: HttpSettings {
             host: "127.0.0.1".into(),
@@ -164,6 +165,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             lease_scan_interval_ms: 200,
             projection_batch: 500,
             relay_batch: 1000,
+            ack_wait_secs: 30,
         },
         payments: PaymentsSettings {
             webhook_secret: SecretString::from(format!("whsec-{}", Uuid::new_v4())),
