@@ -46,8 +46,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A fault on our side: 500, unless the database was only out of reach (restarting,
+    /// connections cut), which a retry may well get past: then 503 with Retry-After.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        ApiError::Internal(err.into())
+        let err = err.into();
+        if err.chain().any(is_unreachable) {
+            tracing::warn!(error = format!("{err:#}"), "database unreachable");
+            return ApiError::Unavailable {
+                detail: "the service is briefly unavailable; retry shortly".into(),
+                retry_after: 1,
+            };
+        }
+        ApiError::Internal(err)
     }
 
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -214,7 +224,27 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.into())
+        ApiError::internal(e)
+    }
+}
+
+/// Whether `cause` says the database could not be reached, rather than that it refused.
+fn is_unreachable(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let Some(e) = cause.downcast_ref::<sqlx::Error>() else {
+        return cause.downcast_ref::<std::io::Error>().is_some();
+    };
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01..03 (shutting down, cannot connect now),
+        // 53300 (too many connections).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

@@ -109,6 +109,6 @@ fn common<E: std::error::Error>(
             kind: "concurrency-conflict",
             detail: e.to_string(),
         },
-        CommandError::Internal(e) => ApiError::Internal(e),
+        CommandError::Internal(e) => ApiError::internal(e),
     }
 }

@@ -28,7 +28,7 @@ impl From<AuditError> for ApiError {
         match e {
             AuditError::NotFound(d) => ApiError::NotFound(d),
             AuditError::Invalid { field, message } => ApiError::invalid_field(field, message),
-            AuditError::Internal(e) => ApiError::Internal(e),
+            AuditError::Internal(e) => ApiError::internal(e),
         }
     }
 }
