@@ -78,7 +78,7 @@ async fn acknowledged_commands_survive_killing_the_server() {
     let alice = registrar.user("alice").await;
 
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bountyline"))
+    let mut child = common::KillOnDrop(Command::new(env!("CARGO_BIN_EXE_bountyline"))
         .arg("serve")
         .env("DATABASE_URL", settings.database_url.expose_secret())
         .env("NATS_URL", &settings.nats_url)
@@ -92,7 +92,7 @@ async fn acknowledged_commands_survive_killing_the_server() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start bountyline serve");
+        .expect("start bountyline serve"));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     common::wait_until(Duration::from_secs(20), "the server to be ready", || {
@@ -120,8 +120,7 @@ async fn acknowledged_commands_survive_killing_the_server() {
         acknowledged.push(res.json::<Value>().await.unwrap());
     }
     // SIGKILL: no chance to flush anything.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
     for ack in &acknowledged {
         let (version, position): (i64, i64) = sqlx::query_as(

@@ -24,7 +24,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         .port();
     let log_path = std::env::temp_dir().join(format!("bountyline-{}.log", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bountyline"))
+    let mut child = common::KillOnDrop(Command::new(env!("CARGO_BIN_EXE_bountyline"))
         .arg("dev")
         .env("DATABASE_URL", &db)
         .env("NATS_URL", &settings.nats_url)
@@ -38,7 +38,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_until(Duration::from_secs(30), "the server to be ready", || {
@@ -164,8 +164,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         .output()
         .unwrap();
     assert!(export.status.success());
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);

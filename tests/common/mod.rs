@@ -440,3 +440,21 @@ impl TestApp {
         .await;
     }
 }
+
+/// A child process the test started, killed when the test ends however it ends (a failed
+/// assertion must not leave a server running).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Kills it now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
