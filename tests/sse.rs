@@ -273,3 +273,34 @@ async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<Value> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_that_reopens_a_stream_resumes_from_last_event_id_in_the_query() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        let first = create_tasks(&app, &alice, 2).await;
+        let missed = create_tasks(&app, &alice, 3).await;
+        let after = positions(&first)[1];
+        let url = app.url(&format!(
+            "/v1/streams/tasks?access_token={}&last_event_id={after}",
+            alice.access_token
+        ));
+        let mut stream = SseStream::from_request(app.client.get(&url), "tasks").await;
+        let got = stream.next_messages(3).await;
+        assert_eq!(ids(&got), positions(&missed));
+
+        // The header, when a client sends both, wins.
+        let mut both = SseStream::from_request(
+            app.client.get(&url).header("Last-Event-ID", "0"),
+            "tasks",
+        )
+        .await;
+        assert_eq!(both.next_message().await.id, positions(&first)[0]);
+
+        let bad = app.client.get(url.replace(&format!("={after}"), "=soon")).send().await.unwrap();
+        assert_eq!(bad.status(), 400);
+        app.shutdown.trigger().await;
+    })
+    .await;
+}

@@ -40,6 +40,12 @@ impl SseStream {
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
+        Self::from_request(request, topic).await
+    }
+
+    /// Subscribes with `request` as it is (a browser's way: token and resume point in the
+    /// query string, say).
+    pub async fn from_request(request: reqwest::RequestBuilder, topic: &str) -> SseStream {
         let res = tokio::time::timeout(READ_LIMIT, request.send())
             .await
             .expect("the stream answered in time")

@@ -1,5 +1,7 @@
 //! `GET /v1/streams/{topic}`: Server-Sent Events, resumable with `Last-Event-ID`. Browsers'
 //! EventSource cannot set headers, so the access token may also come as `?access_token=`.
+//! A page that reopens a stream itself (to renew its token) passes `?last_event_id=`, which
+//! means what the `Last-Event-ID` header means; the header wins when both are given.
 //! A user holds at most `sse.max_streams_per_user` streams open per API process (429 beyond).
 
 use actix_web::{web, HttpRequest, Responder};
@@ -25,16 +27,7 @@ async fn stream(
     if !topic.allows(&actor) {
         return Err(ApiError::Forbidden("this stream is not open to you".into()));
     }
-    let last_event_id = match req.headers().get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a position".into()))?,
-        ),
-    };
+    let last_event_id = last_event_id(&req)?;
     let sse = &state.settings.sse;
     let slot = state
         .hub
@@ -49,4 +42,26 @@ async fn stream(
     Ok(stream
         .with_keep_alive(Duration::from_secs(sse.keep_alive_secs))
         .with_retry_duration(Duration::from_secs(2)))
+}
+
+/// Where the client resumes: the `Last-Event-ID` header, else `?last_event_id=`.
+fn last_event_id(req: &HttpRequest) -> ApiResult<Option<i64>> {
+    let header = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    let query = || {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("last_event_id").cloned())
+    };
+    let Some(raw) = header.or_else(query) else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|p| *p >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a position".into()))
 }
