@@ -6,6 +6,7 @@ pub mod audit_events;
 pub mod audit_state;
 pub mod auth;
 pub mod bounties;
+pub mod dashboard;
 pub mod me;
 pub mod notifications;
 pub mod ops;
@@ -31,5 +32,6 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(notifications::config)
         .configure(stats::config)
         .configure(webhooks::config)
-        .configure(streams::config);
+        .configure(streams::config)
+        .configure(dashboard::config);
 }
