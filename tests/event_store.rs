@@ -78,21 +78,23 @@ async fn acknowledged_commands_survive_killing_the_server() {
     let alice = registrar.user("alice").await;
 
     let port = free_port();
-    let mut child = common::KillOnDrop(Command::new(env!("CARGO_BIN_EXE_bountyline"))
-        .arg("serve")
-        .env("DATABASE_URL", settings.database_url.expose_secret())
-        .env("NATS_URL", &settings.nats_url)
-        .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
-        .env(
-            "BOUNTYLINE_AUTH__JWT_SECRET",
-            settings.auth.jwt_secret.expose_secret(),
-        )
-        .env("BOUNTYLINE_HTTP__PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bountyline serve"));
+    let mut child = common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_bountyline"))
+            .arg("serve")
+            .env("DATABASE_URL", settings.database_url.expose_secret())
+            .env("NATS_URL", &settings.nats_url)
+            .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
+            .env(
+                "BOUNTYLINE_AUTH__JWT_SECRET",
+                settings.auth.jwt_secret.expose_secret(),
+            )
+            .env("BOUNTYLINE_HTTP__PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bountyline serve"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     common::wait_until(Duration::from_secs(20), "the server to be ready", || {

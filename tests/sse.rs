@@ -291,14 +291,17 @@ async fn a_page_that_reopens_a_stream_resumes_from_last_event_id_in_the_query() 
         assert_eq!(ids(&got), positions(&missed));
 
         // The header, when a client sends both, wins.
-        let mut both = SseStream::from_request(
-            app.client.get(&url).header("Last-Event-ID", "0"),
-            "tasks",
-        )
-        .await;
+        let mut both =
+            SseStream::from_request(app.client.get(&url).header("Last-Event-ID", "0"), "tasks")
+                .await;
         assert_eq!(both.next_message().await.id, positions(&first)[0]);
 
-        let bad = app.client.get(url.replace(&format!("={after}"), "=soon")).send().await.unwrap();
+        let bad = app
+            .client
+            .get(url.replace(&format!("={after}"), "=soon"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(bad.status(), 400);
         app.shutdown.trigger().await;
     })
