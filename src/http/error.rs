@@ -24,6 +24,9 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: no such resource (or one the caller may not know about).
     NotFound(String),
+    /// 404: no route has this method and path at all; told apart from [`ApiError::NotFound`]
+    /// so that a client (or a test) can tell a wrong URL from a missing resource.
+    NoSuchRoute(String),
     /// 409: a concurrency conflict or a command the current state does not allow.
     Conflict { kind: &'static str, detail: String },
     /// 413: the body is larger than allowed.
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => ("unauthenticated", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::NoSuchRoute(_) => ("no-such-route", "No such route"),
             ApiError::Conflict { kind, .. } => (kind, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
@@ -103,6 +107,7 @@ impl ApiError {
             | ApiError::Unauthenticated(d)
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
+            | ApiError::NoSuchRoute(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d) => d.clone(),
             ApiError::Conflict { detail, .. }
@@ -179,7 +184,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
