@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::auth::{require_role, Authenticated};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::optional_json;
+use crate::http::extract::{optional_json, RawBody};
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -247,7 +247,7 @@ async fn approve(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Approve {
@@ -262,7 +262,7 @@ async fn cancel(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Cancel {

@@ -17,7 +17,7 @@ use crate::auth::extractor::Authenticated;
 use crate::commands::CommandError;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::optional_json;
+use crate::http::extract::{optional_json, RawBody};
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -119,7 +119,7 @@ async fn claim(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     path: web::Path<String>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
@@ -213,7 +213,7 @@ async fn heartbeat(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: HeartbeatRequest = optional_json(&body)?;
     let progress = request
@@ -241,7 +241,7 @@ async fn complete(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: CompleteRequest = optional_json(&body)?;
     let result = request

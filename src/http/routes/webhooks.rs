@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::commands::CommandContext;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::request_id;
+use crate::http::extract::{request_id, RawBody};
 use crate::http::signature;
 use crate::state::AppState;
 
@@ -38,7 +38,7 @@ struct Delivery {
 async fn payments(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let secret = state
         .settings
