@@ -6,11 +6,14 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
+use utoipa::ToSchema;
 
 /// One offending field of a request, for validation problems.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldProblem {
+    #[schema(example = "amount")]
     pub field: String,
+    #[schema(example = "must be greater than 0")]
     pub message: String,
 }
 
@@ -132,13 +135,23 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: every refusal and every fault is answered with one, as
+/// `application/problem+json`.
+#[derive(Serialize, ToSchema)]
+pub struct Problem<'a> {
+    /// A stable URI naming the kind of problem; clients branch on it, not on `detail`.
     #[serde(rename = "type")]
+    #[schema(example = "https://bountyline.dev/problems/validation")]
     kind: String,
+    #[schema(example = "The request is invalid")]
     title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(example = 422)]
     status: u16,
+    /// What went wrong with this request, for people.
+    #[schema(example = "amount: must be greater than 0")]
     detail: String,
+    /// For validation problems: the offending fields, where they are known.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldProblem]>,
 }
