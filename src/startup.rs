@@ -277,6 +277,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     let auth_keys = web::Data::new(AuthKeys::new(&settings.auth));
     let pool = web::Data::new(state.pool.clone());
     let state = web::Data::new(state);
+    let openapi = web::Data::new(http::openapi::Document::build()?);
     let body_limit = settings.http.body_limit_bytes;
     let server = HttpServer::new(move || {
         App::new()
@@ -290,6 +291,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(auth_keys.clone())
+            .app_data(openapi.clone())
             .configure(|cfg| http::configure(cfg, body_limit))
     })
     .listen(listener)?

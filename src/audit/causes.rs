@@ -16,7 +16,7 @@ use super::state::AuditError;
 pub const MAX_CHAIN: usize = 100;
 
 /// One event on the chain, the asked-about event first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CauseLink {
     pub event_id: Uuid,
     pub position: i64,
@@ -55,7 +55,7 @@ impl CauseLink {
 }
 
 /// The command the chain started with, and who sent it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Origin {
     pub command: Option<String>,
     pub command_id: Option<String>,

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The result of recomputing every chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     /// How many events were checked.
@@ -22,7 +22,7 @@ pub struct VerifyReport {
 }
 
 /// An event whose stored hash does not match its recomputed one, or that follows a gap.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BrokenLink {
     pub position: i64,
     pub event_id: Uuid,
@@ -33,7 +33,7 @@ pub struct BrokenLink {
 }
 
 /// The newest event of one stream, as exported for a later [`check_heads`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Head {
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -43,7 +43,7 @@ pub struct Head {
 }
 
 /// A stream that no longer matches its exported head.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HeadProblem {
     pub aggregate_type: String,
     pub aggregate_id: String,

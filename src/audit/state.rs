@@ -50,7 +50,8 @@ pub enum Point {
     Latest,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An aggregate as it was after a version or an instant.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AggregateState {
     pub aggregate_type: String,
     pub aggregate_id: String,

@@ -18,11 +18,15 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
 /// A user as the API shows it: `{id, email, display_name, roles}`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
+    #[schema(example = "ada@example.com")]
     pub email: String,
+    #[schema(example = "Ada")]
     pub display_name: String,
+    /// `member`, `admin` and/or `auditor`.
+    #[schema(value_type = Vec<String>, example = json!(["member"]))]
     pub roles: Vec<Role>,
 }
 

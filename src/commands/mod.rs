@@ -21,10 +21,17 @@ use uuid::Uuid;
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, and whether it was created by this command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Committed {
+    /// The aggregate's id.
+    #[schema(example = "0192f3a4-5b6c-7d8e-9f01-23456789abcd")]
     pub id: String,
+    /// The aggregate's version after the command.
+    #[schema(example = 3)]
     pub version: i64,
+    /// The global position of the command's last event: send it as `X-Min-Position` to read
+    /// your write.
+    #[schema(example = 42)]
     pub position: i64,
     #[serde(skip)]
     pub created: bool,

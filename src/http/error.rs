@@ -6,11 +6,14 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
+use utoipa::ToSchema;
 
 /// One offending field of a request, for validation problems.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldProblem {
+    #[schema(example = "amount")]
     pub field: String,
+    #[schema(example = "must be greater than 0")]
     pub message: String,
 }
 
@@ -26,6 +29,9 @@ pub enum ApiError {
     NotFound(String),
     /// 405: the method is not served (TRACE).
     MethodNotAllowed(String),
+    /// 404: no route has this method and path at all; told apart from [`ApiError::NotFound`]
+    /// so that a client (or a test) can tell a wrong URL from a missing resource.
+    NoSuchRoute(String),
     /// 409: a concurrency conflict or a command the current state does not allow.
     Conflict { kind: &'static str, detail: String },
     /// 413: the body is larger than allowed.
@@ -83,6 +89,7 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::NoSuchRoute(_) => ("no-such-route", "No such route"),
             ApiError::Conflict { kind, .. } => (kind, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
@@ -117,6 +124,7 @@ impl ApiError {
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
             | ApiError::MethodNotAllowed(d)
+            | ApiError::NoSuchRoute(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d) => d.clone(),
             ApiError::Conflict { detail, .. }
@@ -141,13 +149,23 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: every refusal and every fault is answered with one, as
+/// `application/problem+json`.
+#[derive(Serialize, ToSchema)]
+pub struct Problem<'a> {
+    /// A stable URI naming the kind of problem; clients branch on it, not on `detail`.
     #[serde(rename = "type")]
+    #[schema(example = "https://bountyline.dev/problems/validation")]
     kind: String,
+    #[schema(example = "The request is invalid")]
     title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(example = 422)]
     status: u16,
+    /// What went wrong with this request, for people.
+    #[schema(example = "amount: must be greater than 0")]
     detail: String,
+    /// For validation problems: the offending fields, where they are known.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldProblem]>,
 }
@@ -195,7 +213,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -8,12 +8,13 @@ pub mod guard;
 pub mod idempotency;
 pub mod limits;
 pub mod middleware;
+pub mod openapi;
 pub mod paging;
 pub mod refusals;
 pub mod routes;
 pub mod signature;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use error::{problem_response, ApiError};
 
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .default_service(web::to(not_found));
 }
 
-async fn not_found() -> HttpResponse {
-    problem_response(&ApiError::NotFound("no such route".into()))
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let detail = format!("no route answers {} {}", req.method(), req.path());
+    problem_response(&ApiError::NoSuchRoute(detail))
 }

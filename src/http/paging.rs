@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -20,10 +21,18 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list; `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Send as `?cursor=` for the next page.
     pub next_cursor: Option<String>,
+}
+
+/// A whole list, not paged (lists the server keeps short).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
 /// A cursor over a (timestamp, id) ordering.

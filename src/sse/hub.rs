@@ -172,15 +172,20 @@ impl Hub {
     }
 
     /// Starts a client for `viewer`: catch up after `last_event_id` (if given) from the store,
-    /// then live.
-    pub fn subscribe(
+    /// then live. Without one, "live" starts at the store's head read here, before the client
+    /// has its answer: whatever commits once it is subscribed reaches it.
+    pub async fn subscribe(
         &self,
         slot: Slot,
         topic: Topic,
         viewer: Actor,
         last_event_id: Option<i64>,
         buffer: usize,
-    ) -> Stream {
+    ) -> Result<Stream, sqlx::Error> {
+        let sent = match last_event_id {
+            Some(after) => after,
+            None => self.reader.head().await?,
+        };
         let (tx, rx) = mpsc::channel(buffer);
         let client = Client {
             _slot: slot,
@@ -189,11 +194,11 @@ impl Hub {
             live: self.events.subscribe(),
             reader: self.reader.clone(),
             tx,
-            sent: last_event_id,
+            sent,
             shutdown: self.shutdown.clone(),
         };
         tokio::spawn(client.run());
-        sse::Sse::from_infallible_receiver(rx)
+        Ok(sse::Sse::from_infallible_receiver(rx))
     }
 }
 
@@ -205,8 +210,8 @@ struct Client {
     live: broadcast::Receiver<Arc<StoredEvent>>,
     reader: EventReader,
     tx: mpsc::Sender<sse::Event>,
-    /// The last position sent (or the client already had).
-    sent: Option<i64>,
+    /// The last position sent (or the client already had, or the head when it came).
+    sent: i64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -221,20 +226,16 @@ impl Client {
     }
 
     async fn serve(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        match self.sent {
-            Some(after) => self.catch_up(after).await?,
-            // Live from now: what was committed before the client came is history it did not
-            // ask for (and must never be replayed to it after a lag).
-            None => self.sent = Some(self.reader.head().await?),
-        }
+        // From where it resumes, or from the head when it came: what was committed before is
+        // history it did not ask for (and must never be replayed to it after a lag).
+        self.catch_up(self.sent).await?;
         loop {
             tokio::select! {
                 received = self.live.recv() => match received {
                     Ok(event) => self.send(&event).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // The ring moved on without us: the store has everything we missed.
-                        let from = self.sent.unwrap_or_default();
-                        self.catch_up(from).await?;
+                        self.catch_up(self.sent).await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
@@ -272,7 +273,7 @@ impl Client {
         &mut self,
         event: &StoredEvent,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if self.sent.is_some_and(|sent| event.position <= sent) {
+        if event.position <= self.sent {
             return Ok(());
         }
         if let Some(Message {
@@ -286,7 +287,7 @@ impl Client {
                 .event(name);
             self.tx.send(sse::Event::Data(data)).await?;
         }
-        self.sent = Some(event.position);
+        self.sent = event.position;
         Ok(())
     }
 }

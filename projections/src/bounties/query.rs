@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Reward {
     #[sqlx(rename = "reward_amount")]
     pub amount: i64,
@@ -16,7 +16,7 @@ pub struct Reward {
 
 /// The work on a bounty and the reasons given about it: for its parties, admins and auditors
 /// only, so it is never serialized with the rest of the bounty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Work {
     /// How many times work was submitted (0 before the first submission).
     pub revision: i32,
@@ -27,7 +27,7 @@ pub struct Work {
     pub dispute_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BountyView {
     pub id: Uuid,
     pub poster: Uuid,
@@ -54,7 +54,7 @@ const BOUNTY_COLUMNS: &str = "id, poster, title, description, reward_amount, rew
      deadline, tags, status, hunter, payment_id, refunded, created_at, updated_at, version, \
      position, revision, deliverable_text, deliverable_link, rejection_reason, dispute_reason";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ApplicationView {
     pub id: Uuid,
     pub bounty_id: Uuid,

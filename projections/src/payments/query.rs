@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PaymentView {
     pub id: Uuid,
     pub bounty_id: Option<Uuid>,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// How many seconds the events-per-second series covers (and "per minute" means).
 pub const WINDOW_SECS: i64 = 60;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// The last event position the figures include.
     pub position: i64,
@@ -27,31 +27,35 @@ pub struct Stats {
     pub active_users_today: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Amount {
     pub amount: i64,
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BountyStats {
     pub open: i64,
     pub open_reward: Vec<Amount>,
     /// Every status, zeros included.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub by_status: BTreeMap<&'static str, i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskStats {
     /// Every status, zeros included.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub by_status: BTreeMap<&'static str, i64>,
     pub queues: Vec<QueueStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue: String,
+    /// The queue's tasks by status, every status present (flattened into this object).
     #[serde(flatten)]
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub by_status: BTreeMap<&'static str, i64>,
 }
 

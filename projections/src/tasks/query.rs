@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: Uuid,
     pub queue: String,
@@ -136,7 +136,7 @@ pub async fn expired_leases(
     .await
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue: String,
     pub queued: i64,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Balance {
     pub currency: String,
     pub available: i64,
@@ -21,7 +21,7 @@ pub async fn balances(pool: &PgPool, user: Uuid) -> Result<Vec<Balance>, sqlx::E
     .await
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Entry {
     pub id: Uuid,
     pub kind: String,

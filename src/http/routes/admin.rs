@@ -5,10 +5,13 @@ use actix_web::{web, HttpResponse};
 use bountyline_domain::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{require_role, Authenticated};
 use crate::http::error::ApiResult;
+use crate::http::openapi::problems::{Forbidden, Invalid, Unauthenticated};
+use crate::http::paging::Items;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -16,7 +19,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/admin/flows", web::get().to(flows));
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// An event a projection could not apply after its retries ran out.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 struct ParkedEvent {
     projection: String,
     position: i64,
@@ -27,6 +31,13 @@ struct ParkedEvent {
     parked_at: DateTime<Utc>,
 }
 
+/// Events parked by the projections (admin), newest first, at most 500.
+#[utoipa::path(
+    get, path = "/v1/admin/parked-events", operation_id = "parkedEvents", tag = "admin",
+    responses((status = 200, description = "The parked events", body = Items<ParkedEvent>),
+        Unauthenticated, Forbidden),
+    security(("bearer" = [])),
+)]
 async fn parked_events(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
@@ -38,17 +49,19 @@ async fn parked_events(
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FlowQuery {
     /// `in_flight` (default), `stuck`, `done` or `all`.
     state: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A process manager's money flow and how far it got.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 struct Flow {
     flow_id: Uuid,
     kind: String,
@@ -61,7 +74,14 @@ struct Flow {
     updated_at: DateTime<Utc>,
 }
 
-/// The process managers' flows: which are in flight, which are stuck, which are done.
+/// The process managers' flows (admin): which are in flight, which are stuck, which are done.
+#[utoipa::path(
+    get, path = "/v1/admin/flows", operation_id = "flows", tag = "admin",
+    params(FlowQuery),
+    responses((status = 200, description = "The flows, newest first, at most 500",
+        body = Items<Flow>), Unauthenticated, Forbidden, Invalid),
+    security(("bearer" = [])),
+)]
 async fn flows(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
@@ -89,5 +109,5 @@ async fn flows(
     .bind(crate::sagas::flows::STUCK_AFTER_SECS as f64)
     .fetch_all(&state.pool)
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

@@ -8,16 +8,19 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use bountyline_projections::StoredEvent;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit::export::{self, AuditFilter, Format};
 use crate::auth::extractor::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging;
+use crate::http::openapi::problems::{Forbidden, Invalid, Unauthenticated};
+use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -25,19 +28,32 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/audit/reads", web::get().to(reads));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Only events after this global position.
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// The `next_cursor` of the previous page (the same as `after`).
     cursor: Option<String>,
+    /// e.g. `Task`, `Bounty`, `Wallet`.
     aggregate_type: Option<String>,
+    /// One aggregate's events (with `aggregate_type`).
     aggregate_id: Option<String>,
+    /// e.g. `TaskCreated`.
     event_type: Option<String>,
+    /// The user who caused the events.
     actor: Option<Uuid>,
+    /// The originating request's id.
     correlation_id: Option<String>,
+    /// Recorded at or after this instant (RFC 3339).
     from: Option<DateTime<Utc>>,
+    /// Recorded before this instant (RFC 3339).
     to: Option<DateTime<Utc>>,
+    /// Page size for JSON (default 50, at most 200); refused for NDJSON and CSV, which
+    /// return every match.
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
@@ -95,6 +111,25 @@ fn wanted_stream(req: &HttpRequest) -> Option<Format> {
     }
 }
 
+/// Events in global position order (auditor or admin): paged JSON by default; with
+/// `Accept: application/x-ndjson` every match as one event per line, with `Accept: text/csv`
+/// every match as CSV. Every read is recorded.
+#[utoipa::path(
+    get, path = "/v1/audit/events", operation_id = "auditEvents", tag = "audit",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The matching events", content(
+            (Page<StoredEvent> = "application/json"),
+            (String = "application/x-ndjson",
+                example = "{\"position\":1,\"event_id\":\"...\",\"event_type\":\"TaskCreated\",...}\n"),
+            (String = "text/csv", example = "position,event_id,recorded_at,aggregate_type,\
+                aggregate_id,sequence,event_type,event_version,actor,request_id,\
+                correlation_id,causation_id,payload\r\n"),
+        )),
+        Unauthenticated, Forbidden, Invalid,
+    ),
+    security(("bearer" = [])),
+)]
 async fn events(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -180,15 +215,21 @@ fn body(
     futures::stream::iter(header).chain(rows).chain(done)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReadsQuery {
+    /// Only reads by this user.
     actor: Option<Uuid>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// One read of the audit log: who read what, with which filter, and how many rows.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 struct AuditRead {
     id: Uuid,
     actor: Uuid,
@@ -198,7 +239,15 @@ struct AuditRead {
     at: DateTime<Utc>,
 }
 
-/// Who read the audit log, newest first. Looking at this list is itself recorded.
+/// Who read the audit log, newest first (auditor or admin). Looking at this list is itself
+/// recorded.
+#[utoipa::path(
+    get, path = "/v1/audit/reads", operation_id = "auditReads", tag = "audit",
+    params(ReadsQuery),
+    responses((status = 200, description = "The reads", body = Page<AuditRead>),
+        Unauthenticated, Forbidden, Invalid),
+    security(("bearer" = [])),
+)]
 async fn reads(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,

@@ -3,13 +3,15 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::audit::causes::{causes, origin};
-use crate::audit::state::{state_at, AuditError, Point};
+use crate::audit::causes::{causes, origin, CauseLink, Origin};
+use crate::audit::state::{state_at, AggregateState, AuditError, Point};
 use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, Unauthenticated};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -33,11 +35,15 @@ impl From<AuditError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StateQuery {
+    /// After the event with this sequence number (1-based); not with `at`.
+    #[param(minimum = 1)]
     version: Option<i64>,
-    /// An RFC 3339 instant.
+    /// After the last event recorded at or before this RFC 3339 instant; not with `version`.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -57,7 +63,20 @@ impl StateQuery {
     }
 }
 
-/// The aggregate's state at `?version=` or `?at=` (the latest without either).
+/// An aggregate's state at `?version=` or `?at=`, the latest without either (auditor or
+/// admin).
+#[utoipa::path(
+    get, path = "/v1/audit/aggregates/{type}/{id}", operation_id = "aggregateState",
+    tag = "audit",
+    params(
+        ("type" = String, Path, description = "The aggregate type, e.g. `Task`, `Bounty`"),
+        ("id" = String, Path, description = "The aggregate's id"),
+        StateQuery,
+    ),
+    responses((status = 200, description = "The state then", body = AggregateState),
+        Unauthenticated, Forbidden, NotFound, Invalid),
+    security(("bearer" = [])),
+)]
 async fn aggregate_state(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
@@ -71,7 +90,24 @@ async fn aggregate_state(
     Ok(HttpResponse::Ok().json(found))
 }
 
-/// The chain of causes behind an event, back to the command and user it started with.
+#[derive(Serialize, ToSchema)]
+struct Causes {
+    /// The asked-about event first, then what caused it, back to the first event.
+    chain: Vec<CauseLink>,
+    /// The command the chain started with, and who sent it.
+    origin: Option<Origin>,
+}
+
+/// The chain of causes behind an event, back to the command and user it started with
+/// (auditor or admin).
+#[utoipa::path(
+    get, path = "/v1/audit/events/{event_id}/causes", operation_id = "eventCauses",
+    tag = "audit",
+    params(("event_id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The chain of causes", body = Causes),
+        Unauthenticated, Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn event_causes(
     state: web::Data<AppState>,
     Authenticated(actor): Authenticated,
@@ -80,5 +116,5 @@ async fn event_causes(
     crate::auth::require_oversight(&actor)?;
     let chain = causes(&state.pool, path.into_inner()).await?;
     let origin = origin(&chain);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "chain": chain, "origin": origin })))
+    Ok(HttpResponse::Ok().json(Causes { chain, origin }))
 }

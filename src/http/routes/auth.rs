@@ -11,6 +11,7 @@ use actix_web::{web, HttpResponse};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::refresh::{self, IssuedRefresh};
@@ -18,6 +19,7 @@ use crate::auth::users::{self, NewUser, User};
 use crate::auth::{password, AuthKeys};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::limits::too_many;
+use crate::http::openapi::problems::{Conflict, JsonBody, TooMany, Unauthenticated};
 use crate::state::AppState;
 use bountyline_domain::Role;
 
@@ -29,35 +31,53 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/auth/logout", web::post().to(logout));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Register, example = json!({"email": "ada@example.com",
+    "password": "correct horse battery", "display_name": "Ada"}))]
 struct RegisterRequest {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Login, example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 struct LoginRequest {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RefreshToken, example = json!({"refresh_token": "rt_3q2x..."}))]
 struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenPair {
+    /// A JWT for `Authorization: Bearer`.
     access_token: String,
+    /// Single use: refreshing answers a new pair and retires this one.
     refresh_token: String,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
     expires_in: i64,
 }
 
+/// Create an account (with the member role).
+#[utoipa::path(
+    post, path = "/v1/auth/register", operation_id = "register", tag = "auth",
+    request_body = RegisterRequest,
+    responses((status = 201, description = "The new user", body = User), JsonBody, Conflict,
+        TooMany),
+)]
 async fn register(
     pool: web::Data<PgPool>,
     body: web::Json<RegisterRequest>,
@@ -73,6 +93,15 @@ async fn register(
     Ok(HttpResponse::Created().json(user))
 }
 
+/// Exchange an email and password for a token pair.
+///
+/// A wrong password and an unknown email get the same 401, after the same work.
+#[utoipa::path(
+    post, path = "/v1/auth/login", operation_id = "login", tag = "auth",
+    request_body = LoginRequest,
+    responses((status = 200, description = "A token pair", body = TokenPair), JsonBody,
+        Unauthenticated, TooMany),
+)]
 async fn login(
     pool: web::Data<PgPool>,
     keys: web::Data<AuthKeys>,
@@ -106,6 +135,13 @@ async fn login(
     token_pair(&keys, &user, refresh)
 }
 
+/// Exchange a refresh token for a new pair; the old refresh token stops working.
+#[utoipa::path(
+    post, path = "/v1/auth/refresh", operation_id = "refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "A new token pair", body = TokenPair), JsonBody,
+        Unauthenticated, TooMany),
+)]
 async fn refresh(
     pool: web::Data<PgPool>,
     keys: web::Data<AuthKeys>,
@@ -119,6 +155,15 @@ async fn refresh(
     token_pair(&keys, &user, rotated.refresh)
 }
 
+/// Revoke a refresh token and every token rotated from it.
+///
+/// Authenticated by the refresh token itself, so a client whose access token has lapsed can
+/// still log out; an unknown token changes nothing.
+#[utoipa::path(
+    post, path = "/v1/auth/logout", operation_id = "logout", tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "Logged out"), JsonBody, TooMany),
+)]
 async fn logout(
     pool: web::Data<PgPool>,
     body: web::Json<RefreshRequest>,

@@ -21,13 +21,19 @@ use bountyline_projections::bounties::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{require_role, Authenticated};
+use crate::commands::Committed;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::optional_json;
-use crate::http::paging;
+use crate::http::extract::{optional_json, RawBody};
+use crate::http::openapi::params::{BountyId, IdempotencyKey, MinPosition};
+use crate::http::openapi::problems::{
+    Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
+};
+use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
 const PROJECTION: &str = "bounties";
@@ -66,19 +72,27 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/admin/bounties/{id}/resolve", web::post().to(resolve));
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Money: an integer amount in minor units and an ISO 4217 currency.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Money)]
 struct RewardRequest {
+    #[schema(minimum = 1, example = 1250)]
     amount: i64,
+    #[schema(example = "USD")]
     currency: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PostBounty, example = json!({"title": "Fix the flaky login test",
+    "description": "It fails one run in ten on CI.", "reward": {"amount": 1250, "currency": "USD"},
+    "deadline": "2030-01-31T23:59:59Z", "tags": ["rust", "testing"]}))]
 struct PostRequest {
     title: String,
     description: String,
     reward: RewardRequest,
+    /// When the bounty expires if it is still open; its escrow is then refunded.
     deadline: Option<DateTime<Utc>>,
     tags: Option<Vec<String>>,
 }
@@ -100,6 +114,14 @@ impl PostRequest {
     }
 }
 
+/// Post a bounty; its reward is then held in escrow from the poster's wallet.
+#[utoipa::path(
+    post, path = "/v1/bounties", operation_id = "postBounty", tag = "bounties",
+    params(IdempotencyKey),
+    request_body = PostRequest,
+    responses((status = 201, description = "Posted", body = Committed), Command, JsonBody),
+    security(("bearer" = [])),
+)]
 async fn post(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -117,13 +139,15 @@ async fn post(
     .await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Apply, example = json!({"pitch": "I fixed the same race in our codebase last year."}))]
 struct ApplyRequest {
     pitch: String,
 }
 
-#[derive(Debug, Serialize)]
+/// `{id, version, position}` of the bounty, and the new application's id.
+#[derive(Debug, Serialize, ToSchema)]
 struct ApplicationAnswer {
     id: String,
     version: i64,
@@ -131,6 +155,16 @@ struct ApplicationAnswer {
     application_id: Uuid,
 }
 
+/// Apply to hunt an open bounty.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/applications", operation_id = "applyToBounty",
+    tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = ApplyRequest,
+    responses((status = 201, description = "Applied", body = ApplicationAnswer), Command,
+        JsonBody, Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn apply(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -159,6 +193,19 @@ async fn apply(
     .await
 }
 
+/// Withdraw one's own pending application. Takes no body.
+#[utoipa::path(
+    delete, path = "/v1/bounties/{id}/applications/{application_id}",
+    operation_id = "withdrawApplication", tag = "bounties",
+    params(
+        BountyId,
+        ("application_id" = Uuid, Path, description = "The application's id"),
+        IdempotencyKey,
+    ),
+    responses((status = 200, description = "Withdrawn", body = Committed), Command, Forbidden,
+        NotFound),
+    security(("bearer" = [])),
+)]
 async fn withdraw(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -174,12 +221,23 @@ async fn withdraw(
     run(&state, &req, &actor, id, &serde_json::Value::Null, command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AcceptApplication, example = json!({"application_id": "0192f3a4-5b6c-7d8e-9f01-23456789abcd"}))]
 struct AcceptRequest {
     application_id: Uuid,
 }
 
+/// Accept an application (the poster): its hunter is assigned.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/accept", operation_id = "acceptApplication",
+    tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = AcceptRequest,
+    responses((status = 200, description = "Assigned", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn accept(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -196,26 +254,39 @@ async fn accept(
 }
 
 /// A deliverable as sent: its parts, or just a text.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = Deliverable)]
 enum DeliverableRequest {
     Text(String),
     Parts(DeliverableParts),
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+/// A text, a link, or both.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeliverableParts {
     text: Option<String>,
     link: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Submit, example = json!({"deliverable": {"text": "Fixed: the session store raced.",
+    "link": "https://git.example.com/pr/42"}}))]
 struct SubmitRequest {
     deliverable: DeliverableRequest,
 }
 
+/// Submit work (the assigned hunter).
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/submit", operation_id = "submitWork", tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = SubmitRequest,
+    responses((status = 200, description = "Submitted", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -238,16 +309,27 @@ async fn submit(
 }
 
 /// The body of a command that takes none.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({}))]
 struct NoBody {}
 
+/// Approve the submitted work (the poster): the reward is paid out to the hunter. The body
+/// may be left out.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/approve", operation_id = "approveWork", tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = Option<NoBody>,
+    responses((status = 200, description = "Approved", body = Committed), Command, RawJsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn approve(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Approve {
@@ -257,12 +339,22 @@ async fn approve(
     run(&state, &req, &actor, *id, &request, command).await
 }
 
+/// Cancel a bounty before work is submitted (the poster): the escrow is refunded. The body
+/// may be left out.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/cancel", operation_id = "cancelBounty", tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = Option<NoBody>,
+    responses((status = 200, description = "Cancelled", body = Committed), Command, RawJsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Cancel {
@@ -272,12 +364,22 @@ async fn cancel(
     run(&state, &req, &actor, *id, &request, command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Reason, example = json!({"reason": "The fix does not cover the logout path."}))]
 struct ReasonRequest {
     reason: String,
 }
 
+/// Reject the submitted work (the poster), with a reason; the hunter may submit again.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/reject", operation_id = "rejectWork", tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = ReasonRequest,
+    responses((status = 200, description = "Rejected", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn reject(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -293,6 +395,15 @@ async fn reject(
     run(&state, &req, &actor, *id, &*body, command).await
 }
 
+/// Dispute the bounty (the poster or the hunter), with a reason; an admin resolves it.
+#[utoipa::path(
+    post, path = "/v1/bounties/{id}/dispute", operation_id = "disputeBounty", tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = ReasonRequest,
+    responses((status = 200, description = "Disputed", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn dispute(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -308,12 +419,25 @@ async fn dispute(
     run(&state, &req, &actor, *id, &*body, command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Resolve, example = json!({"outcome": "pay_hunter"}))]
 struct ResolveRequest {
+    /// `pay_hunter` or `refund_poster`.
+    #[schema(value_type = String)]
     outcome: DisputeOutcome,
 }
 
+/// Resolve a dispute (admin): pay the hunter or refund the poster.
+#[utoipa::path(
+    post, path = "/v1/admin/bounties/{id}/resolve", operation_id = "resolveDispute",
+    tag = "bounties",
+    params(BountyId, IdempotencyKey),
+    request_body = ResolveRequest,
+    responses((status = 200, description = "Resolved", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn resolve(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -345,16 +469,26 @@ async fn run(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BoardQuery {
+    /// A bounty status, e.g. `open`, `assigned`, `submitted`.
     status: Option<String>,
+    /// Bounties with this tag.
     tag: Option<String>,
+    /// Text search over titles and descriptions (at most 200 characters).
     q: Option<String>,
+    /// `reward`, `-reward`, `created` or `-created` (newest first, the default).
     sort: Option<String>,
+    /// A user id, or `me`.
     poster: Option<String>,
+    /// A user id, or `me`.
     hunter: Option<String>,
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page in the same order.
     cursor: Option<String>,
 }
 
@@ -467,7 +601,14 @@ fn decode_cursor(cursor: &str, sort: BoardSort) -> ApiResult<(SortKey, Uuid)> {
     Ok((key, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
-/// Any member may read the board; "my bounties" are `poster=me` and `hunter=me`.
+/// The board: any member may read it; "my bounties" are `poster=me` and `hunter=me`.
+#[utoipa::path(
+    get, path = "/v1/bounties", operation_id = "listBounties", tag = "bounties",
+    params(BoardQuery, MinPosition),
+    responses((status = 200, description = "A page of bounties", body = Page<BountyView>),
+        Read, Invalid),
+    security(("bearer" = [])),
+)]
 async fn board(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -483,7 +624,8 @@ async fn board(
 }
 
 /// A bounty with what the caller may see of its work and applications.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BountyDetail)]
 struct Detail {
     #[serde(flatten)]
     bounty: BountyView,
@@ -492,8 +634,14 @@ struct Detail {
     applications: Vec<ApplicationView>,
 }
 
-/// Applications: all of them for the poster, admins and auditors; an applicant's own for
-/// the applicant; none for anyone else.
+/// One bounty. Applications: all of them for the poster, admins and auditors; an
+/// applicant's own for the applicant; none for anyone else.
+#[utoipa::path(
+    get, path = "/v1/bounties/{id}", operation_id = "getBounty", tag = "bounties",
+    params(BountyId, MinPosition),
+    responses((status = 200, description = "The bounty", body = Detail), Read, NotFound),
+    security(("bearer" = [])),
+)]
 async fn detail(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -5,10 +5,13 @@
 //! revalidates cheaply and never runs a stale script after an upgrade. The Content-Security-
 //! Policy allows only this origin: no inline script or style, no CDN, no framing.
 
-use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType, EntityTag};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag};
+use actix_web::{web, HttpRequest, HttpResponse, Responder};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
+
+use crate::http::error::{problem_response, ApiError};
+use crate::http::openapi::problems::NotFound;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
@@ -45,23 +48,53 @@ const ASSETS: &[Asset] = &[
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/dashboard", web::get().to(page))
-        .route("/dashboard/", web::get().to(page))
+        .route("/dashboard/", web::get().to(page_slash))
         .route("/dashboard/{file}", web::get().to(file));
 }
 
+/// The live dashboard: sign in (or pass `#token=`), then watch the figures, queues, newest
+/// bounties and, for auditors, every event as it happens.
+#[utoipa::path(
+    get, path = "/dashboard", operation_id = "dashboard", tag = "dashboard",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html; charset=utf-8",
+            body = String),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+    ),
+)]
 async fn page(req: HttpRequest) -> HttpResponse {
     serve(&req, "index.html")
 }
 
+/// The page's address with a trailing slash.
+#[utoipa::path(
+    get, path = "/dashboard/", operation_id = "dashboardSlash", tag = "dashboard",
+    responses((status = 308, description = "Redirects to `/dashboard`",
+        headers(("Location" = String, description = "`/dashboard`")))),
+)]
+async fn page_slash() -> impl Responder {
+    web::Redirect::to("/dashboard").permanent()
+}
+
+/// One of the page's files: `app.js`, `style.css`, `icon.svg`.
+#[utoipa::path(
+    get, path = "/dashboard/{file}", operation_id = "dashboardFile", tag = "dashboard",
+    params(("file" = String, Path, description = "`app.js`, `style.css` or `icon.svg`")),
+    responses(
+        (status = 200, description = "The file, with its media type", body = String),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        NotFound,
+    ),
+)]
 async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
     serve(&req, &name)
 }
 
 fn serve(req: &HttpRequest, name: &str) -> HttpResponse {
     let Some((index, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.path == name) else {
-        return HttpResponse::NotFound()
-            .content_type(ContentType::plaintext())
-            .body("no such dashboard file");
+        return problem_response(&ApiError::NotFound(format!(
+            "no dashboard file named {name}"
+        )));
     };
     let tag = EntityTag::new_strong(etags()[index].clone());
     let unchanged = req

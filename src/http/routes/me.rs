@@ -7,11 +7,14 @@ use actix_web::{web, HttpResponse};
 use bountyline_domain::Role;
 use serde::Deserialize;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::users::{self, User};
 use crate::auth::{require_role, Authenticated};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::params::UserId;
+use crate::http::openapi::problems::{Forbidden, Invalid, JsonBody, NotFound, Unauthenticated};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     // Resources, not a `/v1/admin` scope, which would hide other modules' admin routes.
@@ -23,12 +26,20 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GrantRole, example = json!({"role": "auditor"}))]
 struct RoleRequest {
+    /// `member`, `admin` or `auditor`.
     role: String,
 }
 
+/// The caller's own account.
+#[utoipa::path(
+    get, path = "/v1/me", operation_id = "me", tag = "users",
+    responses((status = 200, description = "The caller", body = User), Unauthenticated),
+    security(("bearer" = [])),
+)]
 async fn me(pool: web::Data<PgPool>, caller: Authenticated) -> ApiResult<HttpResponse> {
     let user = users::find_by_id(&pool, caller.user_id)
         .await?
@@ -36,6 +47,15 @@ async fn me(pool: web::Data<PgPool>, caller: Authenticated) -> ApiResult<HttpRes
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// Grant a user a role (admin). It reaches the user's tokens at their next refresh.
+#[utoipa::path(
+    post, path = "/v1/admin/users/{id}/roles", operation_id = "grantRole", tag = "users",
+    params(UserId),
+    request_body = RoleRequest,
+    responses((status = 200, description = "The user with the role", body = User),
+        Unauthenticated, Forbidden, NotFound, JsonBody),
+    security(("bearer" = [])),
+)]
 async fn grant_role(
     pool: web::Data<PgPool>,
     caller: Authenticated,
@@ -48,6 +68,18 @@ async fn grant_role(
     answer(user)
 }
 
+/// Remove a role from a user (admin); `member` cannot be removed.
+#[utoipa::path(
+    delete, path = "/v1/admin/users/{id}/roles/{role}", operation_id = "removeRole",
+    tag = "users",
+    params(
+        UserId,
+        ("role" = String, Path, description = "`admin` or `auditor`"),
+    ),
+    responses((status = 200, description = "The user without the role", body = User),
+        Unauthenticated, Forbidden, NotFound, Invalid),
+    security(("bearer" = [])),
+)]
 async fn remove_role(
     pool: web::Data<PgPool>,
     caller: Authenticated,

@@ -7,6 +7,7 @@ pub mod audit_state;
 pub mod auth;
 pub mod bounties;
 pub mod dashboard;
+pub mod docs;
 pub mod me;
 pub mod notifications;
 pub mod ops;
@@ -19,6 +20,7 @@ pub mod webhooks;
 
 pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.configure(ops::config)
+        .configure(docs::config)
         .configure(auth::config)
         .configure(me::config)
         .configure(admin::config)

@@ -21,11 +21,15 @@ use bountyline_projections::notifications::query;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
+use crate::commands::Committed;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::params::{IdempotencyKey, MinPosition, NotificationId};
+use crate::http::openapi::problems::{Command, Invalid, JsonBody, NotFound, Read};
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -37,21 +41,37 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/notifications/{id}/read", web::post().to(mark_one));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `true`: only unread notifications; absent or `false`: all.
     unread: Option<bool>,
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the caller's notifications, newest first, with the unread count.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NotificationFeed)]
 struct Feed {
     items: Vec<query::NotificationView>,
+    /// Send as `?cursor=` for the next page; `null` on the last.
     next_cursor: Option<String>,
     unread_count: i64,
 }
 
+/// The caller's notifications, newest first, with the unread count.
+#[utoipa::path(
+    get, path = "/v1/notifications", operation_id = "listNotifications",
+    tag = "notifications",
+    params(ListQuery, MinPosition),
+    responses((status = 200, description = "A page of the feed", body = Feed), Read, Invalid),
+    security(("bearer" = [])),
+)]
 async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -80,6 +100,17 @@ async fn list(
     }))
 }
 
+/// Mark one of the caller's notifications read; marking it again changes nothing. Takes no
+/// body.
+#[utoipa::path(
+    post, path = "/v1/notifications/{id}/read", operation_id = "markNotificationRead",
+    tag = "notifications",
+    params(NotificationId, IdempotencyKey,
+        MinPosition),
+    responses((status = 200, description = "Marked; `id` is the caller's inbox",
+        body = Committed), Command, Read, NotFound),
+    security(("bearer" = [])),
+)]
 async fn mark_one(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -90,12 +121,26 @@ async fn mark_one(
     mark(&state, &req, &actor, &ids, ids.clone()).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MarkRead, example = json!({"ids": ["0192f3a4-5b6c-7d8e-9f01-23456789abcd"]}))]
 struct MarkRequest {
+    /// 1 to 200 of the caller's notifications.
+    #[schema(min_items = 1, max_items = 200)]
     ids: Vec<Uuid>,
 }
 
+/// Mark several of the caller's notifications read: all of them, or none if any is not the
+/// caller's.
+#[utoipa::path(
+    post, path = "/v1/notifications/read", operation_id = "markNotificationsRead",
+    tag = "notifications",
+    params(IdempotencyKey, MinPosition),
+    request_body = MarkRequest,
+    responses((status = 200, description = "Marked; `id` is the caller's inbox",
+        body = Committed), Command, JsonBody, Read, NotFound),
+    security(("bearer" = [])),
+)]
 async fn mark_many(
     state: web::Data<AppState>,
     req: HttpRequest,

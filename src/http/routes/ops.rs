@@ -4,9 +4,11 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::problems::Unauthenticated;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -15,11 +17,43 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
+#[derive(Serialize, ToSchema)]
+struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Whether the process answers at all.
+#[utoipa::path(
+    get, path = "/health/live", operation_id = "live", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Liveness)),
+)]
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `not ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// `ok`, `migrations pending` or `unreachable`.
+    #[schema(example = "ok")]
+    postgres: &'static str,
+    /// `ok` or `disconnected`.
+    #[schema(example = "ok")]
+    nats: &'static str,
 }
 
 /// Ready when Postgres answers with every migration applied and NATS is connected.
+#[utoipa::path(
+    get, path = "/health/ready", operation_id = "ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Readiness),
+        (status = 503, description = "A dependency is not ready (this body, not a problem)",
+            body = Readiness),
+    ),
+)]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let postgres = crate::db::migrations_applied(&state.pool).await;
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
@@ -28,11 +62,11 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(false) => (false, "migrations pending"),
         Err(_) => (false, "unreachable"),
     };
-    let body = json!({
-        "status": if db_ok && nats { "ready" } else { "not ready" },
-        "postgres": db_detail,
-        "nats": if nats { "ok" } else { "disconnected" },
-    });
+    let body = Readiness {
+        status: if db_ok && nats { "ready" } else { "not ready" },
+        postgres: db_detail,
+        nats: if nats { "ok" } else { "disconnected" },
+    };
     if db_ok && nats {
         HttpResponse::Ok().json(body)
     } else {
@@ -40,6 +74,13 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics; behind `http.metrics_token` when one is configured.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "The Prometheus text exposition format",
+        content_type = "text/plain; version=0.0.4", body = String), Unauthenticated),
+    security((), ("metrics_token" = [])),
+)]
 async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let token = state.settings.http.metrics_token.expose_secret();
     if !token.is_empty() && !bearer_is(&req, token) {

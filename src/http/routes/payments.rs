@@ -2,13 +2,16 @@
 //! admins and auditors see all.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bountyline_projections::payments::query;
+use bountyline_projections::payments::query::{self, PaymentView};
 use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging;
+use crate::http::openapi::params::{MinPosition, PaymentId};
+use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, Read};
+use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
 const PROJECTION: &str = "payments";
@@ -18,15 +21,30 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/payments/{id}", web::get().to(get));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The escrow payment of this bounty.
     bounty_id: Option<Uuid>,
+    /// Payments this user pays or receives: any user for admins and auditors, else only
+    /// the caller.
     user: Option<Uuid>,
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Escrow payments, newest first: the caller's own, or any for admins and auditors.
+#[utoipa::path(
+    get, path = "/v1/payments", operation_id = "listPayments", tag = "payments",
+    params(ListQuery, MinPosition),
+    responses((status = 200, description = "A page of payments", body = Page<PaymentView>),
+        Read, Forbidden, Invalid),
+    security(("bearer" = [])),
+)]
 async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -57,6 +75,13 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One escrow payment, if the caller pays or receives it, or oversees.
+#[utoipa::path(
+    get, path = "/v1/payments/{id}", operation_id = "getPayment", tag = "payments",
+    params(PaymentId, MinPosition),
+    responses((status = 200, description = "The payment", body = PaymentView), Read, NotFound),
+    security(("bearer" = [])),
+)]
 async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -2,16 +2,26 @@
 //! stream pushes the same document as it changes.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bountyline_projections::stats::query::snapshot;
+use bountyline_projections::stats::query::{snapshot, Stats};
 
 use crate::auth::extractor::Authenticated;
 use crate::http::error::ApiResult;
+use crate::http::openapi::params::MinPosition;
+use crate::http::openapi::problems::Read;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/stats", web::get().to(stats));
 }
 
+/// The platform's figures: open bounties and their reward, escrow held, tasks by status and
+/// queue, completions and events in the last minute (and per second), people active today.
+#[utoipa::path(
+    get, path = "/v1/stats", operation_id = "stats", tag = "stats",
+    params(MinPosition),
+    responses((status = 200, description = "The figures as of `position`", body = Stats), Read),
+    security(("bearer" = [])),
+)]
 async fn stats(
     state: web::Data<AppState>,
     req: HttpRequest,

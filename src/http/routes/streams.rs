@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::auth::extractor::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::problems::{BadRequest, Forbidden, NotFound, TooMany, Unauthenticated};
 use crate::sse::Topic;
 use crate::state::AppState;
 
@@ -16,6 +17,30 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/streams/{topic}", web::get().to(stream));
 }
 
+/// A live stream of one topic as Server-Sent Events.
+///
+/// Topics: `tasks`, `queues`, `bounties`, `stats` (any member), `me` (the caller's
+/// notifications, wallet and bounties), `events` (raw events; auditors and admins). Each
+/// message is `id: <position>`, `event: <type>`, `data: <json>`; keep-alive comments flow
+/// while idle. Browsers' EventSource cannot set headers, so the access token may also come
+/// as `?access_token=`.
+#[utoipa::path(
+    get, path = "/v1/streams/{topic}", operation_id = "stream", tag = "streams",
+    params(
+        ("topic" = String, Path, description = "`tasks`, `queues`, `bounties`, `stats`, `me` or `events`"),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0,
+            description = "Resume after this position (the last `id:` received)"),
+        ("last_event_id" = Option<i64>, Query, minimum = 0,
+            description = "The same, for a page that reopens the stream itself; the header wins"),
+    ),
+    responses(
+        (status = 200, description = "The stream; it does not end while the client listens",
+            content_type = "text/event-stream", body = String,
+            example = "id: 42\nevent: TaskCreated\ndata: {\"id\":\"0192f3a4-...\"}\n\n"),
+        BadRequest, Unauthenticated, Forbidden, NotFound, TooMany,
+    ),
+    security(("bearer" = []), ("access_token" = [])),
+)]
 async fn stream(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -35,9 +60,12 @@ async fn stream(
         .ok_or(ApiError::TooManyRequests { retry_after: 5 })?;
     let stream = match topic {
         Topic::Stats => state.stats.subscribe(slot, sse.client_buffer),
-        _ => state
-            .hub
-            .subscribe(slot, topic, actor, last_event_id, sse.client_buffer),
+        _ => {
+            state
+                .hub
+                .subscribe(slot, topic, actor, last_event_id, sse.client_buffer)
+                .await?
+        }
     };
     Ok(stream
         .with_keep_alive(Duration::from_secs(sse.keep_alive_secs))

@@ -8,17 +8,22 @@ use bountyline_domain::values::{
     bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title,
 };
 use bountyline_domain::Actor;
-use bountyline_projections::tasks::{query, TaskFilter, TaskView};
+use bountyline_projections::tasks::{query, QueueStats, TaskFilter, TaskView};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::extractor::Authenticated;
-use crate::commands::CommandError;
+use crate::commands::{CommandError, Committed};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::optional_json;
-use crate::http::paging;
+use crate::http::extract::{optional_json, RawBody};
+use crate::http::openapi::params::{IdempotencyKey, MinPosition, TaskId};
+use crate::http::openapi::problems::{
+    Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
+};
+use crate::http::paging::{self, Items, Page};
 use crate::state::AppState;
 
 const PROJECTION: &str = "tasks";
@@ -35,15 +40,23 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/queues/{queue}/claim", web::post().to(claim));
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateTask, example = json!({"queue": "thumbnails", "title": "Resize image 42",
+    "priority": 5, "payload": {"image_id": 42}, "max_attempts": 3}))]
 struct CreateRequest {
     queue: String,
     title: String,
     description: Option<String>,
+    /// 0-9, higher is claimed first (default 0).
+    #[schema(minimum = 0, maximum = 9)]
     priority: Option<i64>,
+    /// Anything the worker needs, as JSON.
     payload: Option<serde_json::Value>,
+    /// Claims before the task is dead-lettered (1-100, default 3).
+    #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<i64>,
+    /// The bounty this task works towards, if any.
     bounty_id: Option<Uuid>,
 }
 
@@ -71,6 +84,14 @@ impl CreateRequest {
     }
 }
 
+/// Create a task in a queue.
+#[utoipa::path(
+    post, path = "/v1/tasks", operation_id = "createTask", tag = "tasks",
+    params(IdempotencyKey),
+    request_body = CreateRequest,
+    responses((status = 201, description = "Created", body = Committed), Command, JsonBody),
+    security(("bearer" = [])),
+)]
 async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -89,14 +110,17 @@ async fn create(
     .await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ClaimTask, example = json!({"lease_seconds": 60}))]
 struct ClaimRequest {
+    /// How long the claim holds without a heartbeat (1-3600, default 30).
+    #[schema(minimum = 1, maximum = 3600)]
     lease_seconds: Option<i64>,
 }
 
 /// The task a claim handed out, with its lease.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ClaimedTask {
     id: Uuid,
     version: i64,
@@ -111,15 +135,27 @@ struct ClaimedTask {
     lease_expires_at: chrono::DateTime<Utc>,
 }
 
-/// Gives the caller the best queued task: highest priority, then oldest. Candidates come from
-/// the read model, which may lag; the aggregate decides, and a task lost to another worker is
-/// skipped for the next one.
+/// Claim the best queued task of a queue: highest priority, then oldest.
+///
+/// Candidates come from the read model, which may lag; the aggregate decides, and a task lost
+/// to another worker is skipped for the next one. The body may be left out.
+#[utoipa::path(
+    post, path = "/v1/queues/{queue}/claim", operation_id = "claimTask", tag = "tasks",
+    params(("queue" = String, Path, description = "The queue's name"), IdempotencyKey),
+    request_body = Option<ClaimRequest>,
+    responses(
+        (status = 200, description = "The claimed task and its lease", body = ClaimedTask),
+        (status = 204, description = "No task waits in this queue"),
+        Command, RawJsonBody,
+    ),
+    security(("bearer" = [])),
+)]
 async fn claim(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     path: web::Path<String>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
@@ -210,19 +246,32 @@ async fn claimed(
     )
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Heartbeat, example = json!({"progress": 40, "note": "resized 2 of 5"}))]
 struct HeartbeatRequest {
+    /// Percent done (0-100).
+    #[schema(minimum = 0, maximum = 100)]
     progress: Option<i64>,
     note: Option<String>,
 }
 
+/// Extend the lease of a claimed task (its worker), optionally with progress. The body may
+/// be left out.
+#[utoipa::path(
+    post, path = "/v1/tasks/{id}/heartbeat", operation_id = "heartbeatTask", tag = "tasks",
+    params(TaskId, IdempotencyKey),
+    request_body = Option<HeartbeatRequest>,
+    responses((status = 200, description = "Recorded", body = Committed), Command, RawJsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn heartbeat(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: HeartbeatRequest = optional_json(&body)?;
     let progress = request
@@ -239,18 +288,29 @@ async fn heartbeat(
     run(&state, &req, &actor, *id, &request, command).await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CompleteTask, example = json!({"result": {"url": "https://cdn.example.com/42.png"}}))]
 struct CompleteRequest {
+    /// Anything the creator should get back, as JSON.
     result: Option<serde_json::Value>,
 }
 
+/// Complete a claimed task (its worker). The body may be left out.
+#[utoipa::path(
+    post, path = "/v1/tasks/{id}/complete", operation_id = "completeTask", tag = "tasks",
+    params(TaskId, IdempotencyKey),
+    request_body = Option<CompleteRequest>,
+    responses((status = 200, description = "Completed", body = Committed), Command, RawJsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn complete(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let request: CompleteRequest = optional_json(&body)?;
     let result = request
@@ -266,13 +326,25 @@ async fn complete(
     run(&state, &req, &actor, *id, &request, command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FailTask, example = json!({"error": "the image is corrupt", "retryable": false}))]
 struct FailRequest {
     error: String,
+    /// Whether another attempt may succeed (default true); the task is dead-lettered when
+    /// not, or when its attempts are used up.
     retryable: Option<bool>,
 }
 
+/// Report that a claimed task failed (its worker).
+#[utoipa::path(
+    post, path = "/v1/tasks/{id}/fail", operation_id = "failTask", tag = "tasks",
+    params(TaskId, IdempotencyKey),
+    request_body = FailRequest,
+    responses((status = 200, description = "Recorded", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn fail(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -291,6 +363,14 @@ async fn fail(
     run(&state, &req, &actor, *id, &body.into_inner(), command).await
 }
 
+/// Cancel a task that is not finished (its creator). Takes no body.
+#[utoipa::path(
+    post, path = "/v1/tasks/{id}/cancel", operation_id = "cancelTask", tag = "tasks",
+    params(TaskId, IdempotencyKey),
+    responses((status = 200, description = "Cancelled", body = Committed), Command, Forbidden,
+        NotFound),
+    security(("bearer" = [])),
+)]
 async fn cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -319,17 +399,34 @@ async fn run(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Tasks of this queue.
     queue: Option<String>,
+    /// `queued`, `claimed`, `completed`, `dead_lettered` or `cancelled`.
     status: Option<String>,
+    /// Tasks this user created.
     creator: Option<Uuid>,
+    /// Tasks this user holds or held.
     worker: Option<Uuid>,
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Tasks, newest first: all of them for admins and auditors, else those the caller created
+/// or holds.
+#[utoipa::path(
+    get, path = "/v1/tasks", operation_id = "listTasks", tag = "tasks",
+    params(ListQuery, MinPosition),
+    responses((status = 200, description = "A page of tasks", body = Page<TaskView>), Read,
+        Invalid),
+    security(("bearer" = [])),
+)]
 async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -370,6 +467,13 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One task, if the caller created it, holds it, or oversees.
+#[utoipa::path(
+    get, path = "/v1/tasks/{id}", operation_id = "getTask", tag = "tasks",
+    params(TaskId, MinPosition),
+    responses((status = 200, description = "The task", body = TaskView), Read, NotFound),
+    security(("bearer" = [])),
+)]
 async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -386,12 +490,20 @@ async fn get(
     Ok(HttpResponse::Ok().json(task))
 }
 
+/// Per queue: depth by status, the oldest waiting task's age, completions per minute.
+#[utoipa::path(
+    get, path = "/v1/queues", operation_id = "queueStats", tag = "tasks",
+    params(MinPosition),
+    responses((status = 200, description = "Every queue's numbers", body = Items<QueueStats>),
+        Read),
+    security(("bearer" = [])),
+)]
 async fn queues(
     state: web::Data<AppState>,
     req: HttpRequest,
     Authenticated(_actor): Authenticated,
 ) -> ApiResult<HttpResponse> {
     state.caught_up(PROJECTION, &req).await?;
-    let stats = query::queue_stats(&state.pool, Utc::now()).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": stats })))
+    let items = query::queue_stats(&state.pool, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

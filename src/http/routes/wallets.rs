@@ -6,15 +6,19 @@ use bountyline_domain::money::{Currency, Money};
 use bountyline_domain::values::Reason;
 use bountyline_domain::wallet::WalletCommand;
 use bountyline_domain::Role;
-use bountyline_projections::wallets::query;
+use bountyline_projections::wallets::query::{self, Balance, Entry};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{require_role, Authenticated};
+use crate::commands::Committed;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging;
+use crate::http::openapi::params::{IdempotencyKey, MinPosition};
+use crate::http::openapi::problems::{Command, Forbidden, Invalid, JsonBody, NotFound, Read};
+use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
 const PROJECTION: &str = "wallets";
@@ -26,6 +30,19 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/v1/admin/wallets/{user_id}/credit", web::post().to(credit));
 }
 
+#[derive(Serialize, ToSchema)]
+struct Balances {
+    /// One per currency the caller has held.
+    balances: Vec<Balance>,
+}
+
+/// The caller's balances: available and held, per currency.
+#[utoipa::path(
+    get, path = "/v1/wallets/me", operation_id = "myBalances", tag = "wallets",
+    params(MinPosition),
+    responses((status = 200, description = "The balances", body = Balances), Read),
+    security(("bearer" = [])),
+)]
 async fn balances(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -33,16 +50,28 @@ async fn balances(
 ) -> ApiResult<HttpResponse> {
     state.caught_up(PROJECTION, &req).await?;
     let balances = query::balances(&state.pool, actor.user_id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "balances": balances })))
+    Ok(HttpResponse::Ok().json(Balances { balances }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EntriesQuery {
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// The caller's ledger, newest first; each entry carries the balances after it.
+#[utoipa::path(
+    get, path = "/v1/wallets/me/entries", operation_id = "myLedger", tag = "wallets",
+    params(EntriesQuery, MinPosition),
+    responses((status = 200, description = "A page of entries", body = Page<Entry>), Read,
+        Invalid),
+    security(("bearer" = [])),
+)]
 async fn entries(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -64,9 +93,12 @@ async fn entries(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Withdraw, example = json!({"amount": 5000, "currency": "USD"}))]
 struct MoneyRequest {
+    /// In minor units.
+    #[schema(minimum = 1)]
     amount: i64,
     currency: String,
 }
@@ -80,7 +112,8 @@ impl MoneyRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// `{id, version, position}` of the wallet, and the new withdrawal's id.
+#[derive(Debug, Serialize, ToSchema)]
 struct WithdrawalAnswer {
     id: String,
     version: i64,
@@ -88,7 +121,16 @@ struct WithdrawalAnswer {
     withdrawal_id: Uuid,
 }
 
-/// Reserves the amount at once; the provider's webhook later completes or fails it.
+/// Withdraw from the caller's wallet: the amount is reserved at once, and the payment
+/// provider's webhook later completes or fails the withdrawal.
+#[utoipa::path(
+    post, path = "/v1/wallets/me/withdrawals", operation_id = "withdraw", tag = "wallets",
+    params(IdempotencyKey),
+    request_body = MoneyRequest,
+    responses((status = 201, description = "Requested", body = WithdrawalAnswer), Command,
+        JsonBody),
+    security(("bearer" = [])),
+)]
 async fn withdraw(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -121,14 +163,29 @@ async fn withdraw(
     .await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Credit, example = json!({"amount": 2500, "currency": "USD",
+    "reason": "goodwill credit for ticket 1234"}))]
 struct CreditRequest {
+    /// In minor units.
+    #[schema(minimum = 1)]
     amount: i64,
     currency: String,
     reason: String,
 }
 
+/// Credit a user's wallet (admin), with a reason.
+#[utoipa::path(
+    post, path = "/v1/admin/wallets/{user_id}/credit", operation_id = "creditWallet",
+    tag = "wallets",
+    params(("user_id" = Uuid, Path, description = "The user whose wallet to credit"),
+        IdempotencyKey),
+    request_body = CreditRequest,
+    responses((status = 200, description = "Credited", body = Committed), Command, JsonBody,
+        Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
 async fn credit(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -10,13 +10,15 @@ use bountyline_domain::values::ProviderReference;
 use bountyline_domain::wallet::WalletCommand;
 use chrono::Utc;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::commands::CommandContext;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::request_id;
+use crate::http::extract::{request_id, RawBody};
+use crate::http::openapi::problems::{Conflict, Forbidden, NotFound, RawJsonBody, Unauthenticated};
 use crate::http::signature;
 use crate::state::AppState;
 
@@ -24,21 +26,56 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/webhooks/payments", web::post().to(payments));
 }
 
-#[derive(Debug, Deserialize)]
+/// What the payment provider reports.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentEvent, example = json!({"event": "deposit.succeeded",
+    "reference": "dep_8f2k1", "user_id": "0192f3a4-5b6c-7d8e-9f01-23456789abcd",
+    "amount": 10000, "currency": "USD"}))]
 struct Delivery {
+    /// `deposit.succeeded`, `withdrawal.succeeded` or `withdrawal.failed`.
     event: String,
+    /// The provider's id of the money movement; deliveries are idempotent on it.
     reference: String,
     user_id: Uuid,
+    /// In minor units.
+    #[schema(minimum = 1)]
     amount: i64,
     currency: String,
+    /// Required for withdrawal events: the `withdrawal_id` the withdrawal was answered with.
     withdrawal_id: Option<Uuid>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Delivered {
+    /// `processed`, or `duplicate` for a delivery already processed (nothing changed).
+    #[schema(example = "processed")]
+    status: &'static str,
+    /// The wallet's id, version and the position of its event (when processed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wallet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<i64>,
+}
+
+/// The payment provider's callback: confirms deposits and settles withdrawals.
+///
+/// Signed with `X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`; unsigned or badly
+/// signed calls get 401 and change nothing. A repeat of a processed delivery answers 200
+/// `duplicate`; a reference reused with another body answers 409 `reference-reused`.
+#[utoipa::path(
+    post, path = "/v1/webhooks/payments", operation_id = "paymentWebhook", tag = "webhooks",
+    request_body = Delivery,
+    responses((status = 200, description = "Processed, or already processed",
+        body = Delivered), RawJsonBody, Unauthenticated, Forbidden, NotFound, Conflict),
+    security(("webhook_signature" = [])),
+)]
 async fn payments(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<HttpResponse> {
     let secret = state
         .settings
@@ -134,7 +171,12 @@ async fn payments(
     }
     if processed {
         metrics::counter!("bountyline_webhooks_total", "outcome" => "duplicate").increment(1);
-        return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "duplicate"})));
+        return Ok(HttpResponse::Ok().json(Delivered {
+            status: "duplicate",
+            wallet: None,
+            version: None,
+            position: None,
+        }));
     }
     // The wallet itself is idempotent on the reference, so a delivery that died half way is
     // simply run again.
@@ -146,10 +188,10 @@ async fn payments(
         .execute(&state.pool)
         .await?;
     metrics::counter!("bountyline_webhooks_total", "outcome" => "processed").increment(1);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "status": "processed",
-        "wallet": committed.id,
-        "version": committed.version,
-        "position": committed.position,
-    })))
+    Ok(HttpResponse::Ok().json(Delivered {
+        status: "processed",
+        wallet: Some(committed.id),
+        version: Some(committed.version),
+        position: Some(committed.position),
+    }))
 }

@@ -1,0 +1,143 @@
+//! The OpenAPI 3.1 document, generated from the code: each handler's `#[utoipa::path]` and
+//! the `ToSchema` derives of its DTOs and views, so that the document follows the code rather
+//! than drifting from it. `tests/openapi.rs` checks it both ways against the routes
+//! registered in `routes/`: a route missing from [`ApiDoc`]'s `paths(...)`, or a documented
+//! one that no longer exists, fails the build.
+//!
+//! It is serialised once at start-up ([`Document`]) and served as bytes by
+//! `routes/docs.rs`, next to Swagger UI.
+
+pub mod params;
+pub mod problems;
+
+use actix_web::web::Bytes;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::Problem;
+use super::routes::{
+    admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, me,
+    notifications, ops, payments, stats, streams, tasks, wallets, webhooks,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bountyline",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "An event-sourced work marketplace: task queues, bounties with escrow, \
+            wallets, notifications, live streams and an audit trail.\n\n\
+            Commands answer `{id, version, position}`; send `X-Min-Position: <position>` on a \
+            later read to see your write. Send `Idempotency-Key` on any command to make a \
+            retry safe. Lists take `?limit=` and an opaque `?cursor=` and answer \
+            `{items, next_cursor}`. Every error is `application/problem+json` (RFC 9457) \
+            with a stable `type`.",
+    ),
+    paths(
+        ops::live, ops::ready, ops::metrics,
+        docs::openapi_json, docs::swagger_ui,
+        dashboard::page, dashboard::page_slash, dashboard::file,
+        stats::stats,
+        auth::register, auth::login, auth::refresh, auth::logout,
+        me::me, me::grant_role, me::remove_role,
+        admin::parked_events, admin::flows,
+        tasks::create, tasks::list, tasks::get, tasks::heartbeat, tasks::complete, tasks::fail,
+        tasks::cancel, tasks::queues, tasks::claim,
+        bounties::post, bounties::board, bounties::detail, bounties::apply, bounties::withdraw,
+        bounties::accept, bounties::submit, bounties::approve, bounties::reject,
+        bounties::cancel, bounties::dispute, bounties::resolve,
+        wallets::balances, wallets::entries, wallets::withdraw, wallets::credit,
+        payments::list, payments::get,
+        notifications::list, notifications::mark_many, notifications::mark_one,
+        webhooks::payments,
+        streams::stream,
+        audit_events::events, audit_events::reads,
+        audit_state::aggregate_state, audit_state::event_causes,
+        audit_chain::verify, audit_chain::heads, audit_chain::check_heads,
+    ),
+    components(schemas(Problem)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "users", description = "The caller's account; roles (admin)"),
+        (name = "tasks", description = "Task queues: create, claim, heartbeat, finish"),
+        (name = "bounties", description = "Bounties: post, apply, accept, submit, approve, \
+            dispute"),
+        (name = "wallets", description = "Balances, the ledger, withdrawals, credits"),
+        (name = "payments", description = "Escrow payments of bounties"),
+        (name = "notifications", description = "The caller's feed"),
+        (name = "streams", description = "Live Server-Sent Events"),
+        (name = "stats", description = "The platform's figures, for dashboards"),
+        (name = "dashboard", description = "The live dashboard page"),
+        (name = "webhooks", description = "Calls from the payment provider"),
+        (name = "audit", description = "History, cause chains and tamper evidence (auditor \
+            or admin)"),
+        (name = "admin", description = "Operator views (admin)"),
+        (name = "operations", description = "Health and metrics"),
+        (name = "docs", description = "This document and Swagger UI"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The security schemes operations name in their `security(...)`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `/v1/auth/login` or `/v1/auth/refresh`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "The same access token as a query parameter, for EventSource clients that \
+                 cannot set headers; `/v1/streams/{topic}` only.",
+            ))),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator's `http.metrics_token`, when one is configured; \
+                         without one `/metrics` is open.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "webhook_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Signature",
+                "`sha256=<hex HMAC-SHA256 of the raw request body>` under the shared webhook \
+                 secret.",
+            ))),
+        );
+    }
+}
+
+/// The document as served: serialised once, shared by every worker.
+#[derive(Clone)]
+pub struct Document(Bytes);
+
+impl Document {
+    pub fn build() -> Result<Self, serde_json::Error> {
+        Ok(Self(Bytes::from(serde_json::to_vec(&ApiDoc::openapi())?)))
+    }
+
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+}

@@ -1,0 +1,95 @@
+//! Parameters many operations share, as types they list next to their own in
+//! `params(...)`: the headers `http::extract` reads, and the ids in resource paths.
+
+use serde_json::json;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
+
+/// Declares `{id}` path parameters: unit types that say what the id is of.
+macro_rules! path_ids {
+    ($($name:ident = $description:literal;)+) => {$(
+        #[doc = $description]
+        pub struct $name;
+
+        impl IntoParams for $name {
+            fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+                let uuid = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
+                vec![ParameterBuilder::new()
+                    .name("id")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .description(Some($description))
+                    .schema(Some(uuid))
+                    .build()]
+            }
+        }
+    )+};
+}
+
+path_ids! {
+    TaskId = "The task's id";
+    BountyId = "The bounty's id";
+    PaymentId = "The payment's id";
+    NotificationId = "The notification's id";
+    UserId = "The user's id";
+}
+
+/// An optional request header.
+fn header(
+    name: &str,
+    description: &str,
+    schema: ObjectBuilder,
+    example: serde_json::Value,
+) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .example(Some(example))
+        .build()
+}
+
+/// `Idempotency-Key`, read by every command.
+pub struct IdempotencyKey;
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[!-~]{1,200}$"));
+        vec![header(
+            "Idempotency-Key",
+            "A client-chosen key (1-200 visible ASCII characters): the command runs at most \
+             once per caller and key, and a retry gets the first answer again. The same key \
+             with a different request is refused with 422.",
+            schema,
+            json!("5f3d1c2e-create-task"),
+        )]
+    }
+}
+
+/// `X-Min-Position`, read by every query of a read model.
+pub struct MinPosition;
+
+impl IntoParams for MinPosition {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0));
+        vec![header(
+            "X-Min-Position",
+            "Read your writes: the `position` a command answered. The query waits (bounded) \
+             until its read model has applied it, and answers 503 with `Retry-After` if it \
+             cannot, never stale data.",
+            schema,
+            json!(42),
+        )]
+    }
+}
