@@ -250,3 +250,16 @@ async fn with_the_database_gone_errors_say_nothing_of_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_api_description_can_be_switched_off() {
+    let app = app_with(|http| http.docs = false).await;
+    for path in ["/openapi.json", "/docs", "/docs/", "/docs/swagger-ui.css"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        let body = problem(res, 404).await;
+        assert!(body["type"].as_str().unwrap().ends_with("no-such-route"), "{path}: {body}");
+    }
+    let on = TestApp::spawn().await;
+    let res = on.client.get(on.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

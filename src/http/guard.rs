@@ -51,7 +51,8 @@ const DOCS_CSP: &str =
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
      frame-ancestors 'none'";
 
-/// Security headers on every response, and no TRACE (it would echo credentials back).
+/// Security headers on every response, no TRACE (it would echo credentials back), and no API
+/// description when `http.docs` is off.
 pub async fn secure_defaults(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -66,6 +67,14 @@ pub async fn secure_defaults(
         return Ok(req.into_response(res));
     }
     let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
+    let shown = req
+        .app_data::<web::Data<AppState>>()
+        .is_none_or(|s| s.settings.http.docs);
+    if (docs || req.path() == "/openapi.json") && !shown {
+        // Switched off by `http.docs`: as if there were no such route.
+        let detail = format!("no route answers {} {}", req.method(), req.path());
+        return Ok(req.into_response(problem_response(&ApiError::NoSuchRoute(detail))));
+    }
     let mut res = next.call(req).await?.map_into_boxed_body();
     let headers = res.headers_mut();
     if docs && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
