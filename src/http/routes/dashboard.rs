@@ -167,10 +167,14 @@ mod tests {
         let etag = header(&res, header::ETAG);
 
         let again = TestRequest::get()
-            .uri("/dashboard/")
+            .uri("/dashboard")
             .insert_header((header::IF_NONE_MATCH, etag))
             .to_request();
         assert_eq!(call_service(&app, again).await.status(), 304);
+        let slash = TestRequest::get().uri("/dashboard/").to_request();
+        let res = call_service(&app, slash).await;
+        assert_eq!(res.status(), 308);
+        assert_eq!(header(&res, header::LOCATION), "/dashboard");
     }
 
     #[actix_web::test]
