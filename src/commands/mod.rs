@@ -148,6 +148,15 @@ where
             .map_err(|e| match e {
                 AggregateError::UserError(e) => CommandError::Domain(e),
                 AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
+                // Kept as the cause (not flattened into text), so that the HTTP edge can tell
+                // a database out of reach (503) from a fault of ours (500).
+                AggregateError::DatabaseConnectionError(cause)
+                | AggregateError::UnexpectedError(cause) => {
+                    CommandError::Internal(match cause.downcast::<sqlx::Error>() {
+                        Ok(sqlx) => anyhow::Error::new(*sqlx).context(name),
+                        Err(other) => anyhow::anyhow!("{name}: {other}"),
+                    })
+                }
                 other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
             })?;
         committed::<A>(&pool, &aggregate_id, command_id).await

@@ -273,3 +273,19 @@ impl From<bountyline_domain::values::InvalidValue> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_behind_context_is_a_503() {
+        let err = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("CreateTask");
+        assert!(matches!(
+            ApiError::internal(err),
+            ApiError::Unavailable { .. }
+        ));
+        let plain = anyhow::anyhow!("something else");
+        assert!(matches!(ApiError::internal(plain), ApiError::Internal(_)));
+    }
+}
