@@ -268,11 +268,11 @@ async fn an_expired_lease_returns_the_task_to_its_queue() {
     assert_eq!(view["status"], "queued");
     assert_eq!(view["attempts"], 1);
     assert_eq!(view["last_error"], "lease expired");
-    // The late worker can no longer complete it.
+    // The late worker can no longer complete it: the lease is no longer theirs.
     let late = app
         .post(&worker, &format!("/v1/tasks/{id}/complete"), &json!({}))
         .await;
-    assert_eq!(late.status(), 409);
+    assert_eq!(late.status(), 403);
 }
 
 #[tokio::test]

@@ -209,16 +209,14 @@ impl Task {
 }
 
 impl TaskState {
-    /// The current lease, if `actor` holds it.
+    /// The current lease, if `actor` holds it. Only the creator learns why a task without a
+    /// lease cannot be worked (its status); to anyone else it is simply not theirs.
     fn held_by(&self, actor: &crate::Actor) -> Result<&Lease, TaskError> {
-        let lease = self
-            .lease
-            .as_ref()
-            .ok_or(TaskError::NotClaimed(self.status))?;
-        if lease.worker != actor.user_id {
-            return Err(TaskError::NotHolder);
+        match &self.lease {
+            Some(lease) if lease.worker == actor.user_id => Ok(lease),
+            None if self.creator == actor.user_id => Err(TaskError::NotClaimed(self.status)),
+            _ => Err(TaskError::NotHolder),
         }
-        Ok(lease)
     }
 
     fn outcome_of_failed_attempt(&self, retryable: bool) -> FailureOutcome {

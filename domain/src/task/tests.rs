@@ -178,15 +178,20 @@ fn only_the_holder_may_heartbeat_complete_or_fail() {
 }
 
 #[test]
-fn an_unclaimed_task_cannot_be_completed() {
+fn an_unclaimed_task_cannot_be_completed_and_only_its_creator_learns_its_status() {
+    let complete = |actor| TaskCommand::Complete {
+        actor,
+        result: None,
+        at: t0(),
+    };
     TaskTest::with(())
         .given(vec![created(3)])
-        .when(TaskCommand::Complete {
-            actor: worker(),
-            result: None,
-            at: t0(),
-        })
+        .when(complete(creator()))
         .then_expect_error(TaskError::NotClaimed(TaskStatus::Queued));
+    TaskTest::with(())
+        .given(vec![created(3)])
+        .when(complete(worker()))
+        .then_expect_error(TaskError::NotHolder);
 }
 
 #[test]
