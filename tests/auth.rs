@@ -362,6 +362,14 @@ async fn forged_expired_or_misdirected_access_tokens_are_refused() {
     other_issuer["iss"] = json!("mallory");
     let mut no_expiry = good_claims(&app, &user);
     no_expiry.as_object_mut().unwrap().remove("exp");
+    let mut not_yet = good_claims(&app, &user);
+    not_yet["nbf"] = json!(chrono::Utc::now().timestamp() + 600);
+    let other_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &good_claims(&app, &user),
+        &EncodingKey::from_secret(b"another key entirely, just as long as ours"),
+    )
+    .unwrap();
 
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let admin_claims = {
@@ -381,6 +389,8 @@ async fn forged_expired_or_misdirected_access_tokens_are_refused() {
         ),
         ("wrong issuer", sign(&app, Algorithm::HS256, &other_issuer)),
         ("no exp", sign(&app, Algorithm::HS256, &no_expiry)),
+        ("not yet valid", sign(&app, Algorithm::HS256, &not_yet)),
+        ("signed with another key", other_key),
         (
             "HS384",
             sign(&app, Algorithm::HS384, &good_claims(&app, &user)),
