@@ -270,6 +270,29 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
         violations.push("the pipeline did not settle after the retries".into());
     }
 
+    // Quiesce before checking, so that nothing appends while the checks compare: no more
+    // requests, then every lease the clients left run out and expired by the workers, then
+    // the workers stop once everything is applied.
+    for api in deployment
+        .processes
+        .iter_mut()
+        .filter(|p| p.role == Role::Api)
+    {
+        api.terminate()?;
+    }
+    if !leases_expired(&deployment.pool).await?
+        || !settle(&deployment.pool, Duration::from_secs(60)).await?
+    {
+        violations.push("leases left by the clients were not expired and applied in time".into());
+    }
+    for worker in deployment
+        .processes
+        .iter_mut()
+        .filter(|p| p.role == Role::Worker)
+    {
+        worker.terminate()?;
+    }
+
     let nats = async_nats::connect(deployment.nats.url()).await?;
     let js = async_nats::jetstream::new(nats);
     let stream = bountyline::nats::Names::new(PREFIX).stream();
@@ -313,6 +336,24 @@ async fn settle(pool: &PgPool, limit: Duration) -> anyhow::Result<bool> {
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits (bounded) until no task is leased: the leases clients never gave back have run out
+/// and the workers' scheduler has put those tasks back in their queues.
+async fn leases_expired(pool: &PgPool) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(world::LEASE_SECONDS + 30);
+    loop {
+        let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'claimed'")
+            .fetch_one(pool)
+            .await?;
+        if leased == 0 {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

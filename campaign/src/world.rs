@@ -14,6 +14,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub const CURRENCY: &str = "USD";
+/// Leases the clients take; some run out (a client that never completes), which the workers'
+/// lease-expiry scheduler must turn back into queued tasks.
+pub const LEASE_SECONDS: u64 = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq)]
@@ -324,7 +327,7 @@ impl World {
             76..=85 => {
                 let queue = ["alpha", "beta"].choose(rng).expect("a queue");
                 let path = format!("/v1/queues/{queue}/claim");
-                let body = json!({"lease_seconds": 20});
+                let body = json!({"lease_seconds": LEASE_SECONDS});
                 if let Outcome::Ok(200, answer) = self
                     .record(self.command(me, n, "claim", path, body), rng)
                     .await
