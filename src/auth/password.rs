@@ -79,9 +79,18 @@ pub async fn verify(password: SecretString, stored: Option<String>) -> ApiResult
     .await
 }
 
+/// Runs argon2 off the async threads, at most one hash per core at a time: each takes 19 MiB
+/// and a core for tens of milliseconds, so a burst of logins queues here instead of holding
+/// a hundred buffers at once (memory, and the CPU every other request needs).
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
+    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = HASHING.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores)
+    });
+    let _permit = permits.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(ApiError::internal)?
