@@ -95,6 +95,20 @@ impl ProjectionProgress {
         let Some(position) = position else {
             return Ok(());
         };
+        if self.known(projection) >= position {
+            return Ok(());
+        }
+        // A position past the store's head was never answered by a command: refuse it at once
+        // rather than hold the request (and a worker) for the whole wait.
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        if position > head {
+            return Err(ApiError::invalid_field(
+                "X-Min-Position",
+                format!("is past the newest event ({head}); send a position a command answered"),
+            ));
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.positions.subscribe();
         loop {

@@ -28,7 +28,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .default_service(web::to(not_found));
 }
 
+/// No route matched: a known path with another method is a 405 naming the methods it has;
+/// anything else is a 404.
 async fn not_found(req: HttpRequest) -> HttpResponse {
+    let allowed = openapi::methods_for(req.path());
+    if !allowed.is_empty() {
+        let detail = format!("{} is not served on {}", req.method(), req.path());
+        let mut res = problem_response(&ApiError::MethodNotAllowed(detail));
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+            res.headers_mut()
+                .insert(actix_web::http::header::ALLOW, value);
+        }
+        return res;
+    }
     let detail = format!("no route answers {} {}", req.method(), req.path());
     problem_response(&ApiError::NoSuchRoute(detail))
 }
