@@ -47,11 +47,11 @@ pub struct TaskStats {
     /// Every status, zeros included.
     #[schema(value_type = BTreeMap<String, i64>)]
     pub by_status: BTreeMap<&'static str, i64>,
-    pub queues: Vec<QueueStats>,
+    pub queues: Vec<QueueCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct QueueStats {
+pub struct QueueCounts {
     pub queue: String,
     /// The queue's tasks by status, every status present (flattened into this object).
     #[serde(flatten)]
@@ -131,7 +131,7 @@ pub async fn snapshot(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     for (queue, status, count) in rows {
         add(&mut tasks.by_status, &status, count);
         if tasks.queues.last().is_none_or(|q| q.queue != queue) {
-            tasks.queues.push(QueueStats {
+            tasks.queues.push(QueueCounts {
                 queue,
                 by_status: task_zeros(),
             });
