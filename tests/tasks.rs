@@ -407,7 +407,8 @@ async fn lists_page_with_a_cursor() {
     }
     app.wait_for_projection("tasks", last).await;
     let mut seen = Vec::new();
-    let mut url = "/v1/tasks?limit=2".to_owned();
+    // A blank cursor (a form's empty field) is no cursor: the first page.
+    let mut url = "/v1/tasks?limit=2&cursor=".to_owned();
     loop {
         let page: Value = app.get(&alice, &url).await.json().await.unwrap();
         for item in page["items"].as_array().unwrap() {

@@ -36,6 +36,7 @@ struct EventsQuery {
     #[param(minimum = 0)]
     after: Option<i64>,
     /// The `next_cursor` of the previous page (the same as `after`).
+    #[serde(default, deserialize_with = "paging::non_empty")]
     cursor: Option<String>,
     /// e.g. `Task`, `Bounty`, `Wallet`.
     aggregate_type: Option<String>,
@@ -222,6 +223,7 @@ struct ReadsQuery {
     /// Only reads by this user.
     actor: Option<Uuid>,
     /// The `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "paging::non_empty")]
     cursor: Option<String>,
     /// Page size (default 50, at most 200).
     #[param(minimum = 1)]

@@ -489,6 +489,7 @@ struct BoardQuery {
     #[param(minimum = 1)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page in the same order.
+    #[serde(default, deserialize_with = "paging::non_empty")]
     cursor: Option<String>,
 }
 

@@ -51,6 +51,7 @@ struct ListQuery {
     #[param(minimum = 1)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "paging::non_empty")]
     cursor: Option<String>,
 }
 

@@ -61,6 +61,7 @@ struct EntriesQuery {
     #[param(minimum = 1)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "paging::non_empty")]
     cursor: Option<String>,
 }
 
