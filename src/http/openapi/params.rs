@@ -87,7 +87,7 @@ impl IntoParams for MinPosition {
             "X-Min-Position",
             "Read your writes: the `position` a command answered. The query waits (bounded) \
              until its read model has applied it, and answers 503 with `Retry-After` if it \
-             cannot, never stale data.",
+             cannot, never stale data. A position past the newest event is refused (422).",
             schema,
             json!(42),
         )]

@@ -107,8 +107,9 @@ fn invalid() -> (String, RefOr<Response>) {
             }],
         },
         "Well-formed but invalid: a value out of range, an unknown field, a bad query \
-         string, or an `Idempotency-Key` reused with a different request. `errors` names the \
-         offending fields where it can.",
+         string, an `Idempotency-Key` reused with a different request, or an \
+         `X-Min-Position` past the newest event. `errors` names the offending fields where it \
+         can.",
     )
 }
 
@@ -176,7 +177,7 @@ answers! {
     /// What every command (`http::command::execute`) can refuse: no credentials, a bad or
     /// reused `Idempotency-Key`, a conflict.
     Command = [bad_request, unauthenticated, conflict, invalid, too_many, unavailable];
-    /// What every read of a read model can refuse: no credentials, a bad `X-Min-Position`, a
-    /// read model that did not catch up in time.
-    Read = [bad_request, unauthenticated, unavailable];
+    /// What every read of a read model can refuse: no credentials, a bad `X-Min-Position` (or
+    /// one past the newest event), a read model that did not catch up in time.
+    Read = [bad_request, unauthenticated, invalid, unavailable];
 }
