@@ -28,6 +28,11 @@ use world::{Outcome, World};
 
 /// After the last fault, lag must be back to zero within this.
 const SETTLED_WITHIN: Duration = Duration::from_secs(30);
+/// How long the campaign waits for the pipeline before giving up on a check: far past the
+/// promise above, so that a slow pipeline is reported as slow rather than as lost events.
+const PATIENCE: Duration = Duration::from_secs(300);
+/// How long a client retries one request whose outcome is unknown.
+const RETRY_FOR: Duration = Duration::from_secs(90);
 const PREFIX: &str = "campaign";
 
 #[derive(Parser, Debug)]
@@ -259,7 +264,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
             ));
         }
     }
-    let settled = settle(&deployment.pool, Duration::from_secs(300)).await?;
+    let settled = settle(&deployment.pool, PATIENCE).await?;
     let took = calm.elapsed();
     say(&format!(
         "lag zero {took:.1?} after the last fault and the last operation"
@@ -273,7 +278,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
     let mut journal = world.journal.lock().unwrap().clone();
     report(&journal);
     violations.extend(resolve_unknowns(&world, &mut journal, &mut rng).await);
-    if !settle(&deployment.pool, Duration::from_secs(60)).await? {
+    if !settle(&deployment.pool, PATIENCE).await? {
         violations.push("the pipeline did not settle after the retries".into());
     }
 
@@ -287,9 +292,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
     {
         api.terminate()?;
     }
-    if !leases_expired(&deployment.pool).await?
-        || !settle(&deployment.pool, Duration::from_secs(60)).await?
-    {
+    if !leases_expired(&deployment.pool).await? || !settle(&deployment.pool, PATIENCE).await? {
         violations.push("leases left by the clients were not expired and applied in time".into());
     }
     for worker in deployment
@@ -349,7 +352,7 @@ async fn settle(pool: &PgPool, limit: Duration) -> anyhow::Result<bool> {
 /// Waits (bounded) until no task is leased: the leases clients never gave back have run out
 /// and the workers' scheduler has put those tasks back in their queues.
 async fn leases_expired(pool: &PgPool) -> anyhow::Result<bool> {
-    let deadline = Instant::now() + Duration::from_secs(world::LEASE_SECONDS + 30);
+    let deadline = Instant::now() + Duration::from_secs(world::LEASE_SECONDS) + PATIENCE;
     loop {
         let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'claimed'")
             .fetch_one(pool)
@@ -379,7 +382,10 @@ async fn resolve_unknowns(
             continue;
         }
         let mut answer = Outcome::Unknown("not retried".into());
-        for _ in 0..40 {
+        // A key whose request died with its process stays "in progress" until the server
+        // deems it stale (60 s), then recovers it: a client keeps retrying that long.
+        let deadline = Instant::now() + RETRY_FOR;
+        while Instant::now() < deadline {
             answer = world.send(request, rng).await;
             if !answer.is_unknown() {
                 break;

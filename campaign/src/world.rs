@@ -27,8 +27,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the outcome is still open: no answer, or one that says "try again" (another
+    /// writer got there first, or the same key is still running), which commits nothing.
     pub fn is_unknown(&self) -> bool {
-        matches!(self, Outcome::Unknown(_))
+        match self {
+            Outcome::Unknown(_) => true,
+            Outcome::Refused(409, body) => body["type"].as_str().is_some_and(|t| {
+                t.ends_with("concurrency-conflict") || t.ends_with("request-in-progress")
+            }),
+            _ => false,
+        }
     }
 }
 
