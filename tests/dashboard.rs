@@ -13,7 +13,6 @@ mod common;
 
 use bountyline::startup::Parts;
 use common::{fresh_database, test_settings, TestApp, TestUser};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -282,40 +281,19 @@ impl Server {
     }
 
     async fn restart(&mut self) {
-        let s = &self.settings;
-        let mut command = std::process::Command::new(&self.binary);
+        let mut command =
+            common::bountyline_command(&self.binary, "serve", &self.settings, self.port);
         if let Some(ttl) = self.access_ttl_secs {
             command.env("BOUNTYLINE_AUTH__ACCESS_TTL_SECS", ttl.to_string());
         }
         let child = command
-            .arg("serve")
-            .env("DATABASE_URL", s.database_url.expose_secret())
-            .env("NATS_URL", &s.nats_url)
-            .env("BOUNTYLINE_NATS_PREFIX", &s.nats_prefix)
-            .env(
-                "BOUNTYLINE_AUTH__JWT_SECRET",
-                s.auth.jwt_secret.expose_secret(),
-            )
-            .env("BOUNTYLINE_HTTP__HOST", "127.0.0.1")
-            .env("BOUNTYLINE_HTTP__PORT", self.port.to_string())
             .env("BOUNTYLINE_SSE__KEEP_ALIVE_SECS", "1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("start bountyline serve");
         self.child = Some(child);
-        let ready = format!("{}/health/ready", self.base);
-        common::wait_until(Duration::from_secs(20), "the server to be ready", || {
-            let (client, url) = (self.client.clone(), ready.clone());
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        })
-        .await;
+        common::wait_ready(&self.client, &self.base, Duration::from_secs(20)).await;
     }
 
     /// SIGKILL: no goodbye to the browser's streams.

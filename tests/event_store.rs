@@ -4,9 +4,8 @@
 mod common;
 
 use common::{fresh_database, test_settings, TestApp};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 #[tokio::test]
@@ -78,17 +77,9 @@ async fn acknowledged_commands_survive_killing_the_server() {
     let alice = registrar.user("alice").await;
 
     let port = free_port();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bountyline"));
     let mut child = common::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_bountyline"))
-            .arg("serve")
-            .env("DATABASE_URL", settings.database_url.expose_secret())
-            .env("NATS_URL", &settings.nats_url)
-            .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
-            .env(
-                "BOUNTYLINE_AUTH__JWT_SECRET",
-                settings.auth.jwt_secret.expose_secret(),
-            )
-            .env("BOUNTYLINE_HTTP__PORT", port.to_string())
+        common::bountyline_command(bin, "serve", &settings, port)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,17 +88,7 @@ async fn acknowledged_commands_survive_killing_the_server() {
     );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    common::wait_until(Duration::from_secs(20), "the server to be ready", || {
-        let (client, url) = (client.clone(), format!("{base}/health/ready"));
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
-    .await;
+    common::wait_ready(&client, &base, Duration::from_secs(20)).await;
 
     let mut acknowledged = Vec::new();
     for i in 0..20 {

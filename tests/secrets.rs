@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{fresh_database, test_settings, wait_until};
+use common::{fresh_database, test_settings};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test]
@@ -24,36 +24,19 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         .port();
     let log_path = std::env::temp_dir().join(format!("bountyline-{}.log", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bountyline"));
     let mut child = common::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_bountyline"))
-            .arg("dev")
-            .env("DATABASE_URL", &db)
-            .env("NATS_URL", &settings.nats_url)
-            .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
-            .env("BOUNTYLINE_AUTH__JWT_SECRET", &jwt_secret)
-            .env("BOUNTYLINE_PAYMENTS__WEBHOOK_SECRET", &webhook_secret)
-            .env("BOUNTYLINE_HTTP__PORT", port.to_string())
+        common::bountyline_command(bin, "dev", &settings, port)
             .env("BOUNTYLINE_LOG_FORMAT", "json")
             .env("RUST_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .stdin(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(30), "the server to be ready", || {
-        let (client, url) = (client.clone(), format!("{base}/health/ready"));
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
-    .await;
+    common::wait_ready(&client, &base, Duration::from_secs(30)).await;
 
     let password = format!("pw-{}-long-enough", uuid::Uuid::new_v4());
     let email = format!("secret-{}@example.com", uuid::Uuid::new_v4().simple());

@@ -458,3 +458,47 @@ impl Drop for KillOnDrop {
         self.kill();
     }
 }
+
+/// The real `bountyline` binary (`bin`), set to run `subcommand` on the test's database, NATS
+/// prefix and keys, serving on `port` when it serves. Output and logging are the caller's.
+pub fn bountyline_command(
+    bin: &std::path::Path,
+    subcommand: &str,
+    settings: &Settings,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(bin);
+    command
+        .arg(subcommand)
+        .env("DATABASE_URL", settings.database_url.expose_secret())
+        .env("NATS_URL", &settings.nats_url)
+        .env("BOUNTYLINE_NATS_PREFIX", &settings.nats_prefix)
+        .env(
+            "BOUNTYLINE_AUTH__JWT_SECRET",
+            settings.auth.jwt_secret.expose_secret(),
+        )
+        .env(
+            "BOUNTYLINE_PAYMENTS__WEBHOOK_SECRET",
+            settings.payments.webhook_secret.expose_secret(),
+        )
+        .env("BOUNTYLINE_HTTP__HOST", "127.0.0.1")
+        .env("BOUNTYLINE_HTTP__PORT", port.to_string())
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Waits (bounded) until the server at `base` answers `/health/ready`.
+pub async fn wait_ready(client: &reqwest::Client, base: &str, limit: Duration) {
+    let url = format!("{base}/health/ready");
+    wait_until(limit, "the server to be ready", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+}
