@@ -183,13 +183,6 @@ async fn send(
     request.send().await.unwrap()
 }
 
-async fn event_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn nobody_reads_or_acts_on_what_is_not_theirs_on_any_route_with_an_id() {
     let app = TestApp::spawn().await;
@@ -205,7 +198,7 @@ async fn nobody_reads_or_acts_on_what_is_not_theirs_on_any_route_with_an_id() {
         .await
         .unwrap();
     app.settle().await;
-    let before = event_count(&app).await;
+    let before = app.event_count().await;
 
     let mut flaws = Vec::new();
     let mut checked = 0;
@@ -256,7 +249,7 @@ async fn nobody_reads_or_acts_on_what_is_not_theirs_on_any_route_with_an_id() {
     );
     assert!(flaws.is_empty(), "refusals expected:\n{}", flaws.join("\n"));
     assert_eq!(
-        event_count(&app).await,
+        app.event_count().await,
         before,
         "a refused call changed something"
     );

@@ -250,7 +250,6 @@ async fn post_bounty(api: &TestApp, poster: &TestUser, title: &str, amount: i64)
 /// The real `bountyline serve`, on a port that stays the same across restarts.
 struct Server {
     child: Option<std::process::Child>,
-    binary: PathBuf,
     settings: bountyline::config::Settings,
     access_ttl_secs: Option<u32>,
     port: u16,
@@ -269,7 +268,6 @@ impl Server {
             .port();
         let mut server = Server {
             child: None,
-            binary: pinned_binary(),
             settings: settings.clone(),
             access_ttl_secs,
             port,
@@ -281,8 +279,12 @@ impl Server {
     }
 
     async fn restart(&mut self) {
-        let mut command =
-            common::bountyline_command(&self.binary, "serve", &self.settings, self.port);
+        let mut command = common::bountyline_command(
+            Path::new(env!("CARGO_BIN_EXE_bountyline")),
+            "serve",
+            &self.settings,
+            self.port,
+        );
         if let Some(ttl) = self.access_ttl_secs {
             command.env("BOUNTYLINE_AUTH__ACCESS_TTL_SECS", ttl.to_string());
         }
@@ -308,22 +310,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
-        if self.binary.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-            let _ = std::fs::remove_file(&self.binary);
-        }
-    }
-}
-
-/// The server binary of this build, pinned by a hard link: cargo replaces
-/// `target/debug/bountyline` whenever any build in the same target directory finishes, and the
-/// restart must run the same build as the first start.
-fn pinned_binary() -> PathBuf {
-    let built = Path::new(env!("CARGO_BIN_EXE_bountyline"));
-    let pinned = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("bountyline-{}", uuid::Uuid::new_v4().simple()));
-    match std::fs::hard_link(built, &pinned) {
-        Ok(()) => pinned,
-        Err(_) => built.to_owned(),
     }
 }
 

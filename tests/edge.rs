@@ -144,10 +144,7 @@ async fn a_body_over_the_limit_is_a_413_problem_on_every_kind_of_route() {
             .unwrap();
         problem(res, 413).await;
     }
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let events = app.event_count().await;
     assert_eq!(events, 0);
 }
 

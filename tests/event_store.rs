@@ -21,10 +21,7 @@ async fn the_database_refuses_to_change_or_remove_events() {
         let err = sqlx::query(sql).execute(&app.pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count = app.event_count().await;
     assert_eq!(count, 1);
 }
 

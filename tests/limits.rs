@@ -51,10 +51,7 @@ async fn a_user_over_their_command_rate_is_refused_and_nothing_changes() {
         )
         .await;
     assert_too_many(over).await;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let events = app.event_count().await;
     assert_eq!(events, 3, "the refused command appended nothing");
     // Limits are per user.
     app.create_task(&bob, "q", "bob's own", 0).await;

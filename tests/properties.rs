@@ -13,10 +13,7 @@ async fn requests_that_set_server_owned_fields_are_refused_and_change_nothing() 
     let alice = app.user("alice").await;
     app.deposit(&alice, 5_000, "USD").await;
     app.settle().await;
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let before = app.event_count().await;
 
     let bounty = json!({"title": "t", "description": "d",
                         "reward": {"amount": 100, "currency": "USD"}});
@@ -61,10 +58,7 @@ async fn requests_that_set_server_owned_fields_are_refused_and_change_nothing() 
         .unwrap();
     assert_eq!(registration.status(), 422);
 
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let after = app.event_count().await;
     assert_eq!(after, before, "a refused request appended events");
     let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE 'admin' = ANY(roles)")
         .fetch_one(&app.pool)

@@ -532,9 +532,6 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(no_token.status(), 401);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let events = app.event_count().await;
     assert_eq!(events, 0, "refused commands append nothing");
 }

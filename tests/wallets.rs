@@ -48,10 +48,7 @@ async fn unsigned_or_badly_signed_webhooks_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(forged.status(), 401);
     assert_eq!(forged.headers()["content-type"], "application/problem+json");
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let events = app.event_count().await;
     assert_eq!(events, 0);
 }
 

@@ -68,7 +68,7 @@ fn from_header(req: &HttpRequest) -> Result<Actor, ApiError> {
 
 /// The token of an `Authorization: Bearer` header; `None` when there is no such header, a 401
 /// when there is one we cannot use.
-fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };

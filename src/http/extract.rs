@@ -1,10 +1,8 @@
 //! Turns extractor failures (bad JSON, bad query strings, bad path segments, bodies over the
 //! limit) into problem+json answers, and reads the small headers commands and queries share.
 
-use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use futures::future::LocalBoxFuture;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
 use super::middleware::RequestId;
@@ -56,31 +54,6 @@ pub fn path_config() -> web::PathConfig {
         };
         ApiError::NotFound(format!("no such resource ({detail})")).into()
     })
-}
-
-/// A body read as bytes (up to `web::PayloadConfig`'s limit), for routes that parse it
-/// themselves. `web::Bytes` alone answers a body over the limit in plain text; this answers
-/// it as problem+json, like every other refusal.
-pub struct RawBody(pub web::Bytes);
-
-impl FromRequest for RawBody {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            bytes
-                .await
-                .map(RawBody)
-                .map_err(|err| match err.as_error::<PayloadError>() {
-                    Some(PayloadError::Overflow) => {
-                        ApiError::PayloadTooLarge("the body is larger than allowed".into())
-                    }
-                    _ => ApiError::BadRequest(format!("the body could not be read: {err}")),
-                })
-        })
-    }
 }
 
 pub fn request_id(req: &HttpRequest) -> String {

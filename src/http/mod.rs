@@ -31,7 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
 /// No route matched: a known path with another method is a 405 naming the methods it has;
 /// anything else is a 404.
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    let allowed = openapi::methods_for(req.path());
+    let allowed = req
+        .app_data::<web::Data<openapi::Document>>()
+        .map(|doc| doc.methods_for(req.path()))
+        .unwrap_or_default();
     if !allowed.is_empty() {
         let detail = format!("{} is not served on {}", req.method(), req.path());
         let mut res = problem_response(&ApiError::MethodNotAllowed(detail));

@@ -128,51 +128,57 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The document as served: serialised once, shared by every worker.
+/// The document as served: serialised once, shared by every worker, with its paths' methods
+/// for the `Allow` header of a 405.
 #[derive(Clone)]
-pub struct Document(Bytes);
+pub struct Document {
+    bytes: Bytes,
+    /// Each documented path as segments (`{param}` matches any one), and its methods.
+    routes: Vec<(Vec<String>, Vec<String>)>,
+}
 
 impl Document {
     pub fn build() -> Result<Self, serde_json::Error> {
-        Ok(Self(Bytes::from(serde_json::to_vec(&ApiDoc::openapi())?)))
-    }
-
-    pub fn bytes(&self) -> Bytes {
-        self.0.clone()
-    }
-}
-
-/// The methods the document lists for `path` (templates match any value in a `{param}`
-/// segment), for the `Allow` header of a 405. Empty when no documented path matches.
-pub fn methods_for(path: &str) -> Vec<String> {
-    static PATHS: std::sync::OnceLock<Vec<(Vec<String>, Vec<String>)>> = std::sync::OnceLock::new();
-    let paths = PATHS.get_or_init(|| {
-        ApiDoc::openapi()
-            .paths
-            .paths
+        let doc = ApiDoc::openapi();
+        let paths = serde_json::to_value(&doc.paths)?;
+        let routes = paths
+            .as_object()
             .into_iter()
+            .flatten()
             .map(|(template, item)| {
                 let segments = template.split('/').map(str::to_owned).collect();
-                let value = serde_json::to_value(item).unwrap_or_default();
                 let methods = ["get", "post", "put", "patch", "delete"]
                     .iter()
-                    .filter(|m| value.get(**m).is_some())
+                    .filter(|m| item.get(**m).is_some())
                     .map(|m| m.to_uppercase())
                     .collect();
                 (segments, methods)
             })
-            .collect()
-    });
-    let wanted: Vec<&str> = path.split('/').collect();
-    paths
-        .iter()
-        .filter(|(segments, _)| {
-            segments.len() == wanted.len()
-                && segments
-                    .iter()
-                    .zip(&wanted)
-                    .all(|(t, w)| t == w || (t.starts_with('{') && !w.is_empty()))
+            .collect();
+        Ok(Self {
+            // Serialised from the document itself, so that its paths keep their order.
+            bytes: Bytes::from(serde_json::to_vec(&doc)?),
+            routes,
         })
-        .flat_map(|(_, methods)| methods.iter().cloned())
-        .collect()
+    }
+
+    pub fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    /// The methods documented for `path`; empty when no documented path matches it.
+    pub fn methods_for(&self, path: &str) -> Vec<String> {
+        let wanted: Vec<&str> = path.split('/').collect();
+        self.routes
+            .iter()
+            .filter(|(segments, _)| {
+                segments.len() == wanted.len()
+                    && segments
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(t, w)| t == w || (t.starts_with('{') && !w.is_empty()))
+            })
+            .flat_map(|(_, methods)| methods.iter().cloned())
+            .collect()
+    }
 }

@@ -278,6 +278,14 @@ impl TestApp {
     }
 
     /// The highest position in the event store.
+    /// How many events the store holds (a refused request must not change it).
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+
     pub async fn head(&self) -> i64 {
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(&self.pool)

@@ -69,7 +69,7 @@ fn task_zeros() -> BTreeMap<&'static str, i64> {
 
 /// Adds `count` under the known status `name`; statuses this build does not know are skipped.
 fn add(map: &mut BTreeMap<&'static str, i64>, name: &str, count: i64) {
-    if let Some(slot) = map.iter_mut().find(|(k, _)| **k == name).map(|(_, v)| v) {
+    if let Some(slot) = map.get_mut(name) {
         *slot += count;
     }
 }

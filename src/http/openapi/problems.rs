@@ -171,8 +171,9 @@ answers! {
     Invalid = [invalid];
     /// What reading a `web::Json` body can refuse.
     JsonBody = [bad_request, too_large, not_json, invalid];
-    /// What reading a JSON body through `extract::RawBody` (optional, or verified before it
-    /// is parsed; no content type needed) can refuse.
+    /// What reading a body as bytes and parsing it in the handler (optional, or verified
+    /// before it is parsed; no content type needed) can refuse; a body over the limit is
+    /// answered as a problem by `guard::problem_errors`.
     RawJsonBody = [bad_request, too_large, invalid];
     /// What every command (`http::command::execute`) can refuse: no credentials, a bad or
     /// reused `Idempotency-Key`, a conflict.

@@ -28,7 +28,7 @@ use crate::auth::{require_role, Authenticated};
 use crate::commands::Committed;
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{optional_json, RawBody};
+use crate::http::extract::optional_json;
 use crate::http::openapi::params::{BountyId, IdempotencyKey, MinPosition};
 use crate::http::openapi::problems::{
     Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
@@ -329,7 +329,7 @@ async fn approve(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Approve {
@@ -354,7 +354,7 @@ async fn cancel(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let request: NoBody = optional_json(&body)?;
     let command = BountyCommand::Cancel {

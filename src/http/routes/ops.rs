@@ -1,12 +1,12 @@
 //! Operational endpoints: liveness, readiness (Postgres, NATS, migrations) and Prometheus
 //! metrics (behind a token when `http.metrics_token` is set).
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::extractor::bearer;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::problems::Unauthenticated;
 use crate::state::AppState;
@@ -83,7 +83,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 )]
 async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let token = state.settings.http.metrics_token.expose_secret();
-    if !token.is_empty() && !bearer_is(&req, token) {
+    if !token.is_empty() && !bearer(&req)?.is_some_and(|given| same(&given, token)) {
         return Err(ApiError::Unauthenticated(
             "/metrics needs the configured metrics token".into(),
         ));
@@ -93,14 +93,8 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<Http
         .body(state.metrics.render()))
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
-fn bearer_is(req: &HttpRequest, token: &str) -> bool {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+/// Equal strings, compared in time that does not depend on where they differ.
+fn same(given: &str, token: &str) -> bool {
     given.len() == token.len()
         && given
             .bytes()

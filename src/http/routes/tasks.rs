@@ -18,7 +18,7 @@ use crate::auth::extractor::Authenticated;
 use crate::commands::{CommandError, Committed};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{optional_json, RawBody};
+use crate::http::extract::optional_json;
 use crate::http::openapi::params::{IdempotencyKey, MinPosition, TaskId};
 use crate::http::openapi::problems::{
     Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
@@ -155,7 +155,7 @@ async fn claim(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     path: web::Path<String>,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
@@ -271,7 +271,7 @@ async fn heartbeat(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let request: HeartbeatRequest = optional_json(&body)?;
     let progress = request
@@ -310,7 +310,7 @@ async fn complete(
     req: HttpRequest,
     Authenticated(actor): Authenticated,
     id: web::Path<Uuid>,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let request: CompleteRequest = optional_json(&body)?;
     let result = request

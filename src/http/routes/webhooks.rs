@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::commands::CommandContext;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{request_id, RawBody};
+use crate::http::extract::request_id;
 use crate::http::openapi::problems::{Conflict, Forbidden, NotFound, RawJsonBody, Unauthenticated};
 use crate::http::signature;
 use crate::state::AppState;
@@ -75,7 +75,7 @@ struct Delivered {
 async fn payments(
     state: web::Data<AppState>,
     req: HttpRequest,
-    RawBody(body): RawBody,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let secret = state
         .settings
