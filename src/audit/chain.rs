@@ -35,11 +35,27 @@ pub struct BrokenLink {
 /// The newest event of one stream, as exported for a later [`check_heads`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Head {
+    /// Any text but U+0000, which the store cannot hold.
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub aggregate_type: String,
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub aggregate_id: String,
+    #[serde(deserialize_with = "crate::http::whole::number")]
     pub sequence: i64,
     /// Lower-case hex of the event's hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub hash: String,
+}
+
+impl Head {
+    /// Whether `hash` is a hash as exports write it: 64 lower-case hex digits.
+    pub fn hash_is_well_formed(&self) -> bool {
+        self.hash.len() == 64
+            && self
+                .hash
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
 }
 
 /// A stream that no longer matches its exported head.

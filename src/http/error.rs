@@ -63,6 +63,12 @@ impl ApiError {
                 retry_after: 1,
             };
         }
+        if err.chain().any(is_unstorable_text) {
+            return ApiError::invalid_field(
+                "request",
+                "must not contain the character U+0000, which cannot be stored",
+            );
+        }
         ApiError::Internal(err)
     }
 
@@ -244,6 +250,19 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(e)
     }
+}
+
+/// Whether Postgres refused a text for a character it cannot hold (U+0000, in `text` as
+/// "invalid byte sequence", in `jsonb` as "unsupported Unicode escape sequence"): the request's
+/// fault, whichever field carried it, so a 422 rather than a 500.
+fn is_unstorable_text(cause: &(dyn std::error::Error + 'static)) -> bool {
+    const INVALID_BYTE_SEQUENCE: &str = "22021";
+    const UNTRANSLATABLE_CHARACTER: &str = "22P05";
+    cause
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == INVALID_BYTE_SEQUENCE || code == UNTRANSLATABLE_CHARACTER)
 }
 
 /// Whether `cause` says the database could not be reached, rather than that it refused.

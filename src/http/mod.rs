@@ -13,6 +13,7 @@ pub mod paging;
 pub mod refusals;
 pub mod routes;
 pub mod signature;
+pub mod whole;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

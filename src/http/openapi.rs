@@ -9,6 +9,7 @@
 
 pub mod params;
 pub mod problems;
+pub mod values;
 
 use actix_web::web::Bytes;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -56,7 +57,7 @@ use super::routes::{
         audit_chain::verify, audit_chain::heads, audit_chain::check_heads,
     ),
     components(schemas(Problem)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ParameterDescriptions),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's account; roles (admin)"),
@@ -80,6 +81,44 @@ use super::routes::{
 pub struct ApiDoc;
 
 /// The security schemes operations name in their `security(...)`.
+/// utoipa-gen 6 leaves out the doc comment of a query parameter whose schema comes from
+/// `#[param(schema_with = ...)]` (`openapi::values`); such schemas carry their description, and
+/// this lifts it onto the parameter, where readers and tools look for it.
+struct ParameterDescriptions;
+
+impl Modify for ParameterDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
+            [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+        });
+        for operation in operations {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                if parameter.description.is_some() {
+                    continue;
+                }
+                parameter.description = match &parameter.schema {
+                    Some(RefOr::T(Schema::Object(object))) => object.description.clone(),
+                    Some(RefOr::T(Schema::OneOf(one_of))) => one_of.description.clone(),
+                    _ => None,
+                };
+            }
+        }
+    }
+}
+
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {

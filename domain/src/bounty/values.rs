@@ -35,7 +35,7 @@ impl fmt::Display for Tag {
     }
 }
 
-/// A bounty's tags: at most ten, each once, in the order first given.
+/// A bounty's tags: at most ten given, each kept once, in the order first given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Tags(Vec<Tag>);
@@ -43,20 +43,22 @@ pub struct Tags(Vec<Tag>);
 impl Tags {
     pub const MAX: usize = 10;
 
-    /// Parses each tag, drops repeats, then allows at most [`Tags::MAX`].
+    /// Allows at most [`Tags::MAX`] tags, repeats included (the limit is on what a client
+    /// sends, as the API document states it), parses each and drops repeats.
     pub fn parse<S: AsRef<str>>(raw: impl IntoIterator<Item = S>) -> Result<Self, InvalidValue> {
+        let raw: Vec<S> = raw.into_iter().collect();
+        if raw.len() > Self::MAX {
+            return Err(InvalidValue::new(
+                "tags",
+                format!("at most {} tags", Self::MAX),
+            ));
+        }
         let mut tags: Vec<Tag> = Vec::new();
         for raw in raw {
             let tag = Tag::parse(raw.as_ref())?;
             if !tags.contains(&tag) {
                 tags.push(tag);
             }
-        }
-        if tags.len() > Self::MAX {
-            return Err(InvalidValue::new(
-                "tags",
-                format!("at most {} different tags", Self::MAX),
-            ));
         }
         Ok(Self(tags))
     }
@@ -157,13 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn tags_are_deduplicated_before_being_counted() {
+    fn at_most_ten_tags_are_given_and_repeats_are_dropped() {
         let tags = Tags::parse(["rust", "web", "rust"]).unwrap();
         assert_eq!(tags.to_strings(), vec!["rust", "web"]);
         let ten: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
-        let mut with_repeats = ten.clone();
-        with_repeats.extend(ten.clone());
-        assert_eq!(Tags::parse(&with_repeats).unwrap().as_slice().len(), 10);
+        assert_eq!(Tags::parse(&ten).unwrap().as_slice().len(), 10);
+        // The document's `maxItems` counts what was sent, repeats included.
+        let eleven_repeats = vec!["rust"; 11];
+        assert_eq!(Tags::parse(&eleven_repeats).unwrap_err().field, "tags");
         let mut eleven = ten;
         eleven.push("t10".into());
         assert_eq!(Tags::parse(&eleven).unwrap_err().field, "tags");

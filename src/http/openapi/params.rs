@@ -93,3 +93,18 @@ impl IntoParams for MinPosition {
         )]
     }
 }
+
+/// `{queue}`: a queue's name.
+pub struct QueuePath;
+
+impl IntoParams for QueuePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("queue")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The queue's name"))
+            .schema(Some(super::values::queue()))
+            .build()]
+    }
+}

@@ -57,6 +57,7 @@ async fn parked_events(
 #[into_params(parameter_in = Query)]
 struct FlowQuery {
     /// `in_flight` (default), `stuck`, `done` or `all`.
+    #[param(schema_with = flow_states)]
     state: Option<String>,
 }
 
@@ -72,6 +73,14 @@ struct Flow {
     last_error: Option<String>,
     started_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+fn flow_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::http::openapi::values::one_of(["in_flight", "stuck", "done", "all"])
+        .description(Some(
+            "Which flows: `in_flight` (the default), `stuck`, `done` or `all`.",
+        ))
+        .into()
 }
 
 /// The process managers' flows (admin): which are in flight, which are stuck, which are done.

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::audit::chain::{self, Head, HeadProblem, VerifyReport};
 use crate::auth::Authenticated;
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::problems::{Forbidden, JsonBody, Unauthenticated};
 use crate::http::paging::Items;
 use crate::state::AppState;
@@ -84,6 +84,12 @@ async fn check_heads(
     body: web::Json<HeadsBody>,
 ) -> ApiResult<HttpResponse> {
     crate::auth::require_oversight(&actor)?;
+    if let Some(i) = body.items.iter().position(|h| !h.hash_is_well_formed()) {
+        return Err(ApiError::invalid_field(
+            format!("items[{i}].hash"),
+            "must be 64 lower-case hex digits, as the export wrote it",
+        ));
+    }
     let problems = chain::check_heads(&state.pool, &body.items).await?;
     Ok(HttpResponse::Ok().json(HeadsCheck {
         ok: problems.is_empty(),

@@ -36,9 +36,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 #[schema(as = Register, example = json!({"email": "ada@example.com",
     "password": "correct horse battery", "display_name": "Ada"}))]
 struct RegisterRequest {
+    #[schema(schema_with = crate::http::openapi::values::email)]
     email: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = crate::http::openapi::values::password)]
     password: SecretString,
+    #[schema(schema_with = crate::http::openapi::values::display_name)]
     display_name: String,
 }
 

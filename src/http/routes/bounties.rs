@@ -77,9 +77,10 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[schema(as = Money)]
 struct RewardRequest {
-    #[schema(minimum = 1, example = 1250)]
+    #[schema(minimum = 1, maximum = 1e12, example = 1250)]
+    #[serde(deserialize_with = "crate::http::whole::number")]
     amount: i64,
-    #[schema(example = "USD")]
+    #[schema(schema_with = crate::http::openapi::values::currency)]
     currency: String,
 }
 
@@ -89,11 +90,14 @@ struct RewardRequest {
     "description": "It fails one run in ten on CI.", "reward": {"amount": 1250, "currency": "USD"},
     "deadline": "2030-01-31T23:59:59Z", "tags": ["rust", "testing"]}))]
 struct PostRequest {
+    #[schema(schema_with = crate::http::openapi::values::title)]
     title: String,
+    #[schema(schema_with = crate::http::openapi::values::description)]
     description: String,
     reward: RewardRequest,
     /// When the bounty expires if it is still open; its escrow is then refunded.
     deadline: Option<DateTime<Utc>>,
+    #[schema(schema_with = crate::http::openapi::values::optional_tags)]
     tags: Option<Vec<String>>,
 }
 
@@ -143,6 +147,7 @@ async fn post(
 #[serde(deny_unknown_fields)]
 #[schema(as = Apply, example = json!({"pitch": "I fixed the same race in our codebase last year."}))]
 struct ApplyRequest {
+    #[schema(schema_with = crate::http::openapi::values::pitch)]
     pitch: String,
 }
 
@@ -266,6 +271,7 @@ enum DeliverableRequest {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeliverableParts {
+    #[schema(schema_with = crate::http::openapi::values::optional_deliverable_text)]
     text: Option<String>,
     link: Option<String>,
 }
@@ -275,6 +281,7 @@ struct DeliverableParts {
 #[schema(as = Submit, example = json!({"deliverable": {"text": "Fixed: the session store raced.",
     "link": "https://git.example.com/pr/42"}}))]
 struct SubmitRequest {
+    #[schema(schema_with = crate::http::openapi::values::deliverable)]
     deliverable: DeliverableRequest,
 }
 
@@ -368,6 +375,7 @@ async fn cancel(
 #[serde(deny_unknown_fields)]
 #[schema(as = Reason, example = json!({"reason": "The fix does not cover the logout path."}))]
 struct ReasonRequest {
+    #[schema(schema_with = crate::http::openapi::values::reason)]
     reason: String,
 }
 
@@ -424,7 +432,7 @@ async fn dispute(
 #[schema(as = Resolve, example = json!({"outcome": "pay_hunter"}))]
 struct ResolveRequest {
     /// `pay_hunter` or `refund_poster`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::http::openapi::values::dispute_outcome)]
     outcome: DisputeOutcome,
 }
 
@@ -474,16 +482,22 @@ async fn run(
 #[into_params(parameter_in = Query)]
 struct BoardQuery {
     /// A bounty status, e.g. `open`, `assigned`, `submitted`.
+    #[param(schema_with = crate::http::openapi::values::optional_bounty_status)]
     status: Option<String>,
     /// Bounties with this tag.
+    #[param(schema_with = crate::http::openapi::values::optional_tag)]
     tag: Option<String>,
     /// Text search over titles and descriptions (at most 200 characters).
+    #[param(max_length = 200)]
     q: Option<String>,
     /// `reward`, `-reward`, `created` or `-created` (newest first, the default).
+    #[param(schema_with = crate::http::openapi::values::optional_board_sort)]
     sort: Option<String>,
     /// A user id, or `me`.
+    #[param(schema_with = crate::http::openapi::values::optional_user_ref)]
     poster: Option<String>,
     /// A user id, or `me`.
+    #[param(schema_with = crate::http::openapi::values::optional_user_ref)]
     hunter: Option<String>,
     /// Page size (default 50, at most 200).
     #[param(minimum = 1)]

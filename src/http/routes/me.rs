@@ -31,6 +31,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 #[schema(as = GrantRole, example = json!({"role": "auditor"}))]
 struct RoleRequest {
     /// `member`, `admin` or `auditor`.
+    #[schema(schema_with = crate::http::openapi::values::role)]
     role: String,
 }
 
@@ -74,7 +75,7 @@ async fn grant_role(
     tag = "users",
     params(
         UserId,
-        ("role" = String, Path, description = "`admin` or `auditor`"),
+        RemovableRole,
     ),
     responses((status = 200, description = "The user without the role", body = User),
         Unauthenticated, Forbidden, NotFound, Invalid),
@@ -90,6 +91,28 @@ async fn remove_role(
     let role = parse_role(&role)?;
     let user = users::remove_role(&pool, id, role).await?;
     answer(user)
+}
+
+/// The `{role}` of a removal: every role but `member`, which every user keeps.
+struct RemovableRole;
+
+impl utoipa::IntoParams for RemovableRole {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        let removable = Role::ALL
+            .into_iter()
+            .filter(|r| *r != Role::Member)
+            .map(Role::as_str);
+        vec![ParameterBuilder::new()
+            .name("role")
+            .parameter_in(ParameterIn::Path)
+            .required(utoipa::openapi::Required::True)
+            .description(Some("The role to remove"))
+            .schema(Some(crate::http::openapi::values::one_of(removable)))
+            .build()]
+    }
 }
 
 fn parse_role(raw: &str) -> ApiResult<Role> {

@@ -19,7 +19,7 @@ use crate::commands::{CommandError, Committed};
 use crate::http::command::{execute, Answer};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::optional_json;
-use crate::http::openapi::params::{IdempotencyKey, MinPosition, TaskId};
+use crate::http::openapi::params::{IdempotencyKey, MinPosition, QueuePath, TaskId};
 use crate::http::openapi::problems::{
     Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
 };
@@ -45,16 +45,21 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 #[schema(as = CreateTask, example = json!({"queue": "thumbnails", "title": "Resize image 42",
     "priority": 5, "payload": {"image_id": 42}, "max_attempts": 3}))]
 struct CreateRequest {
+    #[schema(schema_with = crate::http::openapi::values::queue)]
     queue: String,
+    #[schema(schema_with = crate::http::openapi::values::title)]
     title: String,
+    #[schema(schema_with = crate::http::openapi::values::optional_description)]
     description: Option<String>,
     /// 0-9, higher is claimed first (default 0).
     #[schema(minimum = 0, maximum = 9)]
+    #[serde(default, deserialize_with = "crate::http::whole::optional")]
     priority: Option<i64>,
     /// Anything the worker needs, as JSON.
     payload: Option<serde_json::Value>,
     /// Claims before the task is dead-lettered (1-100, default 3).
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::http::whole::optional")]
     max_attempts: Option<i64>,
     /// The bounty this task works towards, if any.
     bounty_id: Option<Uuid>,
@@ -116,6 +121,7 @@ async fn create(
 struct ClaimRequest {
     /// How long the claim holds without a heartbeat (1-3600, default 30).
     #[schema(minimum = 1, maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::http::whole::optional")]
     lease_seconds: Option<i64>,
 }
 
@@ -141,7 +147,7 @@ struct ClaimedTask {
 /// to another worker is skipped for the next one. The body may be left out.
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", operation_id = "claimTask", tag = "tasks",
-    params(("queue" = String, Path, description = "The queue's name"), IdempotencyKey),
+    params(QueuePath, IdempotencyKey),
     request_body = Option<ClaimRequest>,
     responses(
         (status = 200, description = "The claimed task and its lease", body = ClaimedTask),
@@ -252,7 +258,9 @@ async fn claimed(
 struct HeartbeatRequest {
     /// Percent done (0-100).
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::http::whole::optional")]
     progress: Option<i64>,
+    #[schema(schema_with = crate::http::openapi::values::optional_note)]
     note: Option<String>,
 }
 
@@ -330,6 +338,7 @@ async fn complete(
 #[serde(deny_unknown_fields)]
 #[schema(as = FailTask, example = json!({"error": "the image is corrupt", "retryable": false}))]
 struct FailRequest {
+    #[schema(schema_with = crate::http::openapi::values::error_text)]
     error: String,
     /// Whether another attempt may succeed (default true); the task is dead-lettered when
     /// not, or when its attempts are used up.
@@ -404,8 +413,10 @@ async fn run(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Tasks of this queue.
+    #[param(schema_with = crate::http::openapi::values::optional_queue)]
     queue: Option<String>,
     /// `queued`, `claimed`, `completed`, `dead_lettered` or `cancelled`.
+    #[param(schema_with = crate::http::openapi::values::optional_task_status)]
     status: Option<String>,
     /// Tasks this user created.
     creator: Option<Uuid>,

@@ -99,8 +99,10 @@ async fn entries(
 #[schema(as = Withdraw, example = json!({"amount": 5000, "currency": "USD"}))]
 struct MoneyRequest {
     /// In minor units.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1e12)]
+    #[serde(deserialize_with = "crate::http::whole::number")]
     amount: i64,
+    #[schema(schema_with = crate::http::openapi::values::currency)]
     currency: String,
 }
 
@@ -170,9 +172,12 @@ async fn withdraw(
     "reason": "goodwill credit for ticket 1234"}))]
 struct CreditRequest {
     /// In minor units.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1e12)]
+    #[serde(deserialize_with = "crate::http::whole::number")]
     amount: i64,
+    #[schema(schema_with = crate::http::openapi::values::currency)]
     currency: String,
+    #[schema(schema_with = crate::http::openapi::values::reason)]
     reason: String,
 }
 

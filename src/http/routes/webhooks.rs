@@ -36,11 +36,14 @@ struct Delivery {
     /// `deposit.succeeded`, `withdrawal.succeeded` or `withdrawal.failed`.
     event: String,
     /// The provider's id of the money movement; deliveries are idempotent on it.
+    #[schema(schema_with = crate::http::openapi::values::provider_reference)]
     reference: String,
     user_id: Uuid,
     /// In minor units.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1e12)]
+    #[serde(deserialize_with = "crate::http::whole::number")]
     amount: i64,
+    #[schema(schema_with = crate::http::openapi::values::currency)]
     currency: String,
     /// Required for withdrawal events: the `withdrawal_id` the withdrawal was answered with.
     withdrawal_id: Option<Uuid>,

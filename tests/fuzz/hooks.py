@@ -1,0 +1,75 @@
+"""Schemathesis hooks for scripts/fuzz: make the fuzzer send back what the server issued.
+
+Three request values are valid only relative to what the server has said, which a schema
+cannot express, so data generated from the schema alone is refused (422) by design:
+
+- ``X-Min-Position``: a position past the newest event is refused (there is nothing to wait
+  for). A real client sends a position a command answered, so the hook lowers a generated one
+  to the newest position seen in an answer.
+- ``Idempotency-Key``: reusing a key with another request is refused (the IETF draft's 422).
+  A real client makes a fresh key per request, so the hook does too.
+- ``cursor``: a cursor must be one the API issued. The hook keeps cursors seen in answers
+  and drops any other.
+- A bounty's ``deadline`` must be in the future, which moves: the hook moves a past one a
+  month ahead.
+
+Only values that satisfy the document are replaced; the negative phase's malformed ones
+(not integers, too long, ...) still reach the server as generated.
+"""
+
+import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import schemathesis
+
+# The document's pattern for Idempotency-Key (src/http/openapi/params.rs).
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+newest_position = 0
+issued_cursors = set()
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    headers = case.headers or {}
+    for name in list(headers):
+        lower = name.lower()
+        value = headers[name]
+        if lower == "x-min-position" and isinstance(value, str) and value.isdigit():
+            headers[name] = str(min(int(value), newest_position))
+        elif lower == "idempotency-key" and isinstance(value, str) and IDEMPOTENCY_KEY.match(value):
+            headers[name] = str(uuid.uuid4())
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("deadline"), str):
+        try:
+            deadline = datetime.fromisoformat(body["deadline"].replace("Z", "+00:00"))
+        except ValueError:
+            deadline = None
+        now = datetime.now(timezone.utc)
+        if deadline is not None and deadline.tzinfo is not None and deadline <= now:
+            body["deadline"] = (now + timedelta(days=30)).isoformat()
+    query = case.query or {}
+    cursor = query.get("cursor")
+    if isinstance(cursor, str) and cursor and cursor not in issued_cursors:
+        del query["cursor"]
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    global newest_position
+    if "json" not in response.headers.get("content-type", [""])[0]:
+        return
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    position = body.get("position")
+    if isinstance(position, int) and position > newest_position:
+        newest_position = position
+    cursor = body.get("next_cursor")
+    if isinstance(cursor, str):
+        issued_cursors.add(cursor)
