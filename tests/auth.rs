@@ -78,6 +78,8 @@ fn good_claims(app: &TestApp, user: &TestUser) -> Value {
         "nbf": now,
         "exp": now + 300,
         "jti": Uuid::new_v4(),
+        // The session of the user's real login: a forged token for an ended one is refused.
+        "sid": payload_of(&user.access_token)["sid"],
     })
 }
 
@@ -289,6 +291,45 @@ async fn refreshing_rotates_the_refresh_token_and_the_old_one_stops_working() {
         app.refresh("never-issued").await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn an_access_token_ends_with_its_session_at_refresh_and_at_logout() {
+    let app = TestApp::spawn().await;
+    let user = app.user("ivan").await;
+    let other_login = json_of(app.login(&user.email, GOOD_PASSWORD).await).await;
+    let other_access = other_login["access_token"].as_str().unwrap();
+
+    // A refresh ends the session the old access token named; the new one works.
+    let pair = json_of(app.refresh(&user.refresh_token).await).await;
+    let new_access = pair["access_token"].as_str().unwrap();
+    assert_eq!(
+        me(&app, &user.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let stream = app
+        .client
+        .get(app.url(&format!(
+            "/v1/streams/tasks?access_token={}",
+            user.access_token
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&app, new_access).await.status(), StatusCode::OK);
+
+    // Logging out ends it too, and only that login's session.
+    let refresh = pair["refresh_token"].as_str().unwrap();
+    assert_eq!(logout(&app, refresh).await.status(), StatusCode::NO_CONTENT);
+    let res = me(&app, new_access).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let problem = json_of(res).await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("session has ended"));
+    assert_eq!(me(&app, other_access).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

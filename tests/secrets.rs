@@ -86,7 +86,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     .json()
     .await
     .unwrap();
-    let access = refreshed["access_token"].as_str().unwrap().to_owned();
+    let refreshed_access = refreshed["access_token"].as_str().unwrap().to_owned();
     // Reusing the rotated token is refused and logged; the token must not be in that log line.
     post(
         "/v1/auth/refresh",
@@ -95,6 +95,25 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     )
     .await
     .unwrap();
+    // The reuse revoked the family, which ended the refreshed access token's session too.
+    let me = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&refreshed_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let again: Value = post(
+        "/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let access = again["access_token"].as_str().unwrap().to_owned();
 
     let body = json!({"event": "deposit.succeeded", "reference": "dep-secret", "user_id": user["id"],
                       "amount": 1000, "currency": "USD"});
@@ -170,6 +189,11 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         ("password", password.as_str()),
         ("wrong password", wrong.as_str()),
         ("access token", access.as_str()),
+        ("refreshed access token", refreshed_access.as_str()),
+        (
+            "second login's refresh token",
+            again["refresh_token"].as_str().unwrap(),
+        ),
         (
             "first access token",
             first["access_token"].as_str().unwrap(),

@@ -1,15 +1,20 @@
 //! Who is calling: the `Authenticated` extractor that turns a bearer access token into an
 //! [`Actor`], and the role check handlers use after it.
-
-use std::future::{ready, Ready};
+//!
+//! A token is taken when its signature and claims verify and its session still stands: an
+//! access token stops working as soon as its refresh token is rotated (a refresh) or revoked
+//! (logout, reuse), not only when it expires.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use bountyline_domain::{Actor, Role};
+use futures::future::LocalBoxFuture;
 use serde::Deserialize;
+use sqlx::PgPool;
 
-use crate::auth::tokens::AuthKeys;
+use crate::auth::refresh;
+use crate::auth::tokens::{AuthKeys, Verified};
 use crate::http::error::ApiError;
 
 /// The verified caller. Put it in a handler's arguments to require a valid access token
@@ -21,7 +26,7 @@ impl Authenticated {
     /// For SSE routes only: browsers' `EventSource` cannot set headers, so the token may also
     /// come as `?access_token=`. The header wins when both are present. Query strings end up in
     /// access logs, which is why no other route accepts this.
-    pub fn from_request_or_query(req: &HttpRequest) -> Result<Actor, ApiError> {
+    pub async fn from_request_or_query(req: &HttpRequest) -> Result<Actor, ApiError> {
         let token = match bearer(req)? {
             Some(token) => token,
             None => query_token(req).ok_or_else(|| {
@@ -32,7 +37,7 @@ impl Authenticated {
                 )
             })?,
         };
-        keys(req)?.verify(&token)
+        authenticate(req, &token).await
     }
 
     pub fn into_inner(self) -> Actor {
@@ -50,20 +55,37 @@ impl std::ops::Deref for Authenticated {
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(from_header(req).map(Authenticated))
+        let req = req.clone();
+        Box::pin(async move {
+            let token = bearer(&req)?.ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "an access token is required: send `Authorization: Bearer <token>`".to_owned(),
+                )
+            })?;
+            authenticate(&req, &token).await.map(Authenticated)
+        })
     }
 }
 
-fn from_header(req: &HttpRequest) -> Result<Actor, ApiError> {
-    let token = bearer(req)?.ok_or_else(|| {
-        ApiError::Unauthenticated(
-            "an access token is required: send `Authorization: Bearer <token>`".to_owned(),
-        )
+/// Verifies `token` and checks that its session still stands.
+async fn authenticate(req: &HttpRequest, token: &str) -> Result<Actor, ApiError> {
+    let Verified { actor, session } = keys(req)?.verify(token)?;
+    let pool = req.app_data::<web::Data<PgPool>>().ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("PgPool is not registered as app data"))
     })?;
-    keys(req)?.verify(&token)
+    if refresh::session_is_live(pool, session).await? {
+        Ok(actor)
+    } else {
+        tracing::debug!(user_id = %actor.user_id, "access token of an ended session refused");
+        Err(ApiError::Unauthenticated(
+            "the access token's session has ended (logged out, or refreshed since): use the \
+             newest access token, or log in again"
+                .to_owned(),
+        ))
+    }
 }
 
 /// The token of an `Authorization: Bearer` header; `None` when there is no such header, a 401
@@ -129,65 +151,49 @@ pub fn require_role(actor: &Actor, role: Role) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AuthSettings;
     use actix_web::test::TestRequest;
-    use uuid::Uuid;
 
-    fn keys() -> AuthKeys {
-        AuthKeys::new(&AuthSettings {
-            jwt_secret: "test-secret-that-is-at-least-32-bytes-long".into(),
-            issuer: "bountyline".into(),
-            audience: "bountyline-api".into(),
-            access_ttl_secs: 60,
-            refresh_ttl_secs: 60,
-        })
+    #[test]
+    fn a_bearer_header_is_read_and_other_schemes_are_refused() {
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "bearer abc.def.ghi"))
+            .to_http_request();
+        assert_eq!(bearer(&req).unwrap().as_deref(), Some("abc.def.ghi"));
+
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(bearer(&req).unwrap(), None);
+
+        for value in ["Basic abc", "Bearer ", "Bearer"] {
+            let req = TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request();
+            assert!(
+                matches!(bearer(&req), Err(ApiError::Unauthenticated(_))),
+                "{value}"
+            );
+        }
     }
 
     #[test]
-    fn a_bearer_header_yields_the_actor_and_its_absence_a_401() {
-        let keys = keys();
-        let user = Uuid::new_v4();
-        let token = keys.issue(user, &[Role::Member]).unwrap().token;
-        let data = web::Data::new(keys);
-
-        let req = TestRequest::default()
-            .app_data(data.clone())
-            .insert_header((header::AUTHORIZATION, format!("bearer {token}")))
-            .to_http_request();
-        assert_eq!(from_header(&req).unwrap().user_id, user);
-
-        let req = TestRequest::default()
-            .app_data(data.clone())
-            .to_http_request();
-        assert!(matches!(
-            from_header(&req),
-            Err(ApiError::Unauthenticated(_))
-        ));
-
-        let req = TestRequest::default()
-            .app_data(data)
-            .insert_header((header::AUTHORIZATION, format!("Basic {token}")))
-            .to_http_request();
-        assert!(matches!(
-            from_header(&req),
-            Err(ApiError::Unauthenticated(_))
-        ));
+    fn the_query_token_is_read_only_when_present_and_not_empty() {
+        let req = TestRequest::with_uri("/v1/streams/events?access_token=abc").to_http_request();
+        assert_eq!(query_token(&req).as_deref(), Some("abc"));
+        let req = TestRequest::with_uri("/v1/streams/events?access_token=").to_http_request();
+        assert_eq!(query_token(&req), None);
     }
 
     #[test]
-    fn sse_routes_also_accept_the_token_in_the_query() {
-        let keys = keys();
-        let user = Uuid::new_v4();
-        let token = keys.issue(user, &[Role::Auditor]).unwrap().token;
-        let req = TestRequest::with_uri(&format!("/v1/streams/events?access_token={token}"))
-            .app_data(web::Data::new(keys))
-            .to_http_request();
-        assert!(from_header(&req).is_err());
-        let actor = Authenticated::from_request_or_query(&req).unwrap();
-        assert_eq!(actor.user_id, user);
-        assert!(require_role(&actor, Role::Auditor).is_ok());
+    fn roles_are_required_as_asked() {
+        let auditor = Actor::new(uuid::Uuid::new_v4(), vec![Role::Member, Role::Auditor]);
+        assert!(require_role(&auditor, Role::Auditor).is_ok());
         assert!(matches!(
-            require_role(&actor, Role::Admin),
+            require_role(&auditor, Role::Admin),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(require_oversight(&auditor).is_ok());
+        let member = Actor::new(uuid::Uuid::new_v4(), vec![Role::Member]);
+        assert!(matches!(
+            require_oversight(&member),
             Err(ApiError::Forbidden(_))
         ));
     }

@@ -20,6 +20,9 @@ const TOKEN_BYTES: usize = 32;
 
 /// A refresh token as handed to the client; the plain string exists only in this response.
 pub struct IssuedRefresh {
+    /// The token's row: the session that access tokens issued with it name (`sid`). It ends
+    /// when this token is rotated, revoked or expires, and those access tokens with it.
+    pub id: Uuid,
     pub token: String,
     pub family_id: Uuid,
     pub expires_at: DateTime<Utc>,
@@ -59,13 +62,13 @@ async fn insert(
     family_id: Uuid,
     ttl: Duration,
 ) -> ApiResult<IssuedRefresh> {
-    let token = new_token();
+    let (id, token) = (Uuid::new_v4(), new_token());
     let expires_at = Utc::now() + ttl;
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(family_id)
     .bind(user_id)
     .bind(digest(&token))
@@ -73,6 +76,7 @@ async fn insert(
     .execute(conn)
     .await?;
     Ok(IssuedRefresh {
+        id,
         token,
         family_id,
         expires_at,
@@ -149,6 +153,19 @@ pub async fn revoke_family(pool: &PgPool, token: &str) -> ApiResult<()> {
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Whether the session `id` (a refresh token's row) still stands: neither rotated, revoked
+/// nor expired. An access token naming a session that ended is refused.
+pub async fn session_is_live(pool: &PgPool, id: Uuid) -> ApiResult<bool> {
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT rotated_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+         FROM refresh_tokens WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(live.unwrap_or(false))
 }
 
 async fn revoke(conn: &mut PgConnection, family_id: Uuid) -> ApiResult<()> {

@@ -32,6 +32,17 @@ pub struct Claims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// The session: the refresh token issued with this access token. Logging out or
+    /// refreshing ends it, and the access token with it.
+    pub sid: Uuid,
+}
+
+/// A verified access token: who it speaks for and the session it belongs to, which the
+/// caller still has to find live ([`crate::auth::refresh::session_is_live`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub actor: Actor,
+    pub session: Uuid,
 }
 
 /// A freshly signed access token and its lifetime in seconds (`expires_in` of the response).
@@ -77,8 +88,9 @@ impl AuthKeys {
         self.refresh_ttl
     }
 
-    /// Signs an access token for `user_id` holding `roles`, valid from now for the access TTL.
-    pub fn issue(&self, user_id: Uuid, roles: &[Role]) -> ApiResult<AccessToken> {
+    /// Signs an access token for `user_id` holding `roles` in `session`, valid from now for
+    /// the access TTL.
+    pub fn issue(&self, user_id: Uuid, roles: &[Role], session: Uuid) -> ApiResult<AccessToken> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -89,6 +101,7 @@ impl AuthKeys {
             nbf: now,
             exp: now + self.access_ttl.num_seconds(),
             jti: Uuid::new_v4(),
+            sid: session,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -98,8 +111,9 @@ impl AuthKeys {
         })
     }
 
-    /// Verifies an access token and returns the actor it speaks for; a 401 otherwise.
-    pub fn verify(&self, token: &str) -> ApiResult<Actor> {
+    /// Verifies an access token's signature and claims and returns whom it speaks for; a 401
+    /// otherwise.
+    pub fn verify(&self, token: &str) -> ApiResult<Verified> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -118,7 +132,10 @@ impl AuthKeys {
             .iter()
             .filter_map(|r| Role::parse(r))
             .collect();
-        Ok(Actor::new(data.claims.sub, roles))
+        Ok(Verified {
+            actor: Actor::new(data.claims.sub, roles),
+            session: data.claims.sid,
+        })
     }
 }
 
@@ -163,6 +180,7 @@ mod tests {
             nbf: now,
             exp: now + 60,
             jti: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
         }
     }
 
@@ -182,18 +200,25 @@ mod tests {
     fn an_issued_token_verifies_to_the_same_actor() {
         let keys = AuthKeys::new(&settings());
         let user = Uuid::new_v4();
-        let issued = keys.issue(user, &[Role::Member, Role::Auditor]).unwrap();
+        let session = Uuid::new_v4();
+        let issued = keys
+            .issue(user, &[Role::Member, Role::Auditor], session)
+            .unwrap();
         assert_eq!(issued.expires_in, 900);
-        let actor = keys.verify(&issued.token).unwrap();
-        assert_eq!(actor, Actor::new(user, vec![Role::Member, Role::Auditor]));
+        let verified = keys.verify(&issued.token).unwrap();
+        assert_eq!(
+            verified.actor,
+            Actor::new(user, vec![Role::Member, Role::Auditor])
+        );
+        assert_eq!(verified.session, session);
     }
 
     #[test]
     fn a_hand_built_token_with_the_right_claims_verifies() {
         let keys = AuthKeys::new(&settings());
         let user = Uuid::new_v4();
-        let actor = keys.verify(&sign(Algorithm::HS256, &claims(user))).unwrap();
-        assert!(actor.is_admin());
+        let verified = keys.verify(&sign(Algorithm::HS256, &claims(user))).unwrap();
+        assert!(verified.actor.is_admin());
     }
 
     #[test]

@@ -175,7 +175,7 @@ async fn logout(
 }
 
 fn token_pair(keys: &AuthKeys, user: &User, refresh: IssuedRefresh) -> ApiResult<HttpResponse> {
-    let access = keys.issue(user.id, &user.roles)?;
+    let access = keys.issue(user.id, &user.roles, refresh.id)?;
     // Tokens must not be cached by anything between us and the client (RFC 6749 §5.1).
     Ok(HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))

@@ -46,7 +46,7 @@ async fn stream(
     req: HttpRequest,
     topic: web::Path<String>,
 ) -> ApiResult<impl Responder> {
-    let actor = Authenticated::from_request_or_query(&req)?;
+    let actor = Authenticated::from_request_or_query(&req).await?;
     let topic = Topic::parse(&topic)
         .ok_or_else(|| ApiError::NotFound(format!("no stream named {topic}")))?;
     if !topic.allows(&actor) {
