@@ -77,6 +77,9 @@ pub struct SseSettings {
     pub client_buffer: usize,
     /// Streams one user may hold open at once in one API process; more answer 429.
     pub max_streams_per_user: usize,
+    /// How often an open stream checks that its session still stands (it ends once logged
+    /// out or refreshed); it always ends when its access token expires.
+    pub session_recheck_secs: u64,
 }
 
 /// Abuse limits per API process (see `http::limits`); a `per_minute` of 0 switches one off.
@@ -139,6 +142,7 @@ impl Settings {
             .set_default("sse.hub_capacity", 4096)?
             .set_default("sse.client_buffer", 64)?
             .set_default("sse.max_streams_per_user", 8)?
+            .set_default("sse.session_recheck_secs", 15)?
             .set_default("payments.webhook_secret", "")?
             .set_default("limits.auth_per_minute", 60)?
             .set_default("limits.auth_burst", 20)?

@@ -307,3 +307,53 @@ async fn a_page_that_reopens_a_stream_resumes_from_last_event_id_in_the_query() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_ends_when_its_session_ends_and_only_that_one() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let user = app.user("uma").await;
+        let other: Value = app
+            .login(&user.email, common::accounts::GOOD_PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let other = TestUser {
+            access_token: other["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: other["refresh_token"].as_str().unwrap().to_owned(),
+            ..user.clone()
+        };
+        let logged_out = SseStream::open(&app, &user, "tasks", None).await;
+        let stats = SseStream::open(&app, &user, "stats", None).await;
+        let kept = SseStream::open(&app, &other, "tasks", None).await;
+        let res = app
+            .client
+            .post(app.url("/v1/auth/logout"))
+            .json(&json!({"refresh_token": user.refresh_token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        // Sessions are checked every second in the tests (`sse.session_recheck_secs`).
+        assert!(logged_out.ends_within(Duration::from_secs(5)).await);
+        assert!(stats.ends_within(Duration::from_secs(5)).await);
+        assert!(!kept.ends_within(Duration::from_secs(3)).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_ends_when_its_access_token_expires() {
+    within(async {
+        let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+        let mut settings = test_settings(&fresh_database().await, &nats_url);
+        settings.auth.access_ttl_secs = 3;
+        settings.sse.session_recheck_secs = 3600;
+        let app = TestApp::spawn_with(settings, Parts::ALL).await;
+        let user = app.user("vera").await;
+        let stream = SseStream::open(&app, &user, "tasks", None).await;
+        assert!(stream.ends_within(Duration::from_secs(10)).await);
+    })
+    .await;
+}

@@ -25,8 +25,9 @@ pub struct Authenticated(pub Actor);
 impl Authenticated {
     /// For SSE routes only: browsers' `EventSource` cannot set headers, so the token may also
     /// come as `?access_token=`. The header wins when both are present. Query strings end up in
-    /// access logs, which is why no other route accepts this.
-    pub async fn from_request_or_query(req: &HttpRequest) -> Result<Actor, ApiError> {
+    /// access logs, which is why no other route accepts this. Answers the whole verification,
+    /// since a stream outlives its request and must end with its token and session.
+    pub async fn from_request_or_query(req: &HttpRequest) -> Result<Verified, ApiError> {
         let token = match bearer(req)? {
             Some(token) => token,
             None => query_token(req).ok_or_else(|| {
@@ -65,27 +66,59 @@ impl FromRequest for Authenticated {
                     "an access token is required: send `Authorization: Bearer <token>`".to_owned(),
                 )
             })?;
-            authenticate(&req, &token).await.map(Authenticated)
+            let verified = authenticate(&req, &token).await?;
+            Ok(Authenticated(verified.actor))
         })
     }
 }
 
 /// Verifies `token` and checks that its session still stands.
-async fn authenticate(req: &HttpRequest, token: &str) -> Result<Actor, ApiError> {
-    let Verified { actor, session } = keys(req)?.verify(token)?;
-    let pool = req.app_data::<web::Data<PgPool>>().ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!("PgPool is not registered as app data"))
-    })?;
-    if refresh::session_is_live(pool, session).await? {
-        Ok(actor)
+async fn authenticate(req: &HttpRequest, token: &str) -> Result<Verified, ApiError> {
+    let verified = keys(req)?.verify(token)?;
+    if refresh::session_is_live(pool(req)?, verified.session).await? {
+        Ok(verified)
     } else {
-        tracing::debug!(user_id = %actor.user_id, "access token of an ended session refused");
+        tracing::debug!(user_id = %verified.actor.user_id, "access token of an ended session refused");
         Err(ApiError::Unauthenticated(
             "the access token's session has ended (logged out, or refreshed since): use the \
              newest access token, or log in again"
                 .to_owned(),
         ))
     }
+}
+
+/// Resolves when `verified` stops being good enough to keep serving: its token expires, or its
+/// session is found ended (checked every `recheck`; a check the database cannot answer keeps
+/// the stream, as the token itself is still valid).
+pub fn credentials_end(
+    req: &HttpRequest,
+    verified: &Verified,
+    recheck: std::time::Duration,
+) -> Result<crate::sse::Ends, ApiError> {
+    let pool = pool(req)?.clone();
+    let session = verified.session;
+    let left = verified.expires_at - chrono::Utc::now().timestamp();
+    let expiry = tokio::time::sleep(std::time::Duration::from_secs(left.max(0) as u64));
+    Ok(Box::pin(async move {
+        let ended = async {
+            loop {
+                tokio::time::sleep(recheck).await;
+                if let Ok(false) = refresh::session_is_live(&pool, session).await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = expiry => {}
+            _ = ended => {}
+        }
+    }))
+}
+
+fn pool(req: &HttpRequest) -> Result<&PgPool, ApiError> {
+    req.app_data::<web::Data<PgPool>>()
+        .map(|data| data.get_ref())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("PgPool is not registered as app data")))
 }
 
 /// The token of an `Authorization: Bearer` header; `None` when there is no such header, a 401

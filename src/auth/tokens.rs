@@ -43,6 +43,8 @@ pub struct Claims {
 pub struct Verified {
     pub actor: Actor,
     pub session: Uuid,
+    /// When the token expires (`exp`, seconds since the epoch).
+    pub expires_at: i64,
 }
 
 /// A freshly signed access token and its lifetime in seconds (`expires_in` of the response).
@@ -135,6 +137,7 @@ impl AuthKeys {
         Ok(Verified {
             actor: Actor::new(data.claims.sub, roles),
             session: data.claims.sid,
+            expires_at: data.claims.exp,
         })
     }
 }

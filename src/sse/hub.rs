@@ -18,6 +18,10 @@ use crate::nats::Names;
 
 const CATCH_UP_CHUNK: i64 = 500;
 
+/// Resolves when a subscription must end although its client still listens: its access token
+/// expired or its session ended. The client reconnects, and is asked for a valid token.
+pub type Ends = futures::future::BoxFuture<'static, ()>;
+
 /// The response body of one subscription.
 pub type Stream = sse::Sse<
     actix_web_lab::util::InfallibleStream<tokio_stream::wrappers::ReceiverStream<sse::Event>>,
@@ -181,6 +185,7 @@ impl Hub {
         viewer: Actor,
         last_event_id: Option<i64>,
         buffer: usize,
+        until: Ends,
     ) -> Result<Stream, sqlx::Error> {
         let sent = match last_event_id {
             Some(after) => after,
@@ -196,6 +201,7 @@ impl Hub {
             tx,
             sent,
             shutdown: self.shutdown.clone(),
+            until,
         };
         tokio::spawn(client.run());
         Ok(sse::Sse::from_infallible_receiver(rx))
@@ -213,6 +219,8 @@ struct Client {
     /// The last position sent (or the client already had, or the head when it came).
     sent: i64,
     shutdown: watch::Receiver<bool>,
+    /// When the subscriber's credentials end (their token expires or their session ends).
+    until: Ends,
 }
 
 impl Client {
@@ -242,6 +250,7 @@ impl Client {
                 // The client went away while nothing was sent: free its place now.
                 _ = self.tx.closed() => return Ok(()),
                 _ = self.shutdown.changed() => return Ok(()),
+                _ = &mut self.until => return Ok(()),
             }
         }
     }

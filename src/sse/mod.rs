@@ -12,6 +12,6 @@ mod hub;
 mod stats;
 mod topic;
 
-pub use hub::{Hub, Slot};
+pub use hub::{Ends, Hub, Slot};
 pub use stats::StatsFeed;
 pub use topic::Topic;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::hub::{Slot, Stream};
+use super::hub::{Ends, Slot, Stream};
 use crate::http::consistency::ProjectionProgress;
 
 /// Coalescing: at most this often (a few per second).
@@ -82,7 +82,7 @@ impl StatsFeed {
     }
 
     /// A subscriber: the current snapshot, then each new one, until the client goes.
-    pub fn subscribe(&self, slot: Slot, buffer: usize) -> Stream {
+    pub fn subscribe(&self, slot: Slot, buffer: usize, mut until: Ends) -> Stream {
         let (tx, rx) = mpsc::channel(buffer);
         let mut latest = self.latest.subscribe();
         let wanted = self.wanted.clone();
@@ -105,6 +105,7 @@ impl StatsFeed {
                     changed = latest.changed() => if changed.is_err() { break },
                     _ = tx.closed() => break,
                     _ = shutdown.changed() => break,
+                    _ = &mut until => break,
                 }
             }
             gauge.decrement(1.0);

@@ -160,6 +160,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             hub_capacity: 4096,
             client_buffer: 64,
             max_streams_per_user: 8,
+            session_recheck_secs: 1,
         },
         worker: WorkerSettings {
             lease_scan_interval_ms: 200,

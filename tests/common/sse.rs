@@ -90,6 +90,13 @@ impl SseStream {
         String::from_utf8(self.buffer).expect("SSE is UTF-8")
     }
 
+    /// Whether the server ends the stream within `period` (anything it sends meanwhile is
+    /// dropped).
+    pub async fn ends_within(mut self, period: Duration) -> bool {
+        let drain = async { while let Some(Ok(_)) = self.body.next().await {} };
+        tokio::time::timeout(period, drain).await.is_ok()
+    }
+
     async fn read_message(&mut self) -> Option<SseMessage> {
         loop {
             while let Some(block) = self.take_block() {

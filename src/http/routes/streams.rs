@@ -7,7 +7,7 @@
 use actix_web::{web, HttpRequest, Responder};
 use std::time::Duration;
 
-use crate::auth::extractor::Authenticated;
+use crate::auth::extractor::{credentials_end, Authenticated};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::problems::{BadRequest, Forbidden, NotFound, TooMany, Unauthenticated};
 use crate::sse::Topic;
@@ -23,7 +23,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 /// notifications, wallet and bounties), `events` (raw events; auditors and admins). Each
 /// message is `id: <position>`, `event: <type>`, `data: <json>`; keep-alive comments flow
 /// while idle. Browsers' EventSource cannot set headers, so the access token may also come
-/// as `?access_token=`.
+/// as `?access_token=`. A stream ends when its access token expires or its session ends
+/// (logout, refresh): reconnect with the newest token and `Last-Event-ID`.
 #[utoipa::path(
     get, path = "/v1/streams/{topic}", operation_id = "stream", tag = "streams",
     params(
@@ -46,7 +47,10 @@ async fn stream(
     req: HttpRequest,
     topic: web::Path<String>,
 ) -> ApiResult<impl Responder> {
-    let actor = Authenticated::from_request_or_query(&req).await?;
+    let verified = Authenticated::from_request_or_query(&req).await?;
+    let recheck = Duration::from_secs(state.settings.sse.session_recheck_secs.max(1));
+    let until = credentials_end(&req, &verified, recheck)?;
+    let actor = verified.actor;
     let topic = Topic::parse(&topic)
         .ok_or_else(|| ApiError::NotFound(format!("no stream named {topic}")))?;
     if !topic.allows(&actor) {
@@ -59,11 +63,11 @@ async fn stream(
         .admit(actor.user_id, sse.max_streams_per_user)
         .ok_or(ApiError::TooManyRequests { retry_after: 5 })?;
     let stream = match topic {
-        Topic::Stats => state.stats.subscribe(slot, sse.client_buffer),
+        Topic::Stats => state.stats.subscribe(slot, sse.client_buffer, until),
         _ => {
             state
                 .hub
-                .subscribe(slot, topic, actor, last_event_id, sse.client_buffer)
+                .subscribe(slot, topic, actor, last_event_id, sse.client_buffer, until)
                 .await?
         }
     };
