@@ -5,6 +5,7 @@
 mod catchup;
 mod client;
 mod commands;
+mod hold;
 mod mix;
 mod ops;
 mod queries;
@@ -31,6 +32,8 @@ enum Command {
     Screen(screen::Args),
     /// Closed-loop query throughput against one endpoint.
     Queries(queries::Args),
+    /// Open-loop commands held at a rate, with SSE clients attached, reported per window.
+    Hold(hold::Args),
     /// Wait until every checkpoint reaches the head; report the rates.
     Catchup(catchup::Args),
     /// Wait until /health/ready answers 200.
@@ -48,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Commands(a) => commands::run(a).await?,
         Command::Screen(a) => screen::run(a).await?,
         Command::Queries(a) => queries::run(a).await?,
+        Command::Hold(a) => hold::run(a).await?,
         Command::Catchup(a) => catchup::run(a).await?,
         Command::WaitReady(a) => ops::wait_ready(a).await?,
         Command::Scrape(a) => ops::scrape(a).await?,

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Reports a held-load run (`bench/run --hold SECONDS`): a table on stderr, the figures as
+JSON, and docs/HELD-LOAD.md. Goals (issue 8): no 5xx, resident memory growing at most 10%
+after the warm-up, and the read side caught up soon after the load stops (30 s, the fault
+campaign's bound)."""
+
+import argparse
+import json
+import os
+import sys
+
+GOAL_RSS_GROWTH_PCT = 10.0
+GOAL_LAG_SECONDS = 30.0
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--json")
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    run = load(os.path.join(args.out, "run.json"))
+    hold = load(os.path.join(args.out, "hold.json"))
+    lag = load(os.path.join(args.out, "lag.json"))["lag_zero_seconds"]
+    peak = None
+    if os.path.exists(os.path.join(args.out, "commands.json")):
+        peak = load(os.path.join(args.out, "commands.json"))["commands_per_sec"]
+
+    growth = hold["rss_growth_pct_after_warmup"]
+    checks = [
+        ("5xx answers", str(hold["server_errors"]), "0", hold["server_errors"] == 0),
+        ("RSS growth after warm-up",
+         "n/a" if growth is None else f"{growth:+.1f}% ({kb(hold['rss_kb_after_warmup'])} → {kb(hold['rss_kb_end'])})",
+         f"≤ {GOAL_RSS_GROWTH_PCT:.0f}%", growth is not None and growth <= GOAL_RSS_GROWTH_PCT),
+        ("lag back to zero after the load", f"{lag:.1f} s", f"≤ {GOAL_LAG_SECONDS:.0f} s",
+         lag <= GOAL_LAG_SECONDS),
+    ]
+    lat = hold["latency_ms"]
+    summary = {
+        "commit": run.get("commit"),
+        "started_utc": run.get("started_utc"),
+        "peak_commands_per_sec": peak,
+        "rate_target": hold["rate_target"],
+        "rate_achieved": hold["rate_achieved"],
+        "seconds": hold["seconds"],
+        "subscribers": hold["subscribers"],
+        "sse_messages": hold["sse_messages"],
+        "sse_reconnects": hold["sse_reconnects"],
+        "sent": hold["sent"],
+        "ok": hold["ok"],
+        "failed": hold["failed"],
+        "server_errors": hold["server_errors"],
+        "latency_ms": lat,
+        "worst_window_p99_ms_after_warmup": hold["worst_window_p99_ms_after_warmup"],
+        "rss_kb_after_warmup": hold["rss_kb_after_warmup"],
+        "rss_kb_end": hold["rss_kb_end"],
+        "rss_kb_max": hold["rss_kb_max"],
+        "rss_growth_pct_after_warmup": growth,
+        "lag_zero_seconds": lag,
+        "goals_met": all(c[3] for c in checks),
+        "windows": hold["windows"],
+    }
+
+    lines = [
+        f"held load: {hold['rate_achieved']:.1f} of {hold['rate_target']:.1f} commands/s"
+        + (f" (70% of a {peak:.0f}/s peak)" if peak else "")
+        + f" for {hold['seconds']:.0f} s, {hold['subscribers']} SSE clients",
+        f"  sent {hold['sent']}, ok {hold['ok']}, failed {hold['failed']}",
+        f"  latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms;"
+        f" worst window p99 after warm-up {hold['worst_window_p99_ms_after_warmup']:.1f} ms",
+    ]
+    for name, got, goal, met in checks:
+        lines.append(f"  {name}: {got} (goal {goal}): {'meets' if met else 'MISSES'}")
+    print("\n".join("bench: " + l for l in lines), file=sys.stderr)
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(summary, checks))
+
+
+def kb(value):
+    return "n/a" if value is None else f"{value / 1024:.1f} MiB"
+
+
+def markdown(s, checks):
+    out = [
+        "# Held load",
+        "",
+        "Written by `bench/run --hold SECONDS` (issue 8, part 3): the benchmark's command mix",
+        "(tasks, signed deposits, bounties) sent open loop at 70% of the peak the same run",
+        "measured, with SSE clients attached to the tasks, bounties and stats streams, then the",
+        "time until every checkpoint reaches the store's head. Latency counts from when each",
+        "command was due. Not a CI test: figures from one run on this 2-core machine.",
+        "",
+        f"Run {s['started_utc']} at commit `{s['commit']}`: "
+        f"{s['rate_achieved']:.1f} of {s['rate_target']:.1f} commands/s"
+        + (f" (peak {s['peak_commands_per_sec']:.0f}/s)" if s["peak_commands_per_sec"] else "")
+        + f" for {s['seconds']:.0f} s, {s['subscribers']} SSE clients "
+        f"({s['sse_messages']} messages, {s['sse_reconnects']} reconnects).",
+        "",
+        "| figure | measured | goal | |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, got, goal, met in checks:
+        out.append(f"| {name} | {got} | {goal} | {'meets' if met else '**misses**'} |")
+    lat = s["latency_ms"]
+    out += [
+        f"| latency over the run | p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+        f"max {lat['max_ms']:.1f} ms | | |",
+        "",
+        "## Per window",
+        "",
+        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for w in s["windows"]:
+        others = {k: v for k, v in w["failed"].items() if not k.startswith("5")}
+        label = f"{w['end_seconds']:.0f} s" + (" (warm-up)" if w["warmup"] else "")
+        out.append(
+            f"| {label} | {w['sent']} | {w['ok']} | {w['server_errors']} | "
+            f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
+            f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | {w['sse_messages']} |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+//! `loadgen hold`: a held load (issue 8, part 3). Commands of the benchmark's mix are sent
+//! open loop at `--rate` per second for `--seconds`, with `--subscribers` SSE clients
+//! attached, and every `--window-seconds` the tool records what that window saw: answers by
+//! status (5xx counted apart), latency percentiles (from when each send was due, so a stalled
+//! server cannot hide its own delay), SSE messages received, and the API process's resident
+//! memory. Bounded in time; every target is the URL it is given (loopback in bench/run).
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use crate::client::{self, User};
+use crate::mix::{Kind, Mix, Rng};
+use crate::stats::Measured;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    users: PathBuf,
+    /// Commands per second.
+    #[arg(long)]
+    rate: f64,
+    #[arg(long, default_value_t = 600.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 10.0)]
+    window_seconds: f64,
+    /// Windows before this many seconds are warm-up: memory growth counts from its end.
+    #[arg(long, default_value_t = 60.0)]
+    warmup_seconds: f64,
+    /// SSE clients kept attached (tasks, bounties and stats streams in turn).
+    #[arg(long, default_value_t = 8)]
+    subscribers: usize,
+    /// The API process whose resident memory is sampled (from /proc).
+    #[arg(long)]
+    api_pid: Option<u32>,
+    #[arg(long, default_value = "task=6,deposit=2,bounty=2")]
+    mix: Mix,
+    #[arg(
+        long,
+        env = "BOUNTYLINE_PAYMENTS__WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    webhook_secret: String,
+    /// Sends in flight at most; a send due beyond it is skipped and counted.
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
+    #[arg(long, default_value_t = 30)]
+    timeout_seconds: u64,
+}
+
+/// What one window saw.
+#[derive(Default)]
+struct Window {
+    measured: Measured,
+    server_errors: u64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<Value> {
+    let users: Arc<Vec<User>> = Arc::new(client::read_json(&args.users)?);
+    anyhow::ensure!(!users.is_empty(), "no users in {}", args.users.display());
+    anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
+    anyhow::ensure!(
+        args.window_seconds > 0.0,
+        "--window-seconds must be positive"
+    );
+    let http = client::http(512, Some(Duration::from_secs(args.timeout_seconds)))?;
+    let secret = Arc::new(args.webhook_secret.into_bytes());
+    let run_id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+
+    // Every user gets money first, unmeasured, so that bounties are funded.
+    for (i, user) in users.iter().enumerate() {
+        let mut ignored = Measured::default();
+        let req = deposit(
+            &http,
+            &args.url,
+            &secret,
+            user,
+            &format!("{run_id}-fund-{i}"),
+        )?;
+        client::exchange(req, &[200], &mut ignored, false).await;
+    }
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let messages = Arc::new(AtomicU64::new(0));
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let subscribers: Vec<_> = (0..args.subscribers)
+        .map(|i| {
+            let topic = ["tasks", "bounties", "stats"][i % 3];
+            tokio::spawn(subscribe(
+                format!("{}/v1/streams/{topic}", args.url),
+                users[i % users.len()].access_token.clone(),
+                deadline,
+                messages.clone(),
+                reconnects.clone(),
+            ))
+        })
+        .collect();
+
+    let window_count = (args.seconds / args.window_seconds).ceil() as usize;
+    let windows: Arc<Vec<Mutex<Window>>> =
+        Arc::new((0..window_count).map(|_| Mutex::default()).collect());
+    let sampler = tokio::spawn(sample_windows(
+        args.api_pid,
+        started,
+        Duration::from_secs_f64(args.window_seconds),
+        window_count,
+        messages.clone(),
+    ));
+
+    let total = (args.rate * args.seconds).ceil() as u64;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut skipped = 0u64;
+    let mut rng = Rng::new(11);
+    let mut sends = Vec::new();
+    for k in 0..total {
+        let due = tick.tick().await.into_std();
+        if Instant::now() >= deadline {
+            break;
+        }
+        if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
+            skipped += 1;
+            continue;
+        }
+        let user = &users[(k as usize) % users.len()];
+        let tag = format!("{run_id}-{k}");
+        let (req, expect) = match args.mix.pick(&mut rng) {
+            Kind::Task => (
+                http.post(format!("{}/v1/tasks", args.url))
+                    .bearer_auth(&user.access_token)
+                    .json(&json!({"queue": format!("hold-{}", k % 8),
+                        "title": format!("held load {tag}"), "priority": (k % 10) as i64})),
+                201,
+            ),
+            Kind::Deposit => (deposit(&http, &args.url, &secret, user, &tag)?, 200),
+            Kind::Bounty => (
+                http.post(format!("{}/v1/bounties", args.url))
+                    .bearer_auth(&user.access_token)
+                    .json(&json!({"title": format!("held load {tag}"),
+                        "description": "posted by loadgen hold",
+                        "reward": {"amount": 100, "currency": "USD"}})),
+                201,
+            ),
+        };
+        let window =
+            (due.saturating_duration_since(started).as_secs_f64() / args.window_seconds) as usize;
+        let (windows, in_flight) = (windows.clone(), in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        sends.push(tokio::spawn(async move {
+            let mut m = Measured::default();
+            client::exchange(req, &[expect], &mut m, true).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            // Latency from when the send was due, not from when it went out.
+            let mut measured = Measured {
+                tally: m.tally,
+                ..Default::default()
+            };
+            measured.latency.record(due.elapsed());
+            let server_errors = measured
+                .tally
+                .failed
+                .iter()
+                .filter(|(what, _)| what.starts_with('5'))
+                .map(|(_, n)| n)
+                .sum::<u64>();
+            if let Some(slot) = windows.get(window.min(windows.len() - 1)) {
+                if let Ok(mut w) = slot.lock() {
+                    w.measured.merge(measured);
+                    w.server_errors += server_errors;
+                }
+            }
+        }));
+    }
+    for s in sends {
+        s.await.context("a send panicked")?;
+    }
+    let samples = sampler.await.context("the sampler panicked")?;
+    for s in subscribers {
+        s.abort();
+    }
+
+    let warm_windows = (args.warmup_seconds / args.window_seconds).ceil() as usize;
+    let mut rows = Vec::new();
+    let mut all = Measured::default();
+    let mut server_errors = 0;
+    for (i, (slot, sample)) in windows.iter().zip(&samples).enumerate() {
+        let w = slot.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let latency = w.measured.latency.summary();
+        rows.push(json!({
+            "window": i,
+            "end_seconds": (i + 1) as f64 * args.window_seconds,
+            "warmup": i < warm_windows,
+            "sent": latency.count,
+            "ok": w.measured.tally.ok,
+            "failed": w.measured.tally.failed,
+            "server_errors": w.server_errors,
+            "p50_ms": latency.p50_ms,
+            "p99_ms": latency.p99_ms,
+            "max_ms": latency.max_ms,
+            "rss_kb": sample.rss_kb,
+            "sse_messages": sample.messages,
+        }));
+        all.merge(w.measured.clone());
+        server_errors += w.server_errors;
+    }
+    let rss = |i: usize| samples.get(i).and_then(|s| s.rss_kb);
+    let rss_warm = rss(warm_windows.saturating_sub(1));
+    let rss_end = samples.last().and_then(|s| s.rss_kb);
+    let rss_max = samples.iter().filter_map(|s| s.rss_kb).max();
+    let growth = match (rss_warm, rss_end) {
+        (Some(a), Some(b)) if a > 0 => Some((b as f64 - a as f64) * 100.0 / a as f64),
+        _ => None,
+    };
+    let steady_p99 = rows
+        .iter()
+        .skip(warm_windows)
+        .filter_map(|r| r["p99_ms"].as_f64())
+        .fold(0.0, f64::max);
+    Ok(json!({
+        "phase": "hold",
+        "rate_target": args.rate,
+        "rate_achieved": all.latency.len() as f64 / args.seconds,
+        "seconds": args.seconds,
+        "window_seconds": args.window_seconds,
+        "warmup_seconds": args.warmup_seconds,
+        "subscribers": args.subscribers,
+        "sse_reconnects": reconnects.load(Ordering::Relaxed),
+        "sse_messages": messages.load(Ordering::Relaxed),
+        "sent": all.latency.len(),
+        "ok": all.tally.ok,
+        "failed": all.tally.failed,
+        "failure_samples": all.tally.failure_samples,
+        "server_errors": server_errors,
+        "skipped_over_in_flight_cap": skipped,
+        "latency_ms": all.latency.summary(),
+        "worst_window_p99_ms_after_warmup": steady_p99,
+        "rss_kb_after_warmup": rss_warm,
+        "rss_kb_end": rss_end,
+        "rss_kb_max": rss_max,
+        "rss_growth_pct_after_warmup": growth,
+        "windows": rows,
+    }))
+}
+
+fn deposit(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    user: &User,
+    reference: &str,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    let body = serde_json::to_vec(&json!({
+        "event": "deposit.succeeded",
+        "reference": format!("hold-{reference}"),
+        "user_id": user.id,
+        "amount": 10_000,
+        "currency": "USD",
+    }))?;
+    Ok(http
+        .post(format!("{url}/v1/webhooks/payments"))
+        .header("content-type", "application/json")
+        .header("x-signature", client::sign(secret, &body)?)
+        .body(body))
+}
+
+/// Follows one stream until `deadline`, counting messages (blank-line-ended blocks) and
+/// reconnecting (after a second) when it ends.
+async fn subscribe(
+    url: String,
+    token: String,
+    deadline: Instant,
+    messages: Arc<AtomicU64>,
+    reconnects: Arc<AtomicU64>,
+) {
+    let Ok(http) = client::http(1, None) else {
+        return;
+    };
+    while Instant::now() < deadline {
+        if let Ok(res) = http.get(&url).bearer_auth(&token).send().await {
+            let mut body = res.bytes_stream();
+            let mut tail = Vec::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                tail.extend_from_slice(&chunk);
+                let blocks = tail.windows(2).filter(|w| w == b"\n\n").count() as u64;
+                if let Some(last) = tail.windows(2).rposition(|w| w == b"\n\n") {
+                    tail.drain(..last + 2);
+                }
+                messages.fetch_add(blocks, Ordering::Relaxed);
+                if Instant::now() >= deadline {
+                    return;
+                }
+            }
+        }
+        reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+struct Sample {
+    rss_kb: Option<u64>,
+    messages: u64,
+}
+
+/// At the end of each window: the API's resident memory and the SSE messages received in it.
+async fn sample_windows(
+    pid: Option<u32>,
+    started: Instant,
+    window: Duration,
+    count: usize,
+    messages: Arc<AtomicU64>,
+) -> Vec<Sample> {
+    let mut samples = Vec::with_capacity(count);
+    let mut seen = 0;
+    for i in 1..=count {
+        tokio::time::sleep_until((started + window * i as u32).into()).await;
+        let total = messages.load(Ordering::Relaxed);
+        samples.push(Sample {
+            rss_kb: pid.and_then(rss_kb),
+            messages: total - seen,
+        });
+        seen = total;
+    }
+    samples
+}
+
+/// VmRSS of `pid` in kB, from /proc.
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+}
