@@ -1,6 +1,7 @@
-//! The command side: runs a command against its aggregate through cqrs-es and postgres-es,
-//! records who asked and why in the events' metadata, and answers with the aggregate's new
-//! version and the global position of its last event.
+//! The command side: runs a command against its aggregate through cqrs-es over our event
+//! store (`crate::store`, which group-commits concurrent commands), records who asked and why
+//! in the events' metadata, and answers with the aggregate's new version and the global
+//! position of its last event.
 
 mod context;
 
@@ -12,12 +13,13 @@ use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
 use cqrs_es::{Aggregate, AggregateError};
-use postgres_es::{postgres_cqrs, PostgresCqrs};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
+
+use crate::store::{EventRepository, StoreCqrs};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, and whether it was created by this command.
@@ -50,21 +52,23 @@ pub enum CommandError<E: std::error::Error> {
 #[derive(Clone)]
 pub struct CommandBus {
     pool: PgPool,
-    tasks: Arc<PostgresCqrs<Task>>,
-    wallets: Arc<PostgresCqrs<Wallet>>,
-    payments: Arc<PostgresCqrs<Payment>>,
-    bounties: Arc<PostgresCqrs<Bounty>>,
-    inboxes: Arc<PostgresCqrs<Inbox>>,
+    tasks: Arc<StoreCqrs<Task>>,
+    wallets: Arc<StoreCqrs<Wallet>>,
+    payments: Arc<StoreCqrs<Payment>>,
+    bounties: Arc<StoreCqrs<Bounty>>,
+    inboxes: Arc<StoreCqrs<Inbox>>,
 }
 
 impl CommandBus {
+    /// Must be called within the Tokio runtime: the event store starts its committer.
     pub fn new(pool: PgPool) -> Self {
+        let store = EventRepository::new(pool.clone());
         Self {
-            tasks: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            wallets: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            payments: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            bounties: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            inboxes: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            tasks: Arc::new(store.cqrs()),
+            wallets: Arc::new(store.cqrs()),
+            payments: Arc::new(store.cqrs()),
+            bounties: Arc::new(store.cqrs()),
+            inboxes: Arc::new(store.cqrs()),
             pool,
         }
     }
@@ -126,7 +130,7 @@ impl CommandBus {
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
     pool: &PgPool,
-    cqrs: &Arc<PostgresCqrs<A>>,
+    cqrs: &Arc<StoreCqrs<A>>,
     id: Uuid,
     name: &'static str,
     command: A::Command,
@@ -152,10 +156,7 @@ where
                 // a database out of reach (503) from a fault of ours (500).
                 AggregateError::DatabaseConnectionError(cause)
                 | AggregateError::UnexpectedError(cause) => {
-                    CommandError::Internal(match cause.downcast::<sqlx::Error>() {
-                        Ok(sqlx) => anyhow::Error::new(*sqlx).context(name),
-                        Err(other) => anyhow::anyhow!("{name}: {other}"),
-                    })
+                    CommandError::Internal(anyhow::Error::from_boxed(cause).context(name))
                 }
                 other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
             })?;
