@@ -213,6 +213,19 @@ async fn racing_http_commands_on_one_task_get_one_success_and_409s_beside_other_
         .map(|r| r.expect("task"))
     {
         assert_eq!(status, 201, "{body}");
+        // The answer names the version and position the group gave this command's event.
+        let answer: Value = serde_json::from_str(&body).expect("json");
+        let stored: (i64, i64) = sqlx::query_as(
+            "SELECT sequence, position FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1",
+        )
+        .bind(answer["id"].as_str().expect("id"))
+        .fetch_one(&app.pool)
+        .await
+        .expect("the created task's event");
+        assert_eq!(
+            (answer["version"].as_i64(), answer["position"].as_i64()),
+            (Some(stored.0), Some(stored.1))
+        );
     }
     assert_eq!(stored_tasks(&app.pool, &id).await, before + 1);
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
-use crate::store::{EventRepository, StoreCqrs};
+use crate::store::{self, AppendError, EventRepository, Receipt, StoreCqrs};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, and whether it was created by this command.
@@ -147,20 +147,20 @@ where
     let (pool, cqrs) = (pool.clone(), cqrs.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
-        cqrs.execute_with_metadata(&aggregate_id, command, metadata)
-            .await
-            .map_err(|e| match e {
-                AggregateError::UserError(e) => CommandError::Domain(e),
-                AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
-                // Kept as the cause (not flattened into text), so that the HTTP edge can tell
-                // a database out of reach (503) from a fault of ours (500).
-                AggregateError::DatabaseConnectionError(cause)
-                | AggregateError::UnexpectedError(cause) => {
-                    CommandError::Internal(anyhow::Error::from_boxed(cause).context(name))
-                }
-                other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
-            })?;
-        committed::<A>(&pool, &aggregate_id, command_id).await
+        let (executed, receipt) =
+            store::with_receipt(cqrs.execute_with_metadata(&aggregate_id, command, metadata)).await;
+        executed.map_err(|e| match e {
+            AggregateError::UserError(e) => CommandError::Domain(e),
+            AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
+            // Kept as the cause (not flattened into text), so that the HTTP edge can tell
+            // a database out of reach (503) from a fault of ours (500).
+            AggregateError::DatabaseConnectionError(cause)
+            | AggregateError::UnexpectedError(cause) => {
+                CommandError::Internal(typed_cause(cause).context(name))
+            }
+            other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
+        })?;
+        committed::<A>(&pool, &aggregate_id, receipt).await
     });
     let result = handle
         .await
@@ -178,36 +178,37 @@ where
     result
 }
 
-/// Reads back the version and position of the events a command just committed. A command
-/// that changed nothing (an idempotent repeat) answers the aggregate's current version and
-/// the position of its last event.
+/// The cause as its own type where the HTTP edge looks into it (a database error, directly or
+/// as the source of a group's append error); flattened into text otherwise.
+fn typed_cause(cause: Box<dyn std::error::Error + Send + Sync>) -> anyhow::Error {
+    match cause.downcast::<sqlx::Error>() {
+        Ok(sqlx) => anyhow::Error::new(*sqlx),
+        Err(other) => match other.downcast::<AppendError>() {
+            Ok(append) => anyhow::Error::new(*append),
+            Err(other) => anyhow::anyhow!("{other}"),
+        },
+    }
+}
+
+/// The answer to a command, from the receipt of what it appended. A command that changed
+/// nothing (an idempotent repeat) answers the aggregate's current version and the position of
+/// its last event.
 async fn committed<A: Aggregate>(
     pool: &PgPool,
     aggregate_id: &str,
-    command_id: Uuid,
+    receipt: Option<Receipt>,
 ) -> Result<Committed, CommandError<A::Error>> {
-    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT max(sequence), max(position), min(sequence) FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata ->> 'command_id' = $3 \
-         HAVING count(*) > 0",
-    )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .bind(command_id.to_string())
-    .fetch_optional(pool)
-    .await
-    .map_err(internal)?;
-    if let Some((version, position, first)) = row {
+    if let Some(receipt) = receipt {
         metrics::counter!("bountyline_events_appended_total", "aggregate" => A::TYPE)
-            .increment((version - first + 1) as u64);
+            .increment((receipt.last - receipt.first + 1) as u64);
         return Ok(Committed {
             id: aggregate_id.to_owned(),
-            version,
-            position,
-            created: first == 1,
+            version: receipt.last,
+            position: receipt.position,
+            created: receipt.first == 1,
         });
     }
+    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
     let (version, position): (i64, i64) = sqlx::query_as(
         "SELECT coalesce(max(sequence), 0)::bigint, coalesce(max(position), 0)::bigint \
          FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",

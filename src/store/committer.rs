@@ -4,6 +4,7 @@
 //! whole group. While it commits, the next group gathers in the queue.
 
 use super::group::{self, Failure, Verdict};
+use super::Receipt;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection, PgPool};
@@ -19,7 +20,7 @@ const QUEUE: usize = 4096;
 
 struct Append {
     events: Vec<SerializedEvent>,
-    answer: oneshot::Sender<Result<(), PersistenceError>>,
+    answer: oneshot::Sender<Result<Receipt, PersistenceError>>,
 }
 
 #[derive(Clone)]
@@ -37,12 +38,13 @@ impl Committer {
         Self { queue }
     }
 
-    /// Appends one command's events (all of one aggregate, in sequence order): `Ok` once they
-    /// are committed, `OptimisticLockError` when the aggregate moved on first.
+    /// Appends one command's events (at least one, all of one aggregate, in sequence order):
+    /// their receipt once they are committed, `OptimisticLockError` when the aggregate moved on
+    /// first.
     pub(super) async fn append(
         &self,
         events: Vec<SerializedEvent>,
-    ) -> Result<(), PersistenceError> {
+    ) -> Result<Receipt, PersistenceError> {
         let stopped = || PersistenceError::UnknownError("the event committer has stopped".into());
         let (answer, answered) = oneshot::channel();
         self.queue
@@ -92,7 +94,7 @@ async fn commit(
     metrics::histogram!("bountyline_append_commit_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(verdicts) => answer(appends, verdicts.into_iter().map(|v| outcome(v, None))),
+        Ok(verdicts) => answer(appends, verdicts, None),
         Err(Failure::Refused(error)) => {
             let refusal = matches!(error, sqlx::Error::Database(_));
             if !refusal {
@@ -105,36 +107,30 @@ async fn commit(
         }
         Err(Failure::Commit { error, verdicts }) => {
             *conn = None;
-            let error = AppendError(Arc::new(error));
-            let outcomes = verdicts.into_iter().map(|v| outcome(v, Some(&error)));
-            answer(appends, outcomes);
+            answer(appends, verdicts, Some(&AppendError(Arc::new(error))));
         }
     }
     None
 }
 
-/// Answers each command with its outcome; one that stopped waiting is no longer interested.
-fn answer(appends: Vec<Append>, outcomes: impl IntoIterator<Item = Result<(), PersistenceError>>) {
-    for (append, outcome) in appends.into_iter().zip(outcomes) {
+/// Answers each command by its verdict; `failed` is the error of a commit that failed. A
+/// command that stopped waiting is no longer interested.
+fn answer(appends: Vec<Append>, verdicts: Vec<Verdict>, failed: Option<&AppendError>) {
+    for (append, verdict) in appends.into_iter().zip(verdicts) {
+        let outcome = match (verdict, failed) {
+            // The aggregate had moved on before this group: the commit changes nothing to that.
+            (Verdict::Conflict, _) => Err(PersistenceError::OptimisticLockError),
+            (Verdict::Appended { .. }, Some(error)) => Err(error.to_persistence()),
+            (Verdict::Appended { position }, None) => Ok(Receipt::of(&append.events, position)),
+        };
         let _ = append.answer.send(outcome);
     }
 }
 
 /// Answers every command with the group's error.
 fn fail(appends: Vec<Append>, error: AppendError) {
-    answer(
-        appends,
-        std::iter::repeat_with(|| Err(error.to_persistence())),
-    );
-}
-
-/// The outcome of a command given its verdict and, when the commit failed, the error.
-fn outcome(verdict: Verdict, failed: Option<&AppendError>) -> Result<(), PersistenceError> {
-    match (verdict, failed) {
-        // The aggregate had moved on before this group: the commit changes nothing to that.
-        (Verdict::Conflict, _) => Err(PersistenceError::OptimisticLockError),
-        (Verdict::Appended, None) => Ok(()),
-        (Verdict::Appended, Some(error)) => Err(error.to_persistence()),
+    for append in appends {
+        let _ = append.answer.send(Err(error.to_persistence()));
     }
 }
 

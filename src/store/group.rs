@@ -13,9 +13,9 @@ use cqrs_es::persist::SerializedEvent;
 use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
 
-/// The key of the append lock: must be the one `events_assign_position()` takes
-/// (migrations/0001_event_store.sql, 0x626c6576 = 'blev').
-const APPEND_LOCK: i64 = 1_651_271_030;
+/// Opens the transaction holding the append lock, in one round trip. The key must be the one
+/// `events_assign_position()` takes (migrations/0001_event_store.sql, 0x626c6576 = 'blev').
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1651271030)";
 
 const STORED_VERSIONS: &str = "\
 SELECT coalesce((SELECT max(e.sequence) FROM events e \
@@ -28,15 +28,23 @@ INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_ve
 SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
        WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n) \
- ORDER BY e.n";
+ ORDER BY e.n \
+RETURNING aggregate_type, aggregate_id, sequence, position";
 
 /// What became of one command's append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
-    /// Its events are in the group's transaction.
-    Appended,
+    /// Its events are in the group's transaction, the last one at `position`.
+    Appended { position: i64 },
     /// Its aggregate had moved past the version the command was decided on.
     Conflict,
+}
+
+/// Whether a command's events follow its aggregate's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Wins,
+    Conflicts,
 }
 
 /// How a group failed.
@@ -59,12 +67,7 @@ pub(super) async fn commit(
     commands: &[&[SerializedEvent]],
 ) -> Result<Vec<Verdict>, Failure> {
     let refused = Failure::Refused;
-    let mut tx = conn.begin().await.map_err(refused)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *tx)
-        .await
-        .map_err(refused)?;
+    let mut tx = conn.begin_with(BEGIN_LOCKED).await.map_err(refused)?;
 
     let streams = streams_of(commands);
     let stored: Vec<i64> = sqlx::query_scalar(STORED_VERSIONS)
@@ -74,25 +77,44 @@ pub(super) async fn commit(
         .await
         .map_err(refused)?;
     let versions = streams.into_iter().zip(stored).collect();
-    let verdicts = decide(commands, versions);
+    let decisions = decide(commands, versions);
 
     let winners: Vec<&SerializedEvent> = commands
         .iter()
-        .zip(&verdicts)
-        .filter(|(_, v)| **v == Verdict::Appended)
+        .zip(&decisions)
+        .filter(|(_, d)| **d == Decision::Wins)
         .flat_map(|(events, _)| events.iter())
         .collect();
-    if !winners.is_empty() {
-        insert(&mut tx, &winners).await.map_err(refused)?;
+    let mut positions = if winners.is_empty() {
+        Vec::new()
+    } else {
+        insert(&mut tx, &winners).await.map_err(refused)?
     }
+    .into_iter();
+    // Each winner's events took the next positions, in order: its last is its position.
+    // (`persist` never queues a command without events.)
+    let verdicts = commands
+        .iter()
+        .zip(decisions)
+        .map(|(events, decision)| match decision {
+            Decision::Conflicts => Verdict::Conflict,
+            Decision::Wins => Verdict::Appended {
+                position: positions.by_ref().take(events.len()).last().unwrap_or(0),
+            },
+        })
+        .collect();
     match tx.commit().await {
         Ok(()) => Ok(verdicts),
         Err(error) => Err(Failure::Commit { error, verdicts }),
     }
 }
 
-async fn insert(conn: &mut PgConnection, events: &[&SerializedEvent]) -> Result<(), sqlx::Error> {
-    let inserted = sqlx::query(INSERT_EVENTS)
+/// Inserts the events in order; returns their positions, in the same order.
+async fn insert(
+    conn: &mut PgConnection,
+    events: &[&SerializedEvent],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(INSERT_EVENTS)
         .bind(
             events
                 .iter()
@@ -120,16 +142,25 @@ async fn insert(conn: &mut PgConnection, events: &[&SerializedEvent]) -> Result<
         )
         .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
         .bind(events.iter().map(|e| &e.metadata).collect::<Vec<_>>())
-        .execute(conn)
-        .await?
-        .rows_affected();
-    if inserted != events.len() as u64 {
-        return Err(sqlx::Error::Protocol(format!(
-            "inserted {inserted} of {} events",
-            events.len()
-        )));
+        .fetch_all(conn)
+        .await?;
+    // Postgres returns the rows in the order it inserted them; checked, since the positions
+    // are matched to the commands by that order.
+    let in_order = rows.len() == events.len()
+        && rows.iter().zip(events).all(|(row, e)| {
+            (row.0.as_str(), row.1.as_str(), row.2)
+                == (
+                    e.aggregate_type.as_str(),
+                    e.aggregate_id.as_str(),
+                    e.sequence as i64,
+                )
+        });
+    if !in_order {
+        return Err(sqlx::Error::Protocol(
+            "the inserted events came back out of order".into(),
+        ));
     }
-    Ok(())
+    Ok(rows.into_iter().map(|row| row.3).collect())
 }
 
 /// The distinct (aggregate type, aggregate id) streams the commands append to.
@@ -149,20 +180,20 @@ fn streams_of<'a>(commands: &[&'a [SerializedEvent]]) -> Vec<(&'a str, &'a str)>
 fn decide<'a>(
     commands: &[&'a [SerializedEvent]],
     mut versions: HashMap<(&'a str, &'a str), i64>,
-) -> Vec<Verdict> {
+) -> Vec<Decision> {
     commands
         .iter()
         .map(|events| {
             let (Some(first), Some(last)) = (events.first(), events.last()) else {
-                return Verdict::Appended;
+                return Decision::Wins;
             };
             let stream = (first.aggregate_type.as_str(), first.aggregate_id.as_str());
             let version = versions.entry(stream).or_insert(0);
             if first.sequence as i64 == *version + 1 {
                 *version = last.sequence as i64;
-                Verdict::Appended
+                Decision::Wins
             } else {
-                Verdict::Conflict
+                Decision::Conflicts
             }
         })
         .collect()
@@ -201,7 +232,7 @@ mod tests {
         // a takes version 3; b was decided on 2 too; c was decided on a's 3 and follows it.
         assert_eq!(
             verdicts,
-            [Verdict::Appended, Verdict::Conflict, Verdict::Appended]
+            [Decision::Wins, Decision::Conflicts, Decision::Wins]
         );
     }
 
@@ -211,7 +242,7 @@ mod tests {
         let versions = HashMap::from([(("Task", "t1"), 0), (("Task", "t2"), 3)]);
         assert_eq!(
             decide(&[&a, &b], versions),
-            [Verdict::Appended, Verdict::Conflict]
+            [Decision::Wins, Decision::Conflicts]
         );
     }
 

@@ -19,7 +19,46 @@ use cqrs_es::{Aggregate, CqrsFramework};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::Arc;
+
+/// What one command's append stored: the sequences of its first and last event, and the
+/// global position of its last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub first: i64,
+    pub last: i64,
+    pub position: i64,
+}
+
+impl Receipt {
+    fn of(events: &[SerializedEvent], position: i64) -> Self {
+        let sequence = |e: Option<&SerializedEvent>| e.map_or(0, |e| e.sequence as i64);
+        Self {
+            first: sequence(events.first()),
+            last: sequence(events.last()),
+            position,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The receipt of the append made by the command running on this task: cqrs-es's
+    /// `persist` returns nothing, so the receipt travels beside it (see [`with_receipt`]).
+    static RECEIPT: Cell<Option<Receipt>>;
+}
+
+/// Runs one command's execution and returns its result with the receipt of what it
+/// appended: `None` when it appended nothing.
+pub async fn with_receipt<F: Future>(execution: F) -> (F::Output, Option<Receipt>) {
+    RECEIPT
+        .scope(Cell::new(None), async {
+            let output = execution.await;
+            (output, RECEIPT.with(Cell::get))
+        })
+        .await
+}
 
 /// A cqrs-es framework over the group-committing store.
 pub type StoreCqrs<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
@@ -83,13 +122,16 @@ impl PersistedEventRepository for EventRepository {
     ) -> Result<(), PersistenceError> {
         if snapshot_update.is_some() {
             // Only a snapshot store asks for this, and the command bus uses none: postgres-es
-            // writes the snapshot with the events in a transaction of their own.
+            // writes the snapshot with the events in a transaction of their own (no receipt).
             return self.reads.persist::<A>(events, snapshot_update).await;
         }
         if events.is_empty() {
             return Ok(());
         }
-        self.committer.append(events.to_vec()).await
+        let receipt = self.committer.append(events.to_vec()).await?;
+        // Outside `with_receipt` (a caller of the framework that wants none) it is dropped.
+        let _ = RECEIPT.try_with(|slot| slot.set(Some(receipt)));
+        Ok(())
     }
 
     async fn stream_events<A: Aggregate>(
