@@ -19,5 +19,6 @@ pub mod sagas;
 pub mod sse;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod workers;

@@ -1,6 +1,7 @@
-//! The command side: runs a command against its aggregate through cqrs-es and postgres-es,
-//! records who asked and why in the events' metadata, and answers with the aggregate's new
-//! version and the global position of its last event.
+//! The command side: runs a command against its aggregate through cqrs-es over our event
+//! store (`crate::store`, which group-commits concurrent commands), records who asked and why
+//! in the events' metadata, and answers with the aggregate's new version and the global
+//! position of its last event.
 
 mod context;
 
@@ -12,12 +13,13 @@ use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
 use cqrs_es::{Aggregate, AggregateError};
-use postgres_es::{postgres_cqrs, PostgresCqrs};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
+
+use crate::store::{self, AppendError, EventRepository, Receipt, StoreCqrs};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, and whether it was created by this command.
@@ -50,21 +52,23 @@ pub enum CommandError<E: std::error::Error> {
 #[derive(Clone)]
 pub struct CommandBus {
     pool: PgPool,
-    tasks: Arc<PostgresCqrs<Task>>,
-    wallets: Arc<PostgresCqrs<Wallet>>,
-    payments: Arc<PostgresCqrs<Payment>>,
-    bounties: Arc<PostgresCqrs<Bounty>>,
-    inboxes: Arc<PostgresCqrs<Inbox>>,
+    tasks: Arc<StoreCqrs<Task>>,
+    wallets: Arc<StoreCqrs<Wallet>>,
+    payments: Arc<StoreCqrs<Payment>>,
+    bounties: Arc<StoreCqrs<Bounty>>,
+    inboxes: Arc<StoreCqrs<Inbox>>,
 }
 
 impl CommandBus {
+    /// Must be called within the Tokio runtime: the event store starts its committer.
     pub fn new(pool: PgPool) -> Self {
+        let store = EventRepository::new(pool.clone());
         Self {
-            tasks: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            wallets: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            payments: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            bounties: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
-            inboxes: Arc::new(postgres_cqrs(pool.clone(), Vec::new(), ())),
+            tasks: Arc::new(store.cqrs()),
+            wallets: Arc::new(store.cqrs()),
+            payments: Arc::new(store.cqrs()),
+            bounties: Arc::new(store.cqrs()),
+            inboxes: Arc::new(store.cqrs()),
             pool,
         }
     }
@@ -126,7 +130,7 @@ impl CommandBus {
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
     pool: &PgPool,
-    cqrs: &Arc<PostgresCqrs<A>>,
+    cqrs: &Arc<StoreCqrs<A>>,
     id: Uuid,
     name: &'static str,
     command: A::Command,
@@ -143,23 +147,20 @@ where
     let (pool, cqrs) = (pool.clone(), cqrs.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
-        cqrs.execute_with_metadata(&aggregate_id, command, metadata)
-            .await
-            .map_err(|e| match e {
-                AggregateError::UserError(e) => CommandError::Domain(e),
-                AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
-                // Kept as the cause (not flattened into text), so that the HTTP edge can tell
-                // a database out of reach (503) from a fault of ours (500).
-                AggregateError::DatabaseConnectionError(cause)
-                | AggregateError::UnexpectedError(cause) => {
-                    CommandError::Internal(match cause.downcast::<sqlx::Error>() {
-                        Ok(sqlx) => anyhow::Error::new(*sqlx).context(name),
-                        Err(other) => anyhow::anyhow!("{name}: {other}"),
-                    })
-                }
-                other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
-            })?;
-        committed::<A>(&pool, &aggregate_id, command_id).await
+        let (executed, receipt) =
+            store::with_receipt(cqrs.execute_with_metadata(&aggregate_id, command, metadata)).await;
+        executed.map_err(|e| match e {
+            AggregateError::UserError(e) => CommandError::Domain(e),
+            AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
+            // Kept as the cause (not flattened into text), so that the HTTP edge can tell
+            // a database out of reach (503) from a fault of ours (500).
+            AggregateError::DatabaseConnectionError(cause)
+            | AggregateError::UnexpectedError(cause) => {
+                CommandError::Internal(typed_cause(cause).context(name))
+            }
+            other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
+        })?;
+        committed::<A>(&pool, &aggregate_id, receipt).await
     });
     let result = handle
         .await
@@ -177,36 +178,37 @@ where
     result
 }
 
-/// Reads back the version and position of the events a command just committed. A command
-/// that changed nothing (an idempotent repeat) answers the aggregate's current version and
-/// the position of its last event.
+/// The cause as its own type where the HTTP edge looks into it (a database error, directly or
+/// as the source of a group's append error); flattened into text otherwise.
+fn typed_cause(cause: Box<dyn std::error::Error + Send + Sync>) -> anyhow::Error {
+    match cause.downcast::<sqlx::Error>() {
+        Ok(sqlx) => anyhow::Error::new(*sqlx),
+        Err(other) => match other.downcast::<AppendError>() {
+            Ok(append) => anyhow::Error::new(*append),
+            Err(other) => anyhow::anyhow!("{other}"),
+        },
+    }
+}
+
+/// The answer to a command, from the receipt of what it appended. A command that changed
+/// nothing (an idempotent repeat) answers the aggregate's current version and the position of
+/// its last event.
 async fn committed<A: Aggregate>(
     pool: &PgPool,
     aggregate_id: &str,
-    command_id: Uuid,
+    receipt: Option<Receipt>,
 ) -> Result<Committed, CommandError<A::Error>> {
-    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT max(sequence), max(position), min(sequence) FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata ->> 'command_id' = $3 \
-         HAVING count(*) > 0",
-    )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .bind(command_id.to_string())
-    .fetch_optional(pool)
-    .await
-    .map_err(internal)?;
-    if let Some((version, position, first)) = row {
+    if let Some(receipt) = receipt {
         metrics::counter!("bountyline_events_appended_total", "aggregate" => A::TYPE)
-            .increment((version - first + 1) as u64);
+            .increment((receipt.last - receipt.first + 1) as u64);
         return Ok(Committed {
             id: aggregate_id.to_owned(),
-            version,
-            position,
-            created: first == 1,
+            version: receipt.last,
+            position: receipt.position,
+            created: receipt.first == 1,
         });
     }
+    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
     let (version, position): (i64, i64) = sqlx::query_as(
         "SELECT coalesce(max(sequence), 0)::bigint, coalesce(max(position), 0)::bigint \
          FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",

@@ -1,0 +1,147 @@
+//! The event store behind cqrs-es: reads are postgres-es's, appends are group-committed.
+//!
+//! One fsynced transaction per command would serialise every command on the append lock for a
+//! whole commit (docs/adr/0001). Instead each command's events go to the process's committer,
+//! which appends concurrent commands together in one transaction, each command all or nothing
+//! and optimistic concurrency exact per aggregate (docs/adr/0003-group-commit.md).
+
+mod committer;
+mod group;
+
+pub use committer::AppendError;
+
+use committer::Committer;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
+    SerializedSnapshot,
+};
+use cqrs_es::{Aggregate, CqrsFramework};
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use sqlx::PgPool;
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::Arc;
+
+/// What one command's append stored: the sequences of its first and last event, and the
+/// global position of its last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub first: i64,
+    pub last: i64,
+    pub position: i64,
+}
+
+impl Receipt {
+    fn of(events: &[SerializedEvent], position: i64) -> Self {
+        let sequence = |e: Option<&SerializedEvent>| e.map_or(0, |e| e.sequence as i64);
+        Self {
+            first: sequence(events.first()),
+            last: sequence(events.last()),
+            position,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The receipt of the append made by the command running on this task: cqrs-es's
+    /// `persist` returns nothing, so the receipt travels beside it (see [`with_receipt`]).
+    static RECEIPT: Cell<Option<Receipt>>;
+}
+
+/// Runs one command's execution and returns its result with the receipt of what it
+/// appended: `None` when it appended nothing.
+pub async fn with_receipt<F: Future>(execution: F) -> (F::Output, Option<Receipt>) {
+    RECEIPT
+        .scope(Cell::new(None), async {
+            let output = execution.await;
+            (output, RECEIPT.with(Cell::get))
+        })
+        .await
+}
+
+/// A cqrs-es framework over the group-committing store.
+pub type StoreCqrs<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
+
+/// The `events` table for cqrs-es: one per process, shared by every aggregate type (clones
+/// share the committer).
+#[derive(Clone)]
+pub struct EventRepository {
+    reads: Arc<PostgresEventRepository>,
+    committer: Committer,
+}
+
+impl EventRepository {
+    /// Must be called within the Tokio runtime: it starts the committer task.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            committer: Committer::start(&pool),
+            reads: Arc::new(PostgresEventRepository::new(pool)),
+        }
+    }
+
+    /// A framework for aggregate `A`, event-sourced (no snapshots), without queries.
+    pub fn cqrs<A: Aggregate<Services = ()>>(&self) -> StoreCqrs<A> {
+        CqrsFramework::new(
+            PersistedEventStore::new_event_store(self.clone()),
+            Vec::new(),
+            (),
+        )
+    }
+}
+
+impl PersistedEventRepository for EventRepository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.reads.get_snapshot::<A>(aggregate_id).await
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        if snapshot_update.is_some() {
+            // Only a snapshot store asks for this, and the command bus uses none: postgres-es
+            // writes the snapshot with the events in a transaction of their own (no receipt).
+            return self.reads.persist::<A>(events, snapshot_update).await;
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let receipt = self.committer.append(events.to_vec()).await?;
+        // Outside `with_receipt` (a caller of the framework that wants none) it is dropped.
+        let _ = RECEIPT.try_with(|slot| slot.set(Some(receipt)));
+        Ok(())
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_all_events::<A>().await
+    }
+}

@@ -1,0 +1,311 @@
+//! Group commit (issue 7, docs/adr/0003-group-commit.md): concurrent commands' appends share
+//! transactions, each command's events go in all or nothing, and optimistic concurrency stays
+//! exact per aggregate.
+//!
+//! Each test holds the append lock in a transaction of its own while the appends gather, so
+//! that they are sure to meet in the committer's queue, then lets them through.
+
+mod common;
+
+use bountyline::audit::chain;
+use bountyline::store::EventRepository;
+use bountyline_domain::task::Task;
+use common::{wait_until, TestApp};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use serde_json::{json, Value};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The append lock every insert into `events` takes (migrations/0001_event_store.sql).
+const APPEND_LOCK: i64 = 1_651_271_030;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_a_transaction_and_take_contiguous_positions() {
+    let app = TestApp::spawn().await;
+    let store = EventRepository::new(app.pool.clone());
+    let held = hold_appends(&app.pool).await;
+    let appends: Vec<_> = (0..30)
+        .map(|i| {
+            append(
+                &store,
+                probe(&Uuid::new_v4().to_string(), 1..=2, &i.to_string()),
+            )
+        })
+        .collect();
+    let_appends_through(&app.pool, held).await;
+    for outcome in futures::future::join_all(appends).await {
+        outcome.expect("task").expect("append");
+    }
+
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT position, xmin::text FROM events WHERE aggregate_type = 'Probe' ORDER BY position",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("stored probes");
+    assert_eq!(rows.len(), 60);
+    let positions: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        positions,
+        (1..=60).collect::<Vec<_>>(),
+        "gap-free from the first"
+    );
+    let mut transactions: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    transactions.dedup();
+    // The committer's first group waited on the lock alone or with a few; everything that
+    // queued behind it went in together.
+    assert!(
+        transactions.len() <= 2,
+        "30 commands took {} transactions",
+        transactions.len()
+    );
+    assert!(chain::verify(&app.pool).await.expect("verify").ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_racing_appends_to_one_aggregate_one_wins_and_the_rest_append_nothing() {
+    let app = TestApp::spawn().await;
+    let store = EventRepository::new(app.pool.clone());
+    let contended = Uuid::new_v4().to_string();
+    store
+        .persist::<Task>(&probe(&contended, 1..=1, "seed"), None)
+        .await
+        .expect("seed");
+
+    let held = hold_appends(&app.pool).await;
+    // Every racer decided on version 1 and appends three events; the bystanders append to
+    // aggregates of their own, in the same groups.
+    let racers: Vec<_> = (0..10)
+        .map(|i| append(&store, probe(&contended, 2..=4, &format!("racer {i}"))))
+        .collect();
+    let bystanders: Vec<_> = (0..10)
+        .map(|i| {
+            append(
+                &store,
+                probe(&Uuid::new_v4().to_string(), 1..=1, &i.to_string()),
+            )
+        })
+        .collect();
+    let_appends_through(&app.pool, held).await;
+
+    let mut winners = 0;
+    for outcome in futures::future::join_all(racers).await {
+        match outcome.expect("task") {
+            Ok(()) => winners += 1,
+            Err(PersistenceError::OptimisticLockError) => {}
+            Err(other) => panic!("a racer failed: {other}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one racer wins version 2");
+    for outcome in futures::future::join_all(bystanders).await {
+        outcome
+            .expect("task")
+            .expect("a bystander is not failed by the racers");
+    }
+
+    let stream = stored(&app.pool, &contended).await;
+    assert_eq!(stream.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let winner = &stream[1].1;
+    assert!(
+        stream[1..].iter().all(|e| &e.1 == winner),
+        "the stream mixes racers: {stream:?}"
+    );
+    assert!(chain::verify(&app.pool).await.expect("verify").ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_the_database_refuses_fails_alone_and_leaves_none_of_its_events() {
+    let app = TestApp::spawn().await;
+    let store = EventRepository::new(app.pool.clone());
+    let refused = Uuid::new_v4().to_string();
+    // jsonb cannot hold a NUL character: the second event of this command is refused.
+    let mut poisoned = probe(&refused, 1..=2, "poisoned");
+    poisoned[1].payload = json!({"mark": "poisoned", "text": "\u{0}"});
+
+    let held = hold_appends(&app.pool).await;
+    let poisoned = append(&store, poisoned);
+    let others: Vec<_> = (0..10)
+        .map(|i| {
+            append(
+                &store,
+                probe(&Uuid::new_v4().to_string(), 1..=2, &i.to_string()),
+            )
+        })
+        .collect();
+    let_appends_through(&app.pool, held).await;
+
+    match poisoned.await.expect("task") {
+        Err(PersistenceError::UnknownError(_)) => {}
+        other => panic!("the refused command answered {other:?}"),
+    }
+    for outcome in futures::future::join_all(others).await {
+        outcome.expect("task").expect("the others commit");
+    }
+    assert!(stored(&app.pool, &refused).await.is_empty());
+    let probes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Probe'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(probes, 20);
+    assert!(chain::verify(&app.pool).await.expect("verify").ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_http_commands_on_one_task_get_one_success_and_409s_beside_other_commands() {
+    let app = TestApp::spawn().await;
+    let (alice, worker) = (app.user("alice").await, app.user("worker").await);
+    let created = app.create_task(&alice, "q", "contended", 0).await;
+    app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
+        .await;
+    let claim = app.post(&worker, "/v1/queues/q/claim", &json!({})).await;
+    assert_eq!(claim.status(), 200);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let before = stored_tasks(&app.pool, &id).await;
+
+    let held = hold_appends(&app.pool).await;
+    let send = |path: String, body: Value, token: String| {
+        let (client, url) = (app.client.clone(), app.url(&path));
+        tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            (res.status().as_u16(), res.text().await.expect("body"))
+        })
+    };
+    let heartbeats: Vec<_> = (0..8)
+        .map(|i| {
+            let body = json!({"progress": i});
+            send(
+                format!("/v1/tasks/{id}/heartbeat"),
+                body,
+                worker.access_token.clone(),
+            )
+        })
+        .collect();
+    let creates: Vec<_> = (0..8)
+        .map(|i| {
+            let body = json!({"queue": "other", "title": format!("beside {i}")});
+            send("/v1/tasks".into(), body, alice.access_token.clone())
+        })
+        .collect();
+    let_appends_through(&app.pool, held).await;
+
+    let heartbeats: Vec<_> = futures::future::join_all(heartbeats).await;
+    let mut ok = 0;
+    for (status, body) in heartbeats.into_iter().map(|r| r.expect("task")) {
+        match status {
+            200 => ok += 1,
+            409 => assert!(body.contains("concurrency-conflict"), "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 1, "one heartbeat wins the version, the others conflict");
+    for (status, body) in futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+    {
+        assert_eq!(status, 201, "{body}");
+        // The answer names the version and position the group gave this command's event.
+        let answer: Value = serde_json::from_str(&body).expect("json");
+        let stored: (i64, i64) = sqlx::query_as(
+            "SELECT sequence, position FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1",
+        )
+        .bind(answer["id"].as_str().expect("id"))
+        .fetch_one(&app.pool)
+        .await
+        .expect("the created task's event");
+        assert_eq!(
+            (answer["version"].as_i64(), answer["position"].as_i64()),
+            (Some(stored.0), Some(stored.1))
+        );
+    }
+    assert_eq!(stored_tasks(&app.pool, &id).await, before + 1);
+}
+
+/// A transaction holding the append lock: every append waits until it ends.
+async fn hold_appends(pool: &PgPool) -> Transaction<'static, Postgres> {
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *held)
+        .await
+        .expect("take the append lock");
+    held
+}
+
+/// Waits until an append waits on the lock (the committer, with its first group) and gives
+/// the rest a moment to queue behind it, then ends the held transaction.
+async fn let_appends_through(pool: &PgPool, held: Transaction<'static, Postgres>) {
+    wait_until(
+        Duration::from_secs(20),
+        "an append to wait on the lock",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("pg_locks");
+            waiting > 0
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    held.rollback().await.expect("release the append lock");
+}
+
+fn append(
+    store: &EventRepository,
+    events: Vec<SerializedEvent>,
+) -> tokio::task::JoinHandle<Result<(), PersistenceError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.persist::<Task>(&events, None).await })
+}
+
+/// One command's events on a `Probe` stream (a type no projection knows), marked with it.
+fn probe(stream: &str, sequences: RangeInclusive<usize>, mark: &str) -> Vec<SerializedEvent> {
+    sequences
+        .map(|sequence| {
+            SerializedEvent::new(
+                stream.to_owned(),
+                sequence,
+                "Probe".to_owned(),
+                "Probed".to_owned(),
+                "1".to_owned(),
+                json!({ "mark": mark }),
+                json!({ "command_id": mark }),
+            )
+        })
+        .collect()
+}
+
+/// A probe stream's (sequence, mark) pairs.
+async fn stored(pool: &PgPool, stream: &str) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT sequence, payload ->> 'mark' FROM events \
+         WHERE aggregate_type = 'Probe' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(stream)
+    .fetch_all(pool)
+    .await
+    .expect("stored stream")
+}
+
+async fn stored_tasks(pool: &PgPool, id: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .expect("count")
+}
