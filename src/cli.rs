@@ -190,16 +190,16 @@ async fn replay(
     for projection in chosen {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
-                "{prefix:>12} [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
+                "{prefix:>12} [{bar:40}] position {pos}/{len}  {per_sec}  eta {eta}",
             )?
             .progress_chars("=> "),
         );
         bar.set_prefix(projection.name());
         let started = std::time::Instant::now();
         let report =
-            bountyline_projections::rebuild::rebuild(&pool, projection.as_ref(), &|done, head| {
+            bountyline_projections::rebuild::rebuild(&pool, projection.as_ref(), &|at, head| {
                 bar.set_length(head.max(0) as u64);
-                bar.set_position(done);
+                bar.set_position(at.max(0) as u64);
             })
             .await?;
         bar.finish();

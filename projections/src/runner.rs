@@ -191,7 +191,7 @@ impl ProjectionRunner {
                 .increment(1);
             events = self.reader.range(at, up_to).await?;
         }
-        match self.apply_all(&mut tx, &events).await {
+        match self.projection.apply_batch(&mut tx, &events).await {
             Ok(()) => {
                 checkpoint::store(&mut tx, name, up_to).await?;
                 tx.commit().await?;
@@ -206,17 +206,6 @@ impl ProjectionRunner {
                 self.apply_one_by_one(&events, up_to).await
             }
         }
-    }
-
-    async fn apply_all(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        events: &[StoredEvent],
-    ) -> Result<(), ProjectionError> {
-        for event in events {
-            self.projection.apply(tx, event).await?;
-        }
-        Ok(())
     }
 
     /// Isolates the failing event: each event in its own transaction, retried with backoff,
