@@ -28,6 +28,9 @@ pub struct RunnerConfig {
     pub durable: String,
     /// At most this many messages are applied in one transaction.
     pub batch: usize,
+    /// At most this many events are read from the store and applied in one transaction
+    /// while catching up; larger than `batch`, since the whole range is waiting already.
+    pub catch_up_batch: usize,
     /// Tries of one failing event before it is parked.
     pub max_attempts: u32,
     /// How long JetStream waits for an ack before redelivering.
@@ -128,7 +131,10 @@ impl ProjectionRunner {
     async fn catch_up_from_store(&self) -> Result<(), RunError> {
         loop {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
-            let events = self.reader.after(at, self.config.batch as i64).await?;
+            let events = self
+                .reader
+                .after(at, self.config.catch_up_batch as i64)
+                .await?;
             if events.is_empty() {
                 return Ok(());
             }
