@@ -142,9 +142,8 @@ impl ProjectionRunner {
             let items = events
                 .into_iter()
                 .map(|e| {
-                    let item = (e.clone(), Some(prev));
-                    prev = e.position;
-                    item
+                    let before = std::mem::replace(&mut prev, e.position);
+                    (e, Some(before))
                 })
                 .collect();
             self.apply_batch(items).await?;
