@@ -127,8 +127,12 @@ impl ProjectionRunner {
         }
     }
 
-    /// Applies everything the store holds beyond the checkpoint, batch by batch.
+    /// Applies everything the store holds beyond the checkpoint, batch by batch. A projection
+    /// that names its aggregate types reads only those (see [`Self::catch_up_by_types`]).
     async fn catch_up_from_store(&self) -> Result<(), RunError> {
+        if let Some(types) = self.projection.aggregate_types() {
+            return self.catch_up_by_types(types).await;
+        }
         loop {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
             let events = self
@@ -147,6 +151,23 @@ impl ProjectionRunner {
                 })
                 .collect();
             self.apply_batch(items).await?;
+        }
+    }
+
+    /// Catches up a range of positions at a time, reading only the events of `types`. Every
+    /// range ends at or below the store's head, and positions become visible in commit order
+    /// (an append draws its position under a transaction-scoped advisory lock), so every
+    /// event of the range is already readable and the checkpoint may move to its end.
+    async fn catch_up_by_types(&self, types: &[&str]) -> Result<(), RunError> {
+        let span = self.config.catch_up_batch as i64;
+        loop {
+            let at = checkpoint::read(&self.pool, self.projection.name()).await?;
+            let up_to = self.reader.head().await?.min(at.saturating_add(span));
+            if up_to <= at {
+                return Ok(());
+            }
+            let events = self.reader.of_types_in(types, at, up_to).await?;
+            self.apply_range(events, up_to).await?;
         }
     }
 
@@ -196,6 +217,31 @@ impl ProjectionRunner {
                 .increment(1);
             events = self.reader.range(at, up_to).await?;
         }
+        self.apply_locked(tx, events, up_to).await
+    }
+
+    /// Applies `events`, every event of its projection's types in a range ending at `up_to`,
+    /// and moves the checkpoint to `up_to`.
+    async fn apply_range(&self, events: Vec<StoredEvent>, up_to: i64) -> Result<(), RunError> {
+        let mut tx = self.pool.begin().await?;
+        let at = checkpoint::lock(&mut tx, self.projection.name()).await?;
+        if up_to <= at {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let events = events.into_iter().filter(|e| e.position > at).collect();
+        self.apply_locked(tx, events, up_to).await
+    }
+
+    /// Applies `events` in the transaction that holds the checkpoint lock and stores `up_to`
+    /// with them; a failing batch is retried event by event.
+    async fn apply_locked(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        events: Vec<StoredEvent>,
+        up_to: i64,
+    ) -> Result<(), RunError> {
+        let name = self.projection.name();
         match self.projection.apply_batch(&mut tx, &events).await {
             Ok(()) => {
                 checkpoint::store(&mut tx, name, up_to).await?;
