@@ -424,8 +424,8 @@ def markdown(r, svg_name):
             for x in r["rebuild"]]
     out.append(md_table(("projection", "events", "seconds", "events/s"), rows))
     out.append("")
-    out.append(f"`replay --all` took {fmt(f['rebuild_seconds'], 1)} s in all (process start included), one "
-               f"projection after another.")
+    out.append(f"`replay --all` took {fmt(f['rebuild_seconds'], 1)} s in all (process start included), the "
+               f"projections side by side; each reads only the events of its aggregate types.")
     out.append("")
 
     out.append("### Queries (phase 6)")

@@ -1,7 +1,7 @@
 //! The `bountyline` command line: one binary, one subcommand per way of running it.
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
@@ -187,32 +187,42 @@ async fn replay(
         (None, false) => anyhow::bail!("name a projection or pass --all"),
     };
     let pool = db::connect(&settings).await?;
-    for projection in chosen {
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
-            )?
-            .progress_chars("=> "),
-        );
+    // Each projection rebuilds into its own shadow schema and swaps in on its own, so they run
+    // side by side: one waits on Postgres while another decodes.
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template(
+        "{prefix:>13} [{bar:40}] position {pos}/{len}  {per_sec}  eta {eta}",
+    )?
+    .progress_chars("=> ");
+    let rebuilds = chosen.into_iter().map(|projection| {
+        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
         bar.set_prefix(projection.name());
-        let started = std::time::Instant::now();
-        let report =
-            bountyline_projections::rebuild::rebuild(&pool, projection.as_ref(), &|done, head| {
-                bar.set_length(head.max(0) as u64);
-                bar.set_position(done);
-            })
-            .await?;
-        bar.finish();
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), swapped in",
-            projection.name(),
-            report.events,
-            report.position,
-            secs,
-            report.events as f64 / secs.max(1e-9)
-        );
-    }
+        let (pool, bars) = (&pool, &bars);
+        async move {
+            let started = std::time::Instant::now();
+            let report =
+                bountyline_projections::rebuild::rebuild(pool, projection.as_ref(), &|at, head| {
+                    bar.set_length(head.max(0) as u64);
+                    bar.set_position(at.max(0) as u64);
+                })
+                .await?;
+            bar.finish();
+            let secs = started.elapsed().as_secs_f64();
+            bars.suspend(|| {
+                eprintln!(
+                    "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), \
+                     swapped in",
+                    projection.name(),
+                    report.events,
+                    report.position,
+                    secs,
+                    report.events as f64 / secs.max(1e-9)
+                )
+            });
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(rebuilds).await?;
     Ok(())
 }
 

@@ -108,7 +108,11 @@ pub struct PaymentsSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkerSettings {
     pub lease_scan_interval_ms: u64,
+    /// Messages from the stream applied in one transaction.
     pub projection_batch: usize,
+    /// Events read from the store and applied in one transaction when a projection catches
+    /// up (after a restart, or when it fell behind the stream).
+    pub projection_catch_up_batch: usize,
     pub relay_batch: i64,
     /// How long a projection's unacknowledged message waits before JetStream redelivers it.
     pub ack_wait_secs: u64,
@@ -153,6 +157,7 @@ impl Settings {
             .set_default("limits.leases_per_worker", 100)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 500)?
+            .set_default("worker.projection_catch_up_batch", 5000)?
             .set_default("worker.relay_batch", 1000)?
             .set_default("worker.ack_wait_secs", 30)?;
         if let Some(path) = file {

@@ -238,6 +238,7 @@ fn spawn_workers(
             stream: names.stream(),
             durable: names.durable(projection.name()),
             batch: settings.worker.projection_batch,
+            catch_up_batch: settings.worker.projection_catch_up_batch,
             max_attempts: 3,
             ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
         };

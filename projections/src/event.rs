@@ -100,6 +100,25 @@ impl EventReader {
         .await
     }
 
+    /// Every event of the given aggregate types in `(after, up_to]`, in position order.
+    pub async fn of_types_in(
+        &self,
+        types: &[&str],
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+        sqlx::query_as::<_, StoredEvent>(&format!(
+            "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 AND aggregate_type = ANY($3) \
+             ORDER BY position"
+        ))
+        .bind(after)
+        .bind(up_to)
+        .bind(types)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// The highest committed position (0 for an empty store).
     pub async fn head(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")

@@ -41,6 +41,12 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection owns; a rebuild recreates and swaps exactly these.
     fn tables(&self) -> &'static [&'static str];
 
+    /// The aggregate types whose events can change this projection, or `None` for every
+    /// event. A rebuild reads only these from the store; it still ends at the store's head.
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// Applies one event. Table names are unqualified: the runner points `search_path` at the
     /// live schema or at a rebuild's shadow schema, so live and rebuild share this code.
     /// Events the projection does not care about are ignored.
@@ -49,4 +55,18 @@ pub trait Projection: Send + Sync + 'static {
         tx: &mut Transaction<'static, Postgres>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies events in position order with exactly the effect of applying them one by one
+    /// (the runner falls back to that, event by event, when a batch fails). Read models
+    /// override it to read and write each row once per batch instead of once per event.
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.apply(tx, event).await?;
+        }
+        Ok(())
+    }
 }

@@ -22,24 +22,25 @@ pub struct RebuildReport {
     pub position: i64,
 }
 
-/// Rebuilds `projection` from position 0 and swaps it in. `progress(applied, head)` is called
-/// after every chunk.
+/// Rebuilds `projection` from position 0 and swaps it in. `progress(position, head)` is
+/// called after every chunk with the position reached.
 pub async fn rebuild(
     pool: &PgPool,
     projection: &dyn Projection,
-    progress: &(dyn Fn(u64, i64) + Sync),
+    progress: &(dyn Fn(i64, i64) + Sync),
 ) -> Result<RebuildReport, ProjectionError> {
     let report = build_shadow(pool, projection, None, progress).await?;
     swap_in(pool, projection, report.position).await?;
     Ok(report)
 }
 
-/// Builds the shadow tables from scratch up to `until` (or the current head).
+/// Builds the shadow tables from scratch up to `until` (or the current head), reading only
+/// the events the projection takes and applying them a chunk per transaction.
 pub async fn build_shadow(
     pool: &PgPool,
     projection: &dyn Projection,
     until: Option<i64>,
-    progress: &(dyn Fn(u64, i64) + Sync),
+    progress: &(dyn Fn(i64, i64) + Sync),
 ) -> Result<RebuildReport, ProjectionError> {
     let shadow = shadow_schema(projection);
     let mut tx = pool.begin().await?;
@@ -68,20 +69,21 @@ pub async fn build_shadow(
         position: 0,
     };
     while report.position < head {
-        let events = reader.after(report.position, CHUNK).await?;
+        let events = match projection.aggregate_types() {
+            Some(types) => reader.of_types_after(types, report.position, CHUNK).await?,
+            None => reader.after(report.position, CHUNK).await?,
+        };
         let events: Vec<_> = events.into_iter().filter(|e| e.position <= head).collect();
         let Some(last) = events.last().map(|e| e.position) else {
             break;
         };
         let mut tx = pool.begin().await?;
         point_at(&mut tx, &shadow).await?;
-        for event in &events {
-            projection.apply(&mut tx, event).await?;
-        }
+        projection.apply_batch(&mut tx, &events).await?;
         tx.commit().await?;
         report.events += events.len() as u64;
         report.position = last;
-        progress(report.events, head);
+        progress(report.position, head);
     }
     report.position = head;
     Ok(report)
@@ -122,9 +124,7 @@ pub async fn swap_in(
     if live > built_to {
         let events = EventReader::new(pool.clone()).range(built_to, live).await?;
         point_at(&mut tx, &shadow).await?;
-        for event in &events {
-            projection.apply(&mut tx, event).await?;
-        }
+        projection.apply_batch(&mut tx, &events).await?;
         sqlx::query("SET LOCAL search_path TO public")
             .execute(&mut *tx)
             .await?;

@@ -28,6 +28,9 @@ pub struct RunnerConfig {
     pub durable: String,
     /// At most this many messages are applied in one transaction.
     pub batch: usize,
+    /// At most this many events are read from the store and applied in one transaction
+    /// while catching up; larger than `batch`, since the whole range is waiting already.
+    pub catch_up_batch: usize,
     /// Tries of one failing event before it is parked.
     pub max_attempts: u32,
     /// How long JetStream waits for an ack before redelivering.
@@ -124,11 +127,18 @@ impl ProjectionRunner {
         }
     }
 
-    /// Applies everything the store holds beyond the checkpoint, batch by batch.
+    /// Applies everything the store holds beyond the checkpoint, batch by batch. A projection
+    /// that names its aggregate types reads only those (see [`Self::catch_up_by_types`]).
     async fn catch_up_from_store(&self) -> Result<(), RunError> {
+        if let Some(types) = self.projection.aggregate_types() {
+            return self.catch_up_by_types(types).await;
+        }
         loop {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
-            let events = self.reader.after(at, self.config.batch as i64).await?;
+            let events = self
+                .reader
+                .after(at, self.config.catch_up_batch as i64)
+                .await?;
             if events.is_empty() {
                 return Ok(());
             }
@@ -136,12 +146,28 @@ impl ProjectionRunner {
             let items = events
                 .into_iter()
                 .map(|e| {
-                    let item = (e.clone(), Some(prev));
-                    prev = e.position;
-                    item
+                    let before = std::mem::replace(&mut prev, e.position);
+                    (e, Some(before))
                 })
                 .collect();
             self.apply_batch(items).await?;
+        }
+    }
+
+    /// Catches up a range of positions at a time, reading only the events of `types`. Every
+    /// range ends at or below the store's head, and positions become visible in commit order
+    /// (an append draws its position under a transaction-scoped advisory lock), so every
+    /// event of the range is already readable and the checkpoint may move to its end.
+    async fn catch_up_by_types(&self, types: &[&str]) -> Result<(), RunError> {
+        let span = self.config.catch_up_batch as i64;
+        loop {
+            let at = checkpoint::read(&self.pool, self.projection.name()).await?;
+            let up_to = self.reader.head().await?.min(at.saturating_add(span));
+            if up_to <= at {
+                return Ok(());
+            }
+            let events = self.reader.of_types_in(types, at, up_to).await?;
+            self.apply_range(events, up_to).await?;
         }
     }
 
@@ -191,7 +217,32 @@ impl ProjectionRunner {
                 .increment(1);
             events = self.reader.range(at, up_to).await?;
         }
-        match self.apply_all(&mut tx, &events).await {
+        self.apply_locked(tx, events, up_to).await
+    }
+
+    /// Applies `events`, every event of its projection's types in a range ending at `up_to`,
+    /// and moves the checkpoint to `up_to`.
+    async fn apply_range(&self, events: Vec<StoredEvent>, up_to: i64) -> Result<(), RunError> {
+        let mut tx = self.pool.begin().await?;
+        let at = checkpoint::lock(&mut tx, self.projection.name()).await?;
+        if up_to <= at {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let events = events.into_iter().filter(|e| e.position > at).collect();
+        self.apply_locked(tx, events, up_to).await
+    }
+
+    /// Applies `events` in the transaction that holds the checkpoint lock and stores `up_to`
+    /// with them; a failing batch is retried event by event.
+    async fn apply_locked(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        events: Vec<StoredEvent>,
+        up_to: i64,
+    ) -> Result<(), RunError> {
+        let name = self.projection.name();
+        match self.projection.apply_batch(&mut tx, &events).await {
             Ok(()) => {
                 checkpoint::store(&mut tx, name, up_to).await?;
                 tx.commit().await?;
@@ -206,17 +257,6 @@ impl ProjectionRunner {
                 self.apply_one_by_one(&events, up_to).await
             }
         }
-    }
-
-    async fn apply_all(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        events: &[StoredEvent],
-    ) -> Result<(), ProjectionError> {
-        for event in events {
-            self.projection.apply(tx, event).await?;
-        }
-        Ok(())
     }
 
     /// Isolates the failing event: each event in its own transaction, retried with backoff,

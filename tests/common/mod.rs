@@ -165,6 +165,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
         worker: WorkerSettings {
             lease_scan_interval_ms: 200,
             projection_batch: 500,
+            projection_catch_up_batch: 5000,
             relay_batch: 1000,
             ack_wait_secs: 30,
         },

@@ -26,6 +26,10 @@ impl Projection for BountiesProjection {
         &["bounties", "bounty_applications"]
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Bounty"])
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,

@@ -32,18 +32,34 @@ impl Projection for NotificationsProjection {
         ]
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Bounty", "Wallet", "Task", "Inbox"])
+    }
+
     async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
-        match event.aggregate_type.as_str() {
-            "Bounty" => bounty(tx, event).await,
-            "Wallet" => wallet(tx, event).await,
-            "Task" => task(tx, event).await,
-            "Inbox" => inbox(tx, event).await,
-            _ => Ok(()),
-        }
+        apply_one(tx, event).await
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
     }
 }
 
-fn id_of(event: &StoredEvent, what: &str) -> Result<Uuid, ProjectionError> {
+pub(super) async fn apply_one(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
+    match event.aggregate_type.as_str() {
+        "Bounty" => bounty(tx, event).await,
+        "Wallet" => wallet(tx, event).await,
+        "Task" => task(tx, event).await,
+        "Inbox" => inbox(tx, event).await,
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn id_of(event: &StoredEvent, what: &str) -> Result<Uuid, ProjectionError> {
     event
         .aggregate_uuid()
         .ok_or_else(|| ProjectionError::Invalid(format!("{what} id {}", event.aggregate_id)))
@@ -113,33 +129,25 @@ async fn task(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
     let decoded: TaskEvent = event
         .decode()
         .map_err(|e| ProjectionError::decode(event, e))?;
-    let (queue, attempt, error) = match &decoded {
-        TaskEvent::TaskCreated { creator, title, .. } => {
-            sqlx::query(
-                "INSERT INTO notification_task_owners (task_id, creator, title) \
-                 VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task_id)
-            .bind(creator)
-            .bind(title)
-            .execute(&mut **tx)
-            .await?;
-            return Ok(());
-        }
-        TaskEvent::TaskFailed {
-            queue,
-            attempt,
-            outcome: FailureOutcome::DeadLettered,
-            error,
-            ..
-        } => (queue, *attempt, error.as_str()),
-        TaskEvent::TaskLeaseExpired {
-            queue,
-            attempt,
-            outcome: FailureOutcome::DeadLettered,
-            ..
-        } => (queue, *attempt, "lease expired"),
-        _ => return Ok(()),
+    if let TaskEvent::TaskCreated { creator, title, .. } = &decoded {
+        sqlx::query(
+            "INSERT INTO notification_task_owners (task_id, creator, title) \
+             VALUES ($1, $2, $3) ON CONFLICT (task_id) DO NOTHING",
+        )
+        .bind(task_id)
+        .bind(creator)
+        .bind(title)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
+    let Some(DeadLetter {
+        queue,
+        attempt,
+        error,
+    }) = dead_letter(&decoded)
+    else {
+        return Ok(());
     };
     let owner: Option<(Uuid, String)> =
         sqlx::query_as("SELECT creator, title FROM notification_task_owners WHERE task_id = $1")
@@ -153,6 +161,41 @@ async fn task(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
     };
     let notice = notices::task_dead_lettered(creator, task_id, &title, queue, attempt, error);
     write(tx, event, &[notice]).await
+}
+
+/// What a task's creator is told when the task is dead-lettered.
+pub(super) struct DeadLetter<'a> {
+    pub queue: &'a str,
+    pub attempt: u32,
+    pub error: &'a str,
+}
+
+/// The dead-lettering in a task event, if it is one.
+pub(super) fn dead_letter(event: &TaskEvent) -> Option<DeadLetter<'_>> {
+    match event {
+        TaskEvent::TaskFailed {
+            queue,
+            attempt,
+            outcome: FailureOutcome::DeadLettered,
+            error,
+            ..
+        } => Some(DeadLetter {
+            queue,
+            attempt: *attempt,
+            error,
+        }),
+        TaskEvent::TaskLeaseExpired {
+            queue,
+            attempt,
+            outcome: FailureOutcome::DeadLettered,
+            ..
+        } => Some(DeadLetter {
+            queue,
+            attempt: *attempt,
+            error: "lease expired",
+        }),
+        _ => None,
+    }
 }
 
 async fn inbox(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {

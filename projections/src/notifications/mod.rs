@@ -7,6 +7,7 @@
 //! writes exactly the rows the live projection wrote.
 
 mod apply;
+mod batch;
 mod notices;
 pub mod query;
 

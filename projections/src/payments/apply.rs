@@ -18,6 +18,10 @@ impl Projection for PaymentsProjection {
         &["payments"]
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Payment"])
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,

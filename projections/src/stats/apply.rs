@@ -13,7 +13,7 @@ use crate::{Projection, ProjectionError, StoredEvent};
 
 /// Old per-second rows are pruned every this many positions (cheap, and deterministic, so a
 /// rebuild holds exactly the rows the live projection holds).
-const PRUNE_EVERY: i64 = 256;
+pub(super) const PRUNE_EVERY: i64 = 256;
 
 pub struct StatsProjection;
 
@@ -36,6 +36,14 @@ impl Projection for StatsProjection {
         ]
     }
 
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
+    }
+
     async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
         let completed = match event.aggregate_type.as_str() {
             "Task" => task(tx, event).await?,
@@ -51,7 +59,7 @@ impl Projection for StatsProjection {
     }
 }
 
-fn id_of(event: &StoredEvent) -> Result<Uuid, ProjectionError> {
+pub(super) fn id_of(event: &StoredEvent) -> Result<Uuid, ProjectionError> {
     event.aggregate_uuid().ok_or_else(|| {
         ProjectionError::Invalid(format!(
             "{} id {}",
@@ -192,7 +200,7 @@ async fn activity(
     Ok(())
 }
 
-async fn prune(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
+pub(super) async fn prune(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
     sqlx::query("DELETE FROM stats_seconds WHERE second < $1 - interval '1 hour'")
         .bind(event.recorded_at)
         .execute(&mut **tx)

@@ -3,6 +3,7 @@
 //! users per day), kept as counters so a snapshot reads a handful of small rows.
 
 mod apply;
+mod batch;
 pub mod query;
 
 pub use apply::StatsProjection;

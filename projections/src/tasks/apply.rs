@@ -20,6 +20,18 @@ impl Projection for TasksProjection {
         &["tasks"]
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Task"])
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,

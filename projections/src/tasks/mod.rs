@@ -2,6 +2,7 @@
 //! order and the lease-expiry scan.
 
 mod apply;
+mod batch;
 pub mod query;
 
 pub use apply::TasksProjection;

@@ -68,6 +68,10 @@ impl Projection for WalletsProjection {
         &["wallet_balances", "wallet_entries"]
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Wallet"])
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,
