@@ -25,6 +25,7 @@ use bountyline_domain::values::Note;
 use bountyline_domain::wallet::{WalletCommand, WalletEvent};
 use bountyline_projections::{Projection, ProjectionError, StoredEvent};
 use chrono::Utc;
+use futures::StreamExt;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -88,18 +89,152 @@ impl Projection for ProcessManagers {
         .await?;
         for step in steps {
             if let Err(refusal) = self.run(step, &ctx).await? {
-                // Not a fault of the event: the flow is left open with the reason, and shows
-                // up as stuck to an operator if nothing moves it on.
-                tracing::warn!(flow = %progress.flow, position = event.position,
-                    refusal = %refusal, "a process manager's command was refused");
-                flows::note_error(tx, progress.flow, &refusal).await?;
+                note_refusal(tx, progress.flow, event.position, &refusal).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A batch: progress is recorded in position order, and the follow-up commands run in
+    /// lanes. Reactions that share a flow or any target (a payment, a bounty, a wallet) share
+    /// a lane and run in position order, exactly as one by one; lanes have nothing in common,
+    /// so they run side by side and their commands commit together.
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut follow_ups = Vec::new();
+        for event in events {
+            let Some((progress, steps)) = react(event)? else {
+                continue;
+            };
+            flows::record(
+                tx,
+                progress.flow,
+                progress.kind,
+                progress.bounty,
+                progress.step,
+                progress.done,
+                event.position,
+            )
+            .await?;
+            if !steps.is_empty() {
+                follow_ups.push(FollowUp {
+                    flow: progress.flow,
+                    position: event.position,
+                    ctx: CommandContext::follow_up(event),
+                    steps,
+                });
+            }
+        }
+        let outcomes: Vec<_> = futures::stream::iter(lanes(follow_ups))
+            .map(|lane| self.run_lane(lane))
+            .buffer_unordered(LANES_AT_ONCE)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            for (flow, position, refusal) in outcome? {
+                note_refusal(tx, flow, position, &refusal).await?;
             }
         }
         Ok(())
     }
 }
 
+/// Lanes of one batch run at once at most; each runs one command at a time.
+const LANES_AT_ONCE: usize = 16;
+
+/// One event's follow-up: its flow, position, context and steps.
+struct FollowUp {
+    flow: Uuid,
+    position: i64,
+    ctx: CommandContext,
+    steps: Vec<Step>,
+}
+
+impl FollowUp {
+    /// What this follow-up touches: its flow and every aggregate its steps command.
+    fn keys(&self) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::once(self.flow).chain(self.steps.iter().map(|step| match step {
+            Step::Bounty(id, _) | Step::Payment(id, _) | Step::Wallet(id, _) => *id,
+        }))
+    }
+}
+
+/// Groups follow-ups that share a key into lanes, each in position order.
+fn lanes(follow_ups: Vec<FollowUp>) -> Vec<Vec<FollowUp>> {
+    let mut lanes: Vec<Vec<FollowUp>> = Vec::new();
+    let mut lane_of: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for reaction in follow_ups {
+        let mut found: Vec<usize> = reaction
+            .keys()
+            .filter_map(|k| lane_of.get(&k).copied())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        let lane = match found.split_first() {
+            None => {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            }
+            Some((&first, rest)) => {
+                // A follow-up linking lanes merges them; the emptied lanes stay, unused.
+                for &other in rest {
+                    let moved = std::mem::take(&mut lanes[other]);
+                    lanes[first].extend(moved);
+                }
+                for index in lane_of.values_mut() {
+                    if rest.contains(index) {
+                        *index = first;
+                    }
+                }
+                first
+            }
+        };
+        for key in reaction.keys() {
+            lane_of.insert(key, lane);
+        }
+        lanes[lane].push(reaction);
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    for lane in &mut lanes {
+        lane.sort_by_key(|r| r.position);
+    }
+    lanes
+}
+
+/// Not a fault of the event: the flow is left open with the reason, and shows up as stuck to
+/// an operator if nothing moves it on.
+async fn note_refusal(
+    tx: &mut Transaction<'static, Postgres>,
+    flow: Uuid,
+    position: i64,
+    refusal: &str,
+) -> Result<(), ProjectionError> {
+    tracing::warn!(flow = %flow, position, refusal = %refusal,
+        "a process manager's command was refused");
+    flows::note_error(tx, flow, refusal).await?;
+    Ok(())
+}
+
 impl ProcessManagers {
+    /// Runs a lane's steps one after another; answers the refusals met on the way.
+    async fn run_lane(
+        &self,
+        lane: Vec<FollowUp>,
+    ) -> Result<Vec<(Uuid, i64, String)>, ProjectionError> {
+        let mut refusals = Vec::new();
+        for reaction in lane {
+            for step in reaction.steps {
+                if let Err(refusal) = self.run(step, &reaction.ctx).await? {
+                    refusals.push((reaction.flow, reaction.position, refusal));
+                }
+            }
+        }
+        Ok(refusals)
+    }
+
     /// Runs one step, retrying concurrency conflicts. `Ok(Err(reason))` is a refusal.
     async fn run(
         &self,
@@ -360,4 +495,53 @@ fn react(event: &StoredEvent) -> Result<Reaction, ProjectionError> {
         },
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bountyline_domain::bounty::BountyCommand;
+
+    fn follow_up(position: i64, flow: u128, targets: &[u128]) -> FollowUp {
+        FollowUp {
+            flow: Uuid::from_u128(flow),
+            position,
+            ctx: CommandContext::system("test"),
+            steps: targets
+                .iter()
+                .map(|t| {
+                    Step::Bounty(
+                        Uuid::from_u128(*t),
+                        BountyCommand::MarkPaid { at: Utc::now() },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn positions(lanes: &[Vec<FollowUp>]) -> Vec<Vec<i64>> {
+        lanes
+            .iter()
+            .map(|lane| lane.iter().map(|f| f.position).collect())
+            .collect()
+    }
+
+    #[test]
+    fn follow_ups_sharing_a_flow_or_a_target_share_a_lane_in_position_order() {
+        let lanes = lanes(vec![
+            follow_up(1, 1, &[100]),
+            follow_up(2, 2, &[200]),
+            follow_up(3, 3, &[300]),
+            // Shares wallet 200 with position 2 and flow 1 with position 1: one lane of three.
+            follow_up(4, 1, &[200]),
+            follow_up(5, 3, &[]),
+        ]);
+        assert_eq!(positions(&lanes), vec![vec![1, 2, 4], vec![3, 5]]);
+    }
+
+    #[test]
+    fn unrelated_follow_ups_get_lanes_of_their_own() {
+        let lanes = lanes((1..=4).map(|i| follow_up(i, i as u128, &[])).collect());
+        assert_eq!(lanes.len(), 4);
+    }
 }
