@@ -66,16 +66,17 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     )
     .await
     .unwrap();
-    let first: Value = post(
-        "/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let log_in = || async {
+        let answer = post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+        .unwrap();
+        answer.json::<Value>().await.unwrap()
+    };
+    let first = log_in().await;
     let refreshed: Value = post(
         "/v1/auth/refresh",
         None,
@@ -103,16 +104,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         .await
         .unwrap();
     assert_eq!(me.status(), 401);
-    let again: Value = post(
-        "/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let again = log_in().await;
     let access = again["access_token"].as_str().unwrap().to_owned();
 
     let body = json!({"event": "deposit.succeeded", "reference": "dep-secret", "user_id": user["id"],

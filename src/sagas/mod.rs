@@ -68,31 +68,13 @@ impl Projection for ProcessManagers {
         &[]
     }
 
+    /// One event: a batch of one, so its steps run one after another.
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let Some((progress, steps)) = react(event)? else {
-            return Ok(());
-        };
-        let ctx = CommandContext::follow_up(event);
-        flows::record(
-            tx,
-            progress.flow,
-            progress.kind,
-            progress.bounty,
-            progress.step,
-            progress.done,
-            event.position,
-        )
-        .await?;
-        for step in steps {
-            if let Err(refusal) = self.run(step, &ctx).await? {
-                note_refusal(tx, progress.flow, event.position, &refusal).await?;
-            }
-        }
-        Ok(())
+        self.apply_batch(tx, std::slice::from_ref(event)).await
     }
 
     /// A batch: progress is recorded in position order, and the follow-up commands run in
