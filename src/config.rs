@@ -66,6 +66,8 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
+    /// How long a session found live is taken as live without asking again (0: always ask).
+    pub session_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +144,7 @@ impl Settings {
             .set_default("auth.audience", "bountyline-api")?
             .set_default("auth.access_ttl_secs", 900)?
             .set_default("auth.refresh_ttl_secs", 30 * 24 * 3600)?
+            .set_default("auth.session_cache_ms", 1000)?
             .set_default("sse.keep_alive_secs", 15)?
             .set_default("sse.hub_capacity", 4096)?
             .set_default("sse.client_buffer", 64)?

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::sessions::Sessions;
 use crate::auth::tokens::AuthKeys;
 use crate::commands::CommandBus;
 use crate::config::Settings;
@@ -276,6 +277,10 @@ fn spawn_workers(
 
 fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow::Result<Server> {
     let auth_keys = web::Data::new(AuthKeys::new(&settings.auth));
+    let sessions = web::Data::new(Sessions::new(
+        state.pool.clone(),
+        std::time::Duration::from_millis(settings.auth.session_cache_ms),
+    ));
     let pool = web::Data::new(state.pool.clone());
     let state = web::Data::new(state);
     let openapi = web::Data::new(http::openapi::Document::build()?);
@@ -292,6 +297,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(auth_keys.clone())
+            .app_data(sessions.clone())
             .app_data(openapi.clone())
             .configure(|cfg| http::configure(cfg, body_limit))
     })

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::auth::refresh;
+use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{AuthKeys, Verified};
 use crate::http::error::ApiError;
 
@@ -75,7 +76,7 @@ impl FromRequest for Authenticated {
 /// Verifies `token` and checks that its session still stands.
 async fn authenticate(req: &HttpRequest, token: &str) -> Result<Verified, ApiError> {
     let verified = keys(req)?.verify(token)?;
-    if refresh::session_is_live(pool(req)?, verified.session).await? {
+    if sessions(req)?.is_live(verified.session).await? {
         Ok(verified)
     } else {
         tracing::debug!(user_id = %verified.actor.user_id, "access token of an ended session refused");
@@ -113,6 +114,14 @@ pub fn credentials_end(
             _ = ended => {}
         }
     }))
+}
+
+fn sessions(req: &HttpRequest) -> Result<&Sessions, ApiError> {
+    req.app_data::<web::Data<Sessions>>()
+        .map(|data| data.get_ref())
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("Sessions is not registered as app data"))
+        })
 }
 
 fn pool(req: &HttpRequest) -> Result<&PgPool, ApiError> {

@@ -7,6 +7,7 @@
 pub mod extractor;
 pub mod password;
 pub mod refresh;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

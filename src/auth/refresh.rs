@@ -31,6 +31,8 @@ pub struct IssuedRefresh {
 /// The outcome of a successful rotation: whose token it was, and its successor.
 pub struct Rotated {
     pub user_id: Uuid,
+    /// The session that ended with the spent token.
+    pub spent: Uuid,
     pub refresh: IssuedRefresh,
 }
 
@@ -137,6 +139,7 @@ pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rota
     tx.commit().await?;
     Ok(Rotated {
         user_id: stored.user_id,
+        spent: stored.id,
         refresh,
     })
 }

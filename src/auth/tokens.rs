@@ -169,6 +169,7 @@ mod tests {
             audience: "bountyline-api".into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 3600,
+            session_cache_ms: 0,
         }
     }
 

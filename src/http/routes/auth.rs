@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::refresh::{self, IssuedRefresh};
+use crate::auth::sessions::Sessions;
 use crate::auth::users::{self, NewUser, User};
 use crate::auth::{password, AuthKeys};
 use crate::http::error::{ApiError, ApiResult};
@@ -147,9 +148,18 @@ async fn login(
 async fn refresh(
     pool: web::Data<PgPool>,
     keys: web::Data<AuthKeys>,
+    sessions: web::Data<Sessions>,
     body: web::Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
-    let rotated = refresh::rotate(&pool, &body.refresh_token, keys.refresh_ttl()).await?;
+    let rotated = match refresh::rotate(&pool, &body.refresh_token, keys.refresh_ttl()).await {
+        Ok(rotated) => rotated,
+        Err(refused) => {
+            // A reused token revoked its whole family, whose sessions this process may keep.
+            sessions.forget_all();
+            return Err(refused);
+        }
+    };
+    sessions.forget(rotated.spent);
     // Roles are re-read here, so a grant or removal reaches the caller at this refresh.
     let user = users::find_by_id(&pool, rotated.user_id)
         .await?
@@ -168,9 +178,11 @@ async fn refresh(
 )]
 async fn logout(
     pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
     body: web::Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
     refresh::revoke_family(&pool, &body.refresh_token).await?;
+    sessions.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }
 
