@@ -41,6 +41,9 @@ pub struct HttpSettings {
     pub read_your_writes_timeout_ms: u64,
     /// The longest a request may take to begin its answer (503 after).
     pub request_timeout_secs: u64,
+    /// Requests one API process works on at once (streams, health and metrics aside); more
+    /// are answered 503 with Retry-After at once rather than queued (0: no limit).
+    pub max_in_flight: usize,
     /// Browser origins allowed to call the API (CORS), comma-separated, exact: empty for none.
     pub cors_origins: String,
     /// When set, `/metrics` answers only `Authorization: Bearer <this token>`.
@@ -136,6 +139,7 @@ impl Settings {
             .set_default("http.shutdown_timeout_secs", 10)?
             .set_default("http.read_your_writes_timeout_ms", 5000)?
             .set_default("http.request_timeout_secs", 30)?
+            .set_default("http.max_in_flight", 256)?
             .set_default("http.cors_origins", "")?
             .set_default("http.metrics_token", "")?
             .set_default("http.docs", true)?

@@ -139,7 +139,7 @@ impl Application {
                 stats,
                 nats: nats_client.clone(),
                 metrics: telemetry::metrics(),
-                limits: Limits::new(&settings.limits),
+                limits: Limits::new(&settings.limits, settings.http.max_in_flight),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();
@@ -289,6 +289,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
         App::new()
             // The last wrapped runs first: request id, then headers on everything, then CORS.
             .wrap(middleware::from_fn(http::guard::time_limit))
+            .wrap(middleware::from_fn(http::guard::shed_load))
             .wrap(middleware::from_fn(http::guard::limit_auth))
             .wrap(middleware::from_fn(http::guard::problem_errors))
             .wrap(middleware::from_fn(http::guard::cors))

@@ -312,3 +312,65 @@ async fn a_known_path_with_another_method_is_a_405_that_names_the_methods() {
     let nowhere = app.client.put(app.url("/v1/nowhere")).send().await.unwrap();
     problem(nowhere, 404).await;
 }
+
+/// Found by the held-load run: under a sustained overload every request queued for the
+/// database pool, timed out after its turn, and none completed. Beyond `http.max_in_flight`
+/// a request is now refused at once (503, Retry-After) and the admitted ones finish.
+#[tokio::test]
+async fn beyond_max_in_flight_requests_are_shed_at_once_and_health_still_answers() {
+    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+    let mut settings = test_settings(&fresh_database().await, &nats_url);
+    settings.http.max_in_flight = 1;
+    settings.http.read_your_writes_timeout_ms = 3000;
+    // No workers: a read that waits for a position waits its whole time limit.
+    let app = TestApp::spawn_with(settings, Parts::API).await;
+    let alice = app.user("alice").await;
+    let task = app.create_task(&alice, "q", "t", 1).await;
+    let position = task["position"].as_i64().unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+
+    let waiting = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/v1/tasks/{id}")),
+            alice.access_token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .header("X-Min-Position", position.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let shed = app.get(&alice, "/v1/me").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "shed at once"
+    );
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body = problem(shed, 503).await;
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/unavailable"),
+        "{body}"
+    );
+    let health = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    assert_eq!(
+        waiting.await.unwrap(),
+        503,
+        "the waiting read gave up on its position"
+    );
+    assert_eq!(app.get(&alice, "/v1/me").await.status(), 200);
+}

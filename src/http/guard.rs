@@ -33,6 +33,37 @@ pub async fn limit_auth(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
+/// Load shedding: at most `http.max_in_flight` requests are worked on at once; one more is
+/// answered 503 with Retry-After at once. Queued instead, every request would wait for the
+/// database pool, and past the pool's wait limit under a sustained overload each would time
+/// out after taking its turn, so that none completed (the held-load run found this). Streams
+/// (long-lived by design), health checks and metrics are not counted.
+pub async fn shed_load(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let path = req.path();
+    let counted =
+        !(path.starts_with("/v1/streams/") || path.starts_with("/health/") || path == "/metrics");
+    let places = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.limits.in_flight.clone())
+        .filter(|_| counted);
+    let _place = match places.map(|places| places.try_acquire_owned()) {
+        Some(Ok(place)) => Some(place),
+        Some(Err(_)) => {
+            metrics::counter!("bountyline_http_shed_total").increment(1);
+            let res = problem_response(&ApiError::Unavailable {
+                detail: "the server is at capacity; retry shortly".into(),
+                retry_after: 1,
+            });
+            return Ok(req.into_response(res));
+        }
+        None => None,
+    };
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// Headers every answer carries unless its handler chose its own (pages set their own
 /// Content-Security-Policy): no sniffing, no framing, no referrer, no caching of API data.
 const DEFAULT_HEADERS: [(HeaderName, &str); 5] = [

@@ -130,10 +130,12 @@ pub struct Limits {
     pub commands: Limiter<Uuid>,
     /// Failed logins per account (the lower-cased email): taken only when a login fails.
     pub login_failures: Limiter<String>,
+    /// Places for requests being worked on; `None` without a limit.
+    pub in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl Limits {
-    pub fn new(settings: &LimitSettings) -> Self {
+    pub fn new(settings: &LimitSettings, max_in_flight: usize) -> Self {
         let rate = |per_minute, burst| Rate { per_minute, burst };
         Self {
             auth: Limiter::new(rate(settings.auth_per_minute, settings.auth_burst)),
@@ -142,6 +144,8 @@ impl Limits {
                 settings.login_failures_per_minute,
                 settings.login_failures_burst,
             )),
+            in_flight: (max_in_flight > 0)
+                .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight))),
         }
     }
 }
