@@ -399,6 +399,11 @@ async fn no_credential_appears_in_an_export() {
         .as_str()
         .expect("refresh")
         .to_owned();
+    // The refresh ended the first access token's session; go on with the new one.
+    let user = TestUser {
+        access_token: new_access.clone(),
+        ..user
+    };
     app.deposit(&user, 2_000, "USD").await;
     let task = app.create_task(&user, "audit", "work", 1).await;
     let id = task["id"].as_str().expect("id");
