@@ -5,15 +5,16 @@
 //! which appends concurrent commands together in one transaction, each command all or nothing
 //! and optimistic concurrency exact per aggregate (docs/adr/0003-group-commit.md).
 
+mod cached;
 mod committer;
 mod group;
 
+pub use cached::{CachedStore, CACHED_AGGREGATES};
 pub use committer::AppendError;
 
 use committer::Committer;
 use cqrs_es::persist::{
-    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
-    SerializedSnapshot,
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use cqrs_es::{Aggregate, CqrsFramework};
 use postgres_es::PostgresEventRepository;
@@ -60,8 +61,8 @@ pub async fn with_receipt<F: Future>(execution: F) -> (F::Output, Option<Receipt
         .await
 }
 
-/// A cqrs-es framework over the group-committing store.
-pub type StoreCqrs<A> = CqrsFramework<A, PersistedEventStore<EventRepository, A>>;
+/// A cqrs-es framework over the group-committing store, hot aggregates kept in memory.
+pub type StoreCqrs<A> = CqrsFramework<A, CachedStore<A>>;
 
 /// The `events` table for cqrs-es: one per process, shared by every aggregate type (clones
 /// share the committer).
@@ -80,10 +81,11 @@ impl EventRepository {
         }
     }
 
-    /// A framework for aggregate `A`, event-sourced (no snapshots), without queries.
+    /// A framework for aggregate `A`, event-sourced (no snapshots: the events are the only
+    /// truth), its [`CACHED_AGGREGATES`] most recently used kept in memory, without queries.
     pub fn cqrs<A: Aggregate<Services = ()>>(&self) -> StoreCqrs<A> {
         CqrsFramework::new(
-            PersistedEventStore::new_event_store(self.clone()),
+            CachedStore::new(self.clone(), CACHED_AGGREGATES),
             Vec::new(),
             (),
         )

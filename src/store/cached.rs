@@ -1,0 +1,148 @@
+//! Hot aggregates kept in memory, checked against the store on every load.
+//!
+//! cqrs-es's event store rebuilds an aggregate from all of its events for every command. That
+//! is fine for a task (a handful of events) and not for a wallet, which gathers an event per
+//! deposit, hold and payout: under a held load each command on a wallet read and replayed
+//! hundreds of events, and throughput fell as the wallets grew.
+//!
+//! [`CachedStore`] keeps the state and version an aggregate had after this process's last
+//! successful command on it. A load reads only the events after that version (usually none:
+//! one indexed look-up that returns no row), so events appended meanwhile by other processes
+//! are always applied, and optimistic concurrency at the append stays exactly as it was: the
+//! cache never answers for the store, it only saves replaying what was already replayed.
+//!
+//! An entry is taken out of the cache while its command runs and put back only after that
+//! command's events are committed. A command that is refused, that conflicts or whose append
+//! fails leaves no entry behind, and the next load replays from the start.
+
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use hashlink::LruCache;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::EventRepository;
+
+/// Aggregates of one type this process keeps, the most recently used.
+pub const CACHED_AGGREGATES: usize = 1024;
+
+/// An aggregate's state after its event `version`.
+struct Entry<A> {
+    aggregate: A,
+    version: usize,
+}
+
+/// cqrs-es's event store for aggregate `A` over [`EventRepository`], with the hot aggregates
+/// kept in memory.
+pub struct CachedStore<A: Aggregate> {
+    repo: EventRepository,
+    cache: Mutex<LruCache<String, Entry<A>>>,
+}
+
+impl<A: Aggregate> CachedStore<A> {
+    pub fn new(repo: EventRepository, capacity: usize) -> Self {
+        Self {
+            repo,
+            cache: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    fn take(&self, aggregate_id: &str) -> Option<Entry<A>> {
+        self.cache.lock().expect("cache lock").remove(aggregate_id)
+    }
+
+    fn keep(&self, aggregate_id: String, entry: Entry<A>) {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(aggregate_id, entry);
+    }
+}
+
+fn envelopes<A: Aggregate>(
+    events: Vec<SerializedEvent>,
+) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+    events
+        .into_iter()
+        .map(|event| EventEnvelope::try_from(event).map_err(AggregateError::from))
+        .collect()
+}
+
+impl<A: Aggregate> EventStore<A> for CachedStore<A> {
+    type AC = EventStoreAggregateContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        envelopes(self.repo.get_events::<A>(aggregate_id).await?)
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Self::AC, AggregateError<A::Error>> {
+        let (mut aggregate, mut version, newer) = match self.take(aggregate_id) {
+            Some(entry) => {
+                let newer = self
+                    .repo
+                    .get_last_events::<A>(aggregate_id, entry.version)
+                    .await?;
+                metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => "hit")
+                    .increment(1);
+                (entry.aggregate, entry.version, newer)
+            }
+            None => {
+                metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => "miss")
+                    .increment(1);
+                let all = self.repo.get_events::<A>(aggregate_id).await?;
+                (A::default(), 0, all)
+            }
+        };
+        for envelope in envelopes::<A>(newer)? {
+            version = envelope.sequence;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate,
+            current_sequence: version,
+            current_snapshot: None,
+        })
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: Self::AC,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let EventStoreAggregateContext {
+            aggregate_id,
+            mut aggregate,
+            current_sequence,
+            ..
+        } = context;
+        let committed: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let serialized = committed
+            .iter()
+            .map(SerializedEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.repo.persist::<A>(&serialized, None).await?;
+        let version = committed.last().map_or(current_sequence, |e| e.sequence);
+        for envelope in &committed {
+            aggregate.apply(envelope.payload.clone());
+        }
+        self.keep(aggregate_id, Entry { aggregate, version });
+        Ok(committed)
+    }
+}

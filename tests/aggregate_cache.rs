@@ -1,0 +1,109 @@
+//! Hot aggregates kept in memory (src/store/cached.rs): a process decides on what the store
+//! holds, never on what it remembers. Two command buses stand for two processes on one
+//! database, each with its own cache.
+
+mod common;
+
+use bountyline::commands::{CommandBus, CommandContext, CommandError};
+use bountyline_domain::money::{Currency, Money};
+use bountyline_domain::values::ProviderReference;
+use bountyline_domain::wallet::{WalletCommand, WalletError};
+use bountyline_domain::Actor;
+use chrono::Utc;
+use common::TestApp;
+use uuid::Uuid;
+
+fn dollars(whole: i64) -> Money {
+    Money::positive(whole * 100, Currency::parse("USD").unwrap()).unwrap()
+}
+
+fn deposit(owner: Uuid, whole: i64) -> WalletCommand {
+    WalletCommand::Deposit {
+        owner,
+        reference: ProviderReference::parse(&format!("dep-{}", Uuid::new_v4())).unwrap(),
+        money: dollars(whole),
+        at: Utc::now(),
+    }
+}
+
+fn withdraw(owner: Uuid, whole: i64) -> WalletCommand {
+    WalletCommand::RequestWithdrawal {
+        owner,
+        withdrawal_id: Uuid::new_v4(),
+        money: dollars(whole),
+        actor: Actor::new(owner, vec![]),
+        at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn a_process_sees_what_another_process_appended_since_its_last_command() {
+    let app = TestApp::spawn().await;
+    let (here, there) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+
+    // `here` remembers the wallet at 100; `there` then deposits 50 more.
+    here.wallet(owner, deposit(owner, 100), &ctx)
+        .await
+        .expect("first deposit");
+    there
+        .wallet(owner, deposit(owner, 50), &ctx)
+        .await
+        .expect("second deposit");
+
+    // Deciding on the remembered 100 would refuse this (insufficient funds), and appending
+    // after the remembered version would conflict; on the store's 150 it goes through.
+    let withdrawn = here
+        .wallet(owner, withdraw(owner, 140), &ctx)
+        .await
+        .expect("the withdrawal sees both deposits");
+    assert_eq!(withdrawn.version, 3);
+
+    // And the other way round: `there` remembers 150 but only 10 are left.
+    match there.wallet(owner, withdraw(owner, 20), &ctx).await {
+        Err(CommandError::Domain(WalletError::InsufficientFunds { .. })) => {}
+        other => panic!("expected insufficient funds, got {other:?}"),
+    }
+    let last = there
+        .wallet(owner, withdraw(owner, 10), &ctx)
+        .await
+        .expect("the rest can go");
+    assert_eq!(last.version, 4);
+}
+
+#[tokio::test]
+async fn a_refused_command_leaves_the_remembered_state_as_the_store_has_it() {
+    let app = TestApp::spawn().await;
+    let bus = CommandBus::new(app.pool.clone());
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+
+    bus.wallet(owner, deposit(owner, 30), &ctx)
+        .await
+        .expect("deposit");
+    assert!(matches!(
+        bus.wallet(owner, withdraw(owner, 40), &ctx).await,
+        Err(CommandError::Domain(WalletError::InsufficientFunds { .. }))
+    ));
+    for _ in 0..3 {
+        bus.wallet(owner, withdraw(owner, 10), &ctx)
+            .await
+            .expect("withdrawals within the balance");
+    }
+    assert!(matches!(
+        bus.wallet(owner, withdraw(owner, 1), &ctx).await,
+        Err(CommandError::Domain(WalletError::InsufficientFunds { .. }))
+    ));
+    let (events,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet' AND aggregate_id = $1",
+    )
+    .bind(owner.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(events, 4, "one deposit and three withdrawals, nothing else");
+}
