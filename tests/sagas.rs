@@ -168,3 +168,48 @@ async fn a_flow_interrupted_by_stopping_the_worker_completes_when_a_worker_runs_
         .unwrap();
     assert_eq!(open, 0);
 }
+
+/// A batch that moves one flow several times records what moving it one event at a time
+/// would: the last step stands, the first bounty named stays, and an older move changes
+/// nothing.
+#[tokio::test]
+async fn a_batch_records_each_flow_as_its_events_one_by_one_would() {
+    use bountyline::sagas::flows::{record, Moved};
+    let app = TestApp::spawn().await;
+    let (flow, bounty) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let moved = |step, bounty, done, position| Moved {
+        flow,
+        kind: "bounty-reward",
+        bounty,
+        step,
+        done,
+        position,
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    record(
+        &mut tx,
+        &[
+            moved("requesting hold", Some(bounty), false, 10),
+            moved("funds held", None, false, 12),
+            moved("marking bounty funded", None, true, 15),
+        ],
+    )
+    .await
+    .unwrap();
+    record(&mut tx, &[moved("redelivered", None, false, 11)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let row: (String, Option<uuid::Uuid>, bool, i64) = sqlx::query_as(
+        "SELECT step, bounty_id, done, position FROM process_flows WHERE flow_id = $1",
+    )
+    .bind(flow)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        ("marking bounty funded".to_owned(), Some(bounty), true, 15)
+    );
+}

@@ -3,34 +3,57 @@
 //! flight, which are done and which are stuck.
 
 use sqlx::{Postgres, Transaction};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A flow that has not moved for this long is reported as stuck.
 pub const STUCK_AFTER_SECS: i64 = 60;
 
+/// Where one event moved one flow.
+pub struct Moved {
+    pub flow: Uuid,
+    pub kind: &'static str,
+    pub bounty: Option<Uuid>,
+    pub step: &'static str,
+    pub done: bool,
+    /// The event's position: a flow's row only ever moves forward.
+    pub position: i64,
+}
+
+/// Records a batch's moves (in position order) in one statement, with the outcome of
+/// recording them one by one: a flow's last move stands, and its bounty is the first named.
 pub async fn record(
     tx: &mut Transaction<'static, Postgres>,
-    flow_id: Uuid,
-    kind: &str,
-    bounty_id: Option<Uuid>,
-    step: &str,
-    done: bool,
-    position: i64,
+    moves: &[Moved],
 ) -> Result<(), sqlx::Error> {
+    let mut latest: HashMap<Uuid, (&Moved, Option<Uuid>)> = HashMap::new();
+    for m in moves {
+        let (last, bounty) = latest.entry(m.flow).or_insert((m, m.bounty));
+        if last.position < m.position {
+            *last = m;
+        }
+        *bounty = bounty.or(m.bounty);
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&Moved, Option<Uuid>)> = latest.into_values().collect();
     sqlx::query(
         "INSERT INTO public.process_flows (flow_id, kind, bounty_id, step, done, position) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (flow_id) DO UPDATE SET kind = $2, \
-           bounty_id = coalesce(process_flows.bounty_id, $3), step = $4, done = $5, \
-           last_error = NULL, updated_at = now(), position = $6 \
-         WHERE process_flows.position < $6",
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bool[], \
+           $6::bigint[]) \
+         ON CONFLICT (flow_id) DO UPDATE SET kind = excluded.kind, \
+           bounty_id = coalesce(process_flows.bounty_id, excluded.bounty_id), \
+           step = excluded.step, done = excluded.done, last_error = NULL, updated_at = now(), \
+           position = excluded.position \
+         WHERE process_flows.position < excluded.position",
     )
-    .bind(flow_id)
-    .bind(kind)
-    .bind(bounty_id)
-    .bind(step)
-    .bind(done)
-    .bind(position)
+    .bind(rows.iter().map(|(m, _)| m.flow).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, bounty)| *bounty).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(m, _)| m.step).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(m, _)| m.done).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(m, _)| m.position).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
