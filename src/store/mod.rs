@@ -68,6 +68,7 @@ pub type StoreCqrs<A> = CqrsFramework<A, CachedStore<A>>;
 /// share the committer).
 #[derive(Clone)]
 pub struct EventRepository {
+    pool: PgPool,
     reads: Arc<PostgresEventRepository>,
     committer: Committer,
 }
@@ -77,7 +78,8 @@ impl EventRepository {
     pub fn new(pool: PgPool) -> Self {
         Self {
             committer: Committer::start(&pool),
-            reads: Arc::new(PostgresEventRepository::new(pool)),
+            reads: Arc::new(PostgresEventRepository::new(pool.clone())),
+            pool,
         }
     }
 
@@ -100,14 +102,44 @@ impl PersistedEventRepository for EventRepository {
         self.reads.get_events::<A>(aggregate_id).await
     }
 
+    /// The events after `last_sequence`. postgres-es writes the sequence into the statement's
+    /// text, a new prepared statement per version; the cache of hot aggregates asks this on
+    /// every command, so here it is a parameter and one statement serves them all.
     async fn get_last_events<A: Aggregate>(
         &self,
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.reads
-            .get_last_events::<A>(aggregate_id, last_sequence)
-            .await
+        let rows: Vec<(i64, String, String, Value, Value)> = sqlx::query_as(
+            "SELECT sequence, event_type, event_version, payload, metadata FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+             ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| match error {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                PersistenceError::ConnectionError(Box::new(error))
+            }
+            _ => PersistenceError::UnknownError(Box::new(error)),
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(sequence, event_type, event_version, payload, metadata)| {
+                SerializedEvent::new(
+                    aggregate_id.to_owned(),
+                    sequence as usize,
+                    A::TYPE.to_owned(),
+                    event_type,
+                    event_version,
+                    payload,
+                    metadata,
+                )
+            })
+            .collect())
     }
 
     async fn get_snapshot<A: Aggregate>(
