@@ -7,11 +7,13 @@
 //! It is serialised once at start-up ([`Document`]) and served as bytes by
 //! `routes/docs.rs`, next to Swagger UI.
 
+pub mod links;
 pub mod params;
 pub mod problems;
 pub mod values;
 
 use actix_web::web::Bytes;
+use links::Links;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -57,7 +59,7 @@ use super::routes::{
         audit_chain::verify, audit_chain::heads, audit_chain::check_heads,
     ),
     components(schemas(Problem)),
-    modifiers(&SecuritySchemes, &ParameterDescriptions),
+    modifiers(&SecuritySchemes, &ParameterDescriptions, &Links),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's account; roles (admin)"),

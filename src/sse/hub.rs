@@ -241,8 +241,10 @@ impl Client {
             tokio::select! {
                 received = self.live.recv() => match received {
                     Ok(event) => self.send(&event).await?,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
                         // The ring moved on without us: the store has everything we missed.
+                        metrics::counter!("bountyline_sse_lagged_total").increment(1);
+                        tracing::debug!(missed, topic = ?self.topic, "SSE client fell behind the fan-out; catching up from the store");
                         self.catch_up(self.sent).await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),

@@ -108,3 +108,32 @@ impl IntoParams for QueuePath {
             .build()]
     }
 }
+
+/// `{type}/{id}` of `/v1/audit/aggregates`: the type is one of those the store holds.
+pub struct AggregatePath;
+
+impl IntoParams for AggregatePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let kind = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(crate::audit::state::AGGREGATE_TYPES));
+        vec![
+            ParameterBuilder::new()
+                .name("type")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("The aggregate's type"))
+                .schema(Some(kind))
+                .build(),
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(
+                    "The aggregate's id (a wallet's and an inbox's is their owner's user id)",
+                ))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        ]
+    }
+}

@@ -11,6 +11,7 @@ use crate::audit::causes::{causes, origin, CauseLink, Origin};
 use crate::audit::state::{state_at, AggregateState, AuditError, Point};
 use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::params::AggregatePath;
 use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, Unauthenticated};
 use crate::state::AppState;
 
@@ -68,11 +69,7 @@ impl StateQuery {
 #[utoipa::path(
     get, path = "/v1/audit/aggregates/{type}/{id}", operation_id = "aggregateState",
     tag = "audit",
-    params(
-        ("type" = String, Path, description = "The aggregate type, e.g. `Task`, `Bounty`"),
-        ("id" = String, Path, description = "The aggregate's id"),
-        StateQuery,
-    ),
+    params(AggregatePath, StateQuery),
     responses((status = 200, description = "The state then", body = AggregateState),
         Unauthenticated, Forbidden, NotFound, Invalid),
     security(("bearer" = [])),
