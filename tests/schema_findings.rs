@@ -53,6 +53,18 @@ async fn more_than_ten_tags_are_refused_even_when_repeated() {
 }
 
 #[tokio::test]
+async fn a_title_over_its_length_is_refused_even_when_its_white_space_would_bring_it_under() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let title = format!("\u{2007}\n\u{2004}{}", "x".repeat(198));
+    let body = json!({"title": title, "queue": "q"});
+    let (status, answer) = status_of(app.post(&alice, "/v1/tasks", &body).await).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errors"][0]["field"], "title");
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[tokio::test]
 async fn an_audit_window_that_ends_before_it_starts_is_empty_not_refused() {
     let app = TestApp::spawn().await;
     let auditor = app.auditor().await;
