@@ -4,7 +4,7 @@
 
 mod common;
 
-use bountyline::commands::{CommandBus, CommandContext, CommandError};
+use bountyline::commands::{CommandBus, CommandContext, CommandError, Committed};
 use bountyline_domain::money::{Currency, Money};
 use bountyline_domain::values::ProviderReference;
 use bountyline_domain::wallet::{WalletCommand, WalletError};
@@ -36,6 +36,13 @@ fn withdraw(owner: Uuid, whole: i64) -> WalletCommand {
     }
 }
 
+fn assert_short_of_funds(result: Result<Committed, CommandError<WalletError>>) {
+    match result {
+        Err(CommandError::Domain(WalletError::InsufficientFunds { .. })) => {}
+        other => panic!("expected insufficient funds, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_process_sees_what_another_process_appended_since_its_last_command() {
     let app = TestApp::spawn().await;
@@ -64,10 +71,7 @@ async fn a_process_sees_what_another_process_appended_since_its_last_command() {
     assert_eq!(withdrawn.version, 3);
 
     // And the other way round: `there` remembers 150 but only 10 are left.
-    match there.wallet(owner, withdraw(owner, 20), &ctx).await {
-        Err(CommandError::Domain(WalletError::InsufficientFunds { .. })) => {}
-        other => panic!("expected insufficient funds, got {other:?}"),
-    }
+    assert_short_of_funds(there.wallet(owner, withdraw(owner, 20), &ctx).await);
     let last = there
         .wallet(owner, withdraw(owner, 10), &ctx)
         .await
@@ -85,19 +89,13 @@ async fn a_refused_command_leaves_the_remembered_state_as_the_store_has_it() {
     bus.wallet(owner, deposit(owner, 30), &ctx)
         .await
         .expect("deposit");
-    assert!(matches!(
-        bus.wallet(owner, withdraw(owner, 40), &ctx).await,
-        Err(CommandError::Domain(WalletError::InsufficientFunds { .. }))
-    ));
+    assert_short_of_funds(bus.wallet(owner, withdraw(owner, 40), &ctx).await);
     for _ in 0..3 {
         bus.wallet(owner, withdraw(owner, 10), &ctx)
             .await
             .expect("withdrawals within the balance");
     }
-    assert!(matches!(
-        bus.wallet(owner, withdraw(owner, 1), &ctx).await,
-        Err(CommandError::Domain(WalletError::InsufficientFunds { .. }))
-    ));
+    assert_short_of_funds(bus.wallet(owner, withdraw(owner, 1), &ctx).await);
     let (events,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM events WHERE aggregate_type = 'Wallet' AND aggregate_id = $1",
     )

@@ -83,6 +83,23 @@ use super::routes::{
 pub struct ApiDoc;
 
 /// The security schemes operations name in their `security(...)`.
+/// Every operation of the document, whatever its method.
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// utoipa-gen 6 leaves out the doc comment of a query parameter whose schema comes from
 /// `#[param(schema_with = ...)]` (`openapi::values`); such schemas carry their description, and
 /// this lifts it onto the parameter, where readers and tools look for it.
@@ -92,18 +109,7 @@ impl Modify for ParameterDescriptions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::schema::Schema;
         use utoipa::openapi::RefOr;
-        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
-            [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-        });
-        for operation in operations {
+        for operation in operations_mut(openapi) {
             for parameter in operation.parameters.iter_mut().flatten() {
                 let RefOr::T(parameter) = parameter else {
                     continue;

@@ -51,18 +51,8 @@ pub struct Links;
 impl Modify for Links {
     fn modify(&self, openapi: &mut OpenApi) {
         for (from, status, to, parameters) in FOLLOWS {
-            let operation = openapi.paths.paths.values_mut().find_map(|item| {
-                [
-                    &mut item.get,
-                    &mut item.put,
-                    &mut item.post,
-                    &mut item.delete,
-                    &mut item.patch,
-                ]
-                .into_iter()
-                .flatten()
-                .find(|op| op.operation_id.as_deref() == Some(*from))
-            });
+            let operation =
+                super::operations_mut(openapi).find(|op| op.operation_id.as_deref() == Some(*from));
             let Some(RefOr::T(response)) =
                 operation.and_then(|op| op.responses.responses.get_mut(*status))
             else {
@@ -87,21 +77,13 @@ mod tests {
 
     #[test]
     fn every_link_leads_to_an_operation_of_the_document() {
-        let doc = ApiDoc::openapi();
-        let ids: Vec<&str> = doc
-            .paths
-            .paths
-            .values()
-            .flat_map(|item| {
-                [&item.get, &item.put, &item.post, &item.delete, &item.patch]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|op| op.operation_id.as_deref())
-            })
+        let mut doc = ApiDoc::openapi();
+        let ids: Vec<String> = crate::http::openapi::operations_mut(&mut doc)
+            .filter_map(|op| op.operation_id.clone())
             .collect();
         for (_, _, to, _) in FOLLOWS {
             assert!(
-                ids.contains(to),
+                ids.iter().any(|id| id == to),
                 "a link leads to {to}, which is not documented"
             );
         }
