@@ -146,6 +146,12 @@ pub fn password() -> RefOr<Schema> {
         .schema_type(Type::String)
         .min_length(Some(password::MIN_CHARS))
         .max_length(Some(password::MAX_CHARS))
+        .description(Some(format!(
+            "At least {} characters (15 or more recommended), at most {}; any characters, \
+             not only white space.",
+            password::MIN_CHARS,
+            password::MAX_CHARS
+        )))
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
         .into()
 }
