@@ -174,16 +174,18 @@ async fn a_flow_interrupted_by_stopping_the_worker_completes_when_a_worker_runs_
 /// nothing.
 #[tokio::test]
 async fn a_batch_records_each_flow_as_its_events_one_by_one_would() {
-    use bountyline::sagas::flows::{record, Moved};
+    use bountyline::sagas::flows::{record, Moved, Progress};
     let app = TestApp::spawn().await;
     let (flow, bounty) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let moved = |step, bounty, done, position| Moved {
-        flow,
-        kind: "bounty-reward",
-        bounty,
-        step,
-        done,
         position,
+        progress: Progress {
+            flow,
+            kind: "bounty-reward",
+            bounty,
+            step,
+            done,
+        },
     };
     let mut tx = app.pool.begin().await.unwrap();
     record(

@@ -82,7 +82,6 @@ use super::routes::{
 )]
 pub struct ApiDoc;
 
-/// The security schemes operations name in their `security(...)`.
 /// Every operation of the document, whatever its method.
 fn operations_mut(
     openapi: &mut utoipa::openapi::OpenApi,
@@ -127,6 +126,7 @@ impl Modify for ParameterDescriptions {
     }
 }
 
+/// The security schemes operations name in their `security(...)`.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {

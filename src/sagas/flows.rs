@@ -9,15 +9,20 @@ use uuid::Uuid;
 /// A flow that has not moved for this long is reported as stuck.
 pub const STUCK_AFTER_SECS: i64 = 60;
 
-/// Where one event moved one flow.
-pub struct Moved {
+/// How a flow stands after an event: its id, kind, bounty, step name and whether it is done.
+pub struct Progress {
     pub flow: Uuid,
     pub kind: &'static str,
     pub bounty: Option<Uuid>,
     pub step: &'static str,
     pub done: bool,
+}
+
+/// Where one event moved one flow.
+pub struct Moved {
     /// The event's position: a flow's row only ever moves forward.
     pub position: i64,
+    pub progress: Progress,
 }
 
 /// Records a batch's moves (in position order) in one statement, with the outcome of
@@ -28,11 +33,13 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut latest: HashMap<Uuid, (&Moved, Option<Uuid>)> = HashMap::new();
     for m in moves {
-        let (last, bounty) = latest.entry(m.flow).or_insert((m, m.bounty));
+        let (last, bounty) = latest
+            .entry(m.progress.flow)
+            .or_insert((m, m.progress.bounty));
         if last.position < m.position {
             *last = m;
         }
-        *bounty = bounty.or(m.bounty);
+        *bounty = bounty.or(m.progress.bounty);
     }
     if latest.is_empty() {
         return Ok(());
@@ -48,11 +55,27 @@ pub async fn record(
            position = excluded.position \
          WHERE process_flows.position < excluded.position",
     )
-    .bind(rows.iter().map(|(m, _)| m.flow).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(m, _)| m.progress.flow)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(m, _)| m.progress.kind)
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|(_, bounty)| *bounty).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(m, _)| m.step).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(m, _)| m.done).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(m, _)| m.progress.step)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(m, _)| m.progress.done)
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|(m, _)| m.position).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;

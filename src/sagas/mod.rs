@@ -30,6 +30,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::commands::{CommandBus, CommandContext, CommandError, Committed};
+use flows::{Moved, Progress};
 
 pub struct ProcessManagers {
     commands: CommandBus,
@@ -46,15 +47,6 @@ enum Step {
     Bounty(Uuid, BountyCommand),
     Payment(Uuid, PaymentCommand),
     Wallet(Uuid, WalletCommand),
-}
-
-/// How a flow stands after an event: its id, kind, bounty, step name and whether it is done.
-struct Progress {
-    flow: Uuid,
-    kind: &'static str,
-    bounty: Option<Uuid>,
-    step: &'static str,
-    done: bool,
 }
 
 #[async_trait]
@@ -91,17 +83,14 @@ impl Projection for ProcessManagers {
             let Some((progress, steps)) = react(event)? else {
                 continue;
             };
-            moves.push(flows::Moved {
-                flow: progress.flow,
-                kind: progress.kind,
-                bounty: progress.bounty,
-                step: progress.step,
-                done: progress.done,
+            let flow = progress.flow;
+            moves.push(Moved {
                 position: event.position,
+                progress,
             });
             if !steps.is_empty() {
                 follow_ups.push(FollowUp {
-                    flow: progress.flow,
+                    flow,
                     position: event.position,
                     ctx: CommandContext::follow_up(event),
                     steps,

@@ -47,15 +47,13 @@ impl<A: Aggregate> CachedStore<A> {
         }
     }
 
-    fn take(&self, aggregate_id: &str) -> Option<Entry<A>> {
-        self.cache.lock().expect("cache lock").remove(aggregate_id)
-    }
-
-    fn keep(&self, aggregate_id: String, entry: Entry<A>) {
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(aggregate_id, entry);
+    /// The cache, also after a command panicked while holding it: entries are put in whole,
+    /// so what a panic leaves is still true of the store, and a load checks it anyway.
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<String, Entry<A>>> {
+        self.cache.lock().unwrap_or_else(|poisoned| {
+            self.cache.clear_poison();
+            poisoned.into_inner()
+        })
     }
 }
 
@@ -82,23 +80,22 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<Self::AC, AggregateError<A::Error>> {
-        let (mut aggregate, mut version, newer) = match self.take(aggregate_id) {
-            Some(entry) => {
-                let newer = self
-                    .repo
-                    .get_last_events::<A>(aggregate_id, entry.version)
-                    .await?;
-                metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => "hit")
-                    .increment(1);
-                (entry.aggregate, entry.version, newer)
-            }
-            None => {
-                metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => "miss")
-                    .increment(1);
-                let all = self.repo.get_events::<A>(aggregate_id).await?;
-                (A::default(), 0, all)
-            }
-        };
+        let remembered = self.cache().remove(aggregate_id);
+        let cache = if remembered.is_some() { "hit" } else { "miss" };
+        metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => cache)
+            .increment(1);
+        let Entry {
+            mut aggregate,
+            mut version,
+        } = remembered.unwrap_or_else(|| Entry {
+            aggregate: A::default(),
+            version: 0,
+        });
+        // From the start on a miss: every event is after version 0.
+        let newer = self
+            .repo
+            .get_last_events::<A>(aggregate_id, version)
+            .await?;
         for envelope in envelopes::<A>(newer)? {
             version = envelope.sequence;
             aggregate.apply(envelope.payload);
@@ -142,7 +139,8 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
         for envelope in &committed {
             aggregate.apply(envelope.payload.clone());
         }
-        self.keep(aggregate_id, Entry { aggregate, version });
+        self.cache()
+            .insert(aggregate_id, Entry { aggregate, version });
         Ok(committed)
     }
 }

@@ -142,11 +142,10 @@ pub struct AppendError(Arc<sqlx::Error>);
 
 impl AppendError {
     fn to_persistence(&self) -> PersistenceError {
-        match *self.0 {
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                PersistenceError::ConnectionError(Box::new(self.clone()))
-            }
-            _ => PersistenceError::UnknownError(Box::new(self.clone())),
+        if super::connection_broke(&self.0) {
+            PersistenceError::ConnectionError(Box::new(self.clone()))
+        } else {
+            PersistenceError::UnknownError(Box::new(self.clone()))
         }
     }
 }

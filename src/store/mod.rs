@@ -61,6 +61,12 @@ pub async fn with_receipt<F: Future>(execution: F) -> (F::Output, Option<Receipt
         .await
 }
 
+/// Whether a database error means the connection broke: cqrs-es then gets a connection error,
+/// which the HTTP edge answers with 503 rather than 500.
+fn connection_broke(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+}
+
 /// A cqrs-es framework over the group-committing store, hot aggregates kept in memory.
 pub type StoreCqrs<A> = CqrsFramework<A, CachedStore<A>>;
 
@@ -120,11 +126,12 @@ impl PersistedEventRepository for EventRepository {
         .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
-        .map_err(|error| match error {
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+        .map_err(|error| {
+            if connection_broke(&error) {
                 PersistenceError::ConnectionError(Box::new(error))
+            } else {
+                PersistenceError::UnknownError(Box::new(error))
             }
-            _ => PersistenceError::UnknownError(Box::new(error)),
         })?;
         Ok(rows
             .into_iter()
