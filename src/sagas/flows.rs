@@ -44,7 +44,7 @@ pub async fn record(
     if latest.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(&Moved, Option<Uuid>)> = latest.into_values().collect();
+    let (moved, bounties): (Vec<&Moved>, Vec<Option<Uuid>>) = latest.into_values().unzip();
     sqlx::query(
         "INSERT INTO public.process_flows (flow_id, kind, bounty_id, step, done, position) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bool[], \
@@ -55,28 +55,12 @@ pub async fn record(
            position = excluded.position \
          WHERE process_flows.position < excluded.position",
     )
-    .bind(
-        rows.iter()
-            .map(|(m, _)| m.progress.flow)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|(m, _)| m.progress.kind)
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|(_, bounty)| *bounty).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|(m, _)| m.progress.step)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|(m, _)| m.progress.done)
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|(m, _)| m.position).collect::<Vec<_>>())
+    .bind(moved.iter().map(|m| m.progress.flow).collect::<Vec<_>>())
+    .bind(moved.iter().map(|m| m.progress.kind).collect::<Vec<_>>())
+    .bind(bounties)
+    .bind(moved.iter().map(|m| m.progress.step).collect::<Vec<_>>())
+    .bind(moved.iter().map(|m| m.progress.done).collect::<Vec<_>>())
+    .bind(moved.iter().map(|m| m.position).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
