@@ -119,8 +119,11 @@ def markdown(s, checks):
         "",
         "## Per window",
         "",
-        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages |",
-        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "CPU is each process tree's share of one core in the window (200% is the whole",
+        "machine); lag is the store's head minus the lowest checkpoint at the window's end.",
+        "",
+        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages | lag (events) | CPU % |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w in s["windows"]:
         others = {k: v for k, v in w["failed"].items() if not k.startswith("5")}
@@ -128,7 +131,9 @@ def markdown(s, checks):
         out.append(
             f"| {label} | {w['sent']} | {w['ok']} | {w['server_errors']} | "
             f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
-            f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | {w['sse_messages']} |"
+            f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | {w['sse_messages']} | "
+            f"{'-' if w.get('lag_events') is None else w['lag_events']} | "
+            f"{' '.join(f'{k} {v:.0f}' for k, v in (w.get('cpu_pct') or {}).items()) or '-'} |"
         )
     out.append("")
     return "\n".join(out)

@@ -40,6 +40,14 @@ pub struct Args {
     /// The API process whose resident memory is sampled (from /proc).
     #[arg(long)]
     api_pid: Option<u32>,
+    /// `NAME=PID`, repeatable: CPU used by that process and its descendants, per window
+    /// (from /proc), so a slow window shows which process was busy. This tool is always
+    /// watched as `loadgen`.
+    #[arg(long = "watch", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    /// The run's database: per window, the read side's lag behind the store's head.
+    #[arg(long)]
+    database_url: Option<String>,
     #[arg(long, default_value = "task=6,deposit=2,bounty=2")]
     mix: Mix,
     #[arg(
@@ -107,12 +115,28 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let window_count = (args.seconds / args.window_seconds).ceil() as usize;
     let windows: Arc<Vec<Mutex<Window>>> =
         Arc::new((0..window_count).map(|_| Mutex::default()).collect());
+    let mut watched = args.watch.clone();
+    watched.push(("loadgen".to_owned(), std::process::id()));
+    let lag_pool = match &args.database_url {
+        Some(url) => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .context("connecting to the run's database")?,
+        ),
+        None => None,
+    };
     let sampler = tokio::spawn(sample_windows(
-        args.api_pid,
+        Sampling {
+            api_pid: args.api_pid,
+            watched,
+            lag_pool,
+            messages: messages.clone(),
+        },
         started,
         Duration::from_secs_f64(args.window_seconds),
         window_count,
-        messages.clone(),
     ));
 
     let total = (args.rate * args.seconds).ceil() as u64;
@@ -208,6 +232,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             "max_ms": latency.max_ms,
             "rss_kb": sample.rss_kb,
             "sse_messages": sample.messages,
+            "cpu_pct": sample.cpu_pct,
+            "lag_events": sample.lag_events,
         }));
         all.merge(w.measured.clone());
         server_errors += w.server_errors;
@@ -308,30 +334,142 @@ async fn subscribe(
 struct Sample {
     rss_kb: Option<u64>,
     messages: u64,
+    /// Per watched name: CPU seconds used in the window per wall second, in percent (200%
+    /// is both cores of this machine).
+    cpu_pct: serde_json::Map<String, Value>,
+    /// The store's head minus the lowest checkpoint (projections and relay) at the window's end.
+    lag_events: Option<i64>,
 }
 
-/// At the end of each window: the API's resident memory and the SSE messages received in it.
+struct Sampling {
+    api_pid: Option<u32>,
+    watched: Vec<(String, u32)>,
+    lag_pool: Option<sqlx::PgPool>,
+    messages: Arc<AtomicU64>,
+}
+
+/// At the end of each window: the API's resident memory, the SSE messages received in it,
+/// the CPU each watched process tree used, and the read side's lag.
 async fn sample_windows(
-    pid: Option<u32>,
+    how: Sampling,
     started: Instant,
     window: Duration,
     count: usize,
-    messages: Arc<AtomicU64>,
 ) -> Vec<Sample> {
+    let ticks = clock_ticks_per_second();
     let mut samples = Vec::with_capacity(count);
     let mut seen = 0;
+    let mut cpu_before: Vec<Option<u64>> = how
+        .watched
+        .iter()
+        .map(|(_, pid)| tree_ticks(*pid))
+        .collect();
+    let mut at_before = Instant::now();
     for i in 1..=count {
         tokio::time::sleep_until((started + window * i as u32).into()).await;
-        let total = messages.load(Ordering::Relaxed);
+        let total = how.messages.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let wall = now.duration_since(at_before).as_secs_f64().max(1e-3);
+        let mut cpu_pct = serde_json::Map::new();
+        for ((name, pid), before) in how.watched.iter().zip(cpu_before.iter_mut()) {
+            let after = tree_ticks(*pid);
+            if let (Some(a), Some(b)) = (*before, after) {
+                let pct = b.saturating_sub(a) as f64 / ticks / wall * 100.0;
+                cpu_pct.insert(name.clone(), json!((pct * 10.0).round() / 10.0));
+            }
+            *before = after;
+        }
+        at_before = now;
+        let lag_events = match &how.lag_pool {
+            Some(pool) => lag_events(pool).await,
+            None => None,
+        };
         samples.push(Sample {
-            rss_kb: pid.and_then(rss_kb),
+            rss_kb: how.api_pid.and_then(rss_kb),
             messages: total - seen,
+            cpu_pct,
+            lag_events,
         });
         seen = total;
     }
     samples
 }
 
+async fn lag_events(pool: &sqlx::PgPool) -> Option<i64> {
+    sqlx::query_scalar(
+        "SELECT (SELECT coalesce(max(position), 0) FROM events) - least(\
+           (SELECT min(position) FROM projection_checkpoints), \
+           (SELECT min(position) FROM relay_checkpoints))",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten()
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse().map_err(|_| format!("not a pid: {pid}"))?;
+    Ok((name.to_owned(), pid))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot say).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User plus system CPU ticks of `root` and every live descendant (Postgres's backends are
+/// the postmaster's children), from /proc/PID/stat; `None` if `root` is gone.
+fn tree_ticks(root: u32) -> Option<u64> {
+    let mut parents = std::collections::HashMap::new();
+    let mut ticks = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is the state (field 3): ppid is field 4, utime 14, stime 15.
+        let num = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(ppid), Some(u), Some(s)) = (num(4), num(14), num(15)) {
+            parents.insert(pid, ppid as u32);
+            ticks.insert(pid, u + s);
+        }
+    }
+    ticks.get(&root)?;
+    let in_tree = |mut pid: u32| loop {
+        if pid == root {
+            return true;
+        }
+        match parents.get(&pid) {
+            Some(&p) if p != 0 && p != pid => pid = p,
+            _ => return false,
+        }
+    };
+    Some(
+        ticks
+            .iter()
+            .filter(|(pid, _)| in_tree(**pid))
+            .map(|(_, t)| t)
+            .sum(),
+    )
+}
 /// VmRSS of `pid` in kB, from /proc.
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
