@@ -163,7 +163,7 @@ impl Settings {
             .set_default("limits.login_failures_per_minute", 1)?
             .set_default("limits.leases_per_worker", 100)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
-            .set_default("worker.projection_batch", 500)?
+            .set_default("worker.projection_batch", 2000)?
             .set_default("worker.projection_catch_up_batch", 5000)?
             .set_default("worker.relay_batch", 1000)?
             .set_default("worker.ack_wait_secs", 30)?;

@@ -100,26 +100,46 @@ impl ProjectionRunner {
                 },
             )
             .await?;
-        let mut chunks = consumer.messages().await?.ready_chunks(self.config.batch);
+        // Pull requests ask for two batches, so that the next one is arriving while this one
+        // is applied (the stream only asks for more while it is polled).
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch.saturating_mul(2))
+            .heartbeat(Duration::from_secs(15))
+            .messages()
+            .await?;
+        let mut chunks = messages.ready_chunks(self.config.batch);
         // Messages handed to a worker that stopped stay unacknowledged until their ack wait
         // runs out; rather than idle until then, catch up from the store right away. The
         // redeliveries then fall below the checkpoint and are skipped.
         self.catch_up_from_store().await?;
         loop {
             tokio::select! {
-                chunk = chunks.next() => {
+                // Outside tokio's cooperative budget, which would end every chunk at 128
+                // messages however many are waiting: a transaction (and its fsync) per 128
+                // events held the process managers below the rate events arrived at.
+                chunk = tokio::task::unconstrained(chunks.next()) => {
                     let Some(chunk) = chunk else {
                         return Err("message stream ended".into());
                     };
+                    let started = std::time::Instant::now();
                     let mut messages = Vec::with_capacity(chunk.len());
                     for message in chunk {
                         messages.push(message?);
                     }
                     self.handle(&messages).await?;
+                    let applied = started.elapsed();
                     for message in &messages {
                         // A lost ack only means a redelivery, which the checkpoint skips.
                         let _ = message.ack().await;
                     }
+                    tracing::debug!(
+                        projection = self.projection.name(),
+                        messages = messages.len(),
+                        applied_ms = applied.as_millis() as u64,
+                        acked_ms = (started.elapsed() - applied).as_millis() as u64,
+                        "batch from the stream"
+                    );
                     backoff.reset();
                 }
                 _ = shutdown.changed() => return Ok(()),
@@ -242,10 +262,19 @@ impl ProjectionRunner {
         up_to: i64,
     ) -> Result<(), RunError> {
         let name = self.projection.name();
+        let started = std::time::Instant::now();
         match self.projection.apply_batch(&mut tx, &events).await {
             Ok(()) => {
+                let applied = started.elapsed();
                 checkpoint::store(&mut tx, name, up_to).await?;
                 tx.commit().await?;
+                tracing::debug!(
+                    projection = name,
+                    events = events.len(),
+                    apply_ms = applied.as_millis() as u64,
+                    commit_ms = (started.elapsed() - applied).as_millis() as u64,
+                    "batch applied"
+                );
                 metrics::counter!("bountyline_projection_applied_total", "projection" => name)
                     .increment(events.len() as u64);
                 Ok(())

@@ -1,0 +1,178 @@
+//! A projection that fell behind applies what is waiting in large transactions, not 128
+//! messages at a time. The held load (docs/HELD-LOAD.md) found every live batch ending at 128
+//! messages, tokio's cooperative budget, however many were waiting: with a transaction and a
+//! round of follow-up commands per 128 events, the process managers fell further behind the
+//! longer the load lasted.
+
+mod common;
+
+use async_nats::jetstream;
+use async_trait::async_trait;
+use bountyline::nats::Names;
+use bountyline_projections::runner::{ProjectionRunner, RunnerConfig};
+use bountyline_projections::{checkpoint, Projection, ProjectionError, StoredEvent};
+use common::*;
+use futures::StreamExt;
+use sqlx::{Postgres, Transaction};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+/// Records the size of every batch it is given; its first batch waits for the test.
+struct Recorder {
+    sizes: Arc<Mutex<Vec<usize>>>,
+    gate: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl Projection for Recorder {
+    fn name(&self) -> &'static str {
+        "batch-recorder"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(tx, std::slice::from_ref(event)).await
+    }
+
+    async fn apply_batch(
+        &self,
+        _tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let first = {
+            let mut sizes = self.sizes.lock().expect("sizes");
+            sizes.push(events.len());
+            sizes.len() == 1
+        };
+        if first {
+            let _open = self.gate.acquire().await.expect("gate");
+        }
+        Ok(())
+    }
+}
+
+const WAITING: usize = 1_000;
+
+#[tokio::test]
+async fn a_projection_behind_applies_what_waits_in_large_batches() {
+    let app = TestApp::spawn().await;
+    let user = app.user("batches").await;
+    let stream = Names::new(&app.settings.nats_prefix).stream();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let recorder = Recorder {
+        sizes: sizes.clone(),
+        gate: gate.clone(),
+    };
+    let js = jetstream::new(
+        async_nats::connect(&app.settings.nats_url)
+            .await
+            .expect("connect to NATS"),
+    );
+    let config = RunnerConfig {
+        stream: stream.clone(),
+        durable: format!("{}-batch-recorder", app.settings.nats_prefix),
+        batch: 2_000,
+        catch_up_batch: 5_000,
+        max_attempts: 3,
+        ack_wait: Duration::from_secs(60),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
+    let running = tokio::spawn(runner.run(stopped));
+
+    // The recorder's first batch holds it up while many more events are stored and published.
+    app.create_task(&user, "batches", "the first", 1).await;
+    wait_until(
+        Duration::from_secs(20),
+        "the first batch to arrive",
+        || async { !sizes.lock().expect("sizes").is_empty() },
+    )
+    .await;
+    let created: Vec<()> = futures::stream::iter(0..WAITING)
+        .map(|i| {
+            let (app, user) = (&app, &user);
+            async move {
+                app.create_task(user, "batches", &format!("waiting {i}"), 1)
+                    .await;
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(created.len(), WAITING);
+    let head = app.head().await;
+    wait_until(
+        Duration::from_secs(30),
+        "the relay to publish them",
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE stream = $1")
+                .bind(&stream)
+                .fetch_optional(&app.pool)
+                .await
+                .expect("relay checkpoint")
+                .unwrap_or(0)
+                >= head
+        },
+    )
+    .await;
+
+    // And JetStream has handed every one of them to the recorder's client (it asks for two
+    // batches at a time).
+    let durable = format!("{}-batch-recorder", app.settings.nats_prefix);
+    wait_until(
+        Duration::from_secs(30),
+        "the consumer to deliver them",
+        || async {
+            let mut consumer: jetstream::consumer::PullConsumer = js
+                .get_stream(&stream)
+                .await
+                .expect("stream")
+                .get_consumer(&durable)
+                .await
+                .expect("consumer");
+            let info = consumer.info().await.expect("consumer info");
+            info.num_pending == 0 && info.num_ack_pending >= WAITING
+        },
+    )
+    .await;
+
+    gate.add_permits(1);
+    wait_until(
+        Duration::from_secs(30),
+        "the recorder to catch up",
+        || async {
+            checkpoint::read(&app.pool, "batch-recorder")
+                .await
+                .expect("checkpoint")
+                >= head
+        },
+    )
+    .await;
+
+    let sizes = sizes.lock().expect("sizes").clone();
+    let after_first: Vec<usize> = sizes[1..].to_vec();
+    assert_eq!(
+        after_first.iter().sum::<usize>(),
+        WAITING,
+        "batches {sizes:?}"
+    );
+    // All were waiting when the first batch ended: they come in one batch, or two if the
+    // first pull had not yet brought them all in.
+    assert!(
+        after_first.len() <= 2 && after_first.iter().max() > Some(&128),
+        "the waiting events came in batches of {after_first:?}"
+    );
+
+    let _ = stop.send(true);
+    let _ = running.await;
+    app.shutdown.trigger().await;
+}
