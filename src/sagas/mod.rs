@@ -98,11 +98,27 @@ impl Projection for ProcessManagers {
             }
         }
         flows::record(tx, &moves).await?;
-        let outcomes: Vec<_> = futures::stream::iter(lanes(follow_ups))
+        let lanes = lanes(follow_ups);
+        let started = std::time::Instant::now();
+        let (lane_count, longest) = (
+            lanes.len(),
+            lanes
+                .iter()
+                .map(|l| l.iter().map(|f| f.steps.len()).sum::<usize>())
+                .max(),
+        );
+        let outcomes: Vec<_> = futures::stream::iter(lanes)
             .map(|lane| self.run_lane(lane))
             .buffer_unordered(LANES_AT_ONCE)
             .collect()
             .await;
+        tracing::debug!(
+            events = events.len(),
+            lanes = lane_count,
+            longest_lane_steps = longest.unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "process managers ran a batch's follow-ups"
+        );
         for outcome in outcomes {
             for (flow, position, refusal) in outcome? {
                 note_refusal(tx, flow, position, &refusal).await?;
@@ -113,8 +129,10 @@ impl Projection for ProcessManagers {
 }
 
 /// Lanes of one batch run at once at most; each runs one command at a time. Their commands
-/// meet in the committer's groups, so more lanes at once cost little more than one.
-const LANES_AT_ONCE: usize = 64;
+/// meet in the committer's groups, so more lanes at once cost little more than one. A batch
+/// under the held load has about 130 lanes (one per payer, mostly): with 64 at once it ran in
+/// two rounds of group commits. The committer's group cap is the same number.
+const LANES_AT_ONCE: usize = 256;
 
 /// One event's follow-up: its flow, position, context and steps.
 struct FollowUp {
