@@ -2,7 +2,7 @@
 //! exactly the aggregate's), and every movement of money adds a ledger entry.
 
 use async_trait::async_trait;
-use bountyline_domain::wallet::WalletEvent;
+use bountyline_domain::wallet::{BalanceChange, WalletEvent};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -12,10 +12,24 @@ pub struct WalletsProjection;
 
 /// What a ledger entry names besides its amount.
 #[derive(Default)]
-struct Refs {
-    reference: Option<String>,
-    payment_id: Option<Uuid>,
-    withdrawal_id: Option<Uuid>,
+pub(super) struct Refs {
+    pub(super) reference: Option<String>,
+    pub(super) payment_id: Option<Uuid>,
+    pub(super) withdrawal_id: Option<Uuid>,
+}
+
+/// A wallet event that moved money: its balance change and what its ledger entry names.
+/// `None` for another aggregate's event or one that moved nothing.
+pub(super) fn movement(
+    event: &StoredEvent,
+) -> Result<Option<(BalanceChange, Refs)>, ProjectionError> {
+    if event.aggregate_type != "Wallet" {
+        return Ok(None);
+    }
+    let wallet: WalletEvent = event
+        .decode()
+        .map_err(|e| ProjectionError::decode(event, e))?;
+    Ok(refs(&wallet).map(|refs| (wallet.balance_change(), refs)))
 }
 
 fn refs(event: &WalletEvent) -> Option<Refs> {
@@ -77,16 +91,9 @@ impl Projection for WalletsProjection {
         tx: &mut Transaction<'static, Postgres>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Wallet" {
-            return Ok(());
-        }
-        let wallet: WalletEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let Some(refs) = refs(&wallet) else {
+        let Some((change, refs)) = movement(event)? else {
             return Ok(());
         };
-        let change = wallet.balance_change();
         sqlx::query(
             "INSERT INTO wallet_balances (user_id, currency, available, held, updated_at, position) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -123,10 +130,18 @@ impl Projection for WalletsProjection {
         .await?;
         Ok(())
     }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
+    }
 }
 
 /// `DepositConfirmed` → `deposit_confirmed`.
-fn entry_kind(event_type: &str) -> String {
+pub(super) fn entry_kind(event_type: &str) -> String {
     let mut out = String::with_capacity(event_type.len() + 4);
     for (i, c) in event_type.chars().enumerate() {
         if c.is_ascii_uppercase() {
