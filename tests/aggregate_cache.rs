@@ -105,3 +105,32 @@ async fn a_refused_command_leaves_the_remembered_state_as_the_store_has_it() {
     .expect("count");
     assert_eq!(events, 4, "one deposit and three withdrawals, nothing else");
 }
+
+/// One process, many commands on one wallet at once (the held load's deposits): each waits
+/// for the one before it rather than deciding on a version that is about to pass, so none
+/// conflicts, and each decides on the cached state (src/commands/turns.rs).
+#[tokio::test]
+async fn concurrent_commands_on_one_aggregate_in_one_process_never_conflict() {
+    let app = TestApp::spawn().await;
+    let bus = CommandBus::new(app.pool.clone());
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+    bus.wallet(owner, deposit(owner, 1), &ctx)
+        .await
+        .expect("the wallet's first deposit");
+
+    let results =
+        futures::future::join_all((0..32).map(|_| bus.wallet(owner, deposit(owner, 1), &ctx)))
+            .await;
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(CommandError::Conflict(_))))
+        .count();
+    assert_eq!(conflicts, 0, "{conflicts} of 32 deposits conflicted");
+    let mut versions: Vec<i64> = results
+        .into_iter()
+        .map(|r| r.expect("a deposit").version)
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=33).collect::<Vec<i64>>());
+}

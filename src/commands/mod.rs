@@ -4,8 +4,10 @@
 //! position of its last event.
 
 mod context;
+mod turns;
 
 pub use context::CommandContext;
+use turns::Turns;
 
 use bountyline_domain::bounty::{Bounty, BountyCommand, BountyError};
 use bountyline_domain::inbox::{Inbox, InboxCommand, InboxError};
@@ -57,6 +59,7 @@ pub struct CommandBus {
     payments: Arc<StoreCqrs<Payment>>,
     bounties: Arc<StoreCqrs<Bounty>>,
     inboxes: Arc<StoreCqrs<Inbox>>,
+    turns: Arc<Turns>,
 }
 
 impl CommandBus {
@@ -69,6 +72,7 @@ impl CommandBus {
             payments: Arc::new(store.cqrs()),
             bounties: Arc::new(store.cqrs()),
             inboxes: Arc::new(store.cqrs()),
+            turns: Arc::default(),
             pool,
         }
     }
@@ -80,7 +84,7 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<TaskError>> {
         let name = command.name();
-        run(&self.pool, &self.tasks, id, name, command, ctx).await
+        run(self, &self.tasks, id, name, command, ctx).await
     }
 
     /// A wallet is named by its owner's user id.
@@ -91,7 +95,7 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<WalletError>> {
         let name = command.name();
-        run(&self.pool, &self.wallets, owner, name, command, ctx).await
+        run(self, &self.wallets, owner, name, command, ctx).await
     }
 
     pub async fn payment(
@@ -101,7 +105,7 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<PaymentError>> {
         let name = command.name();
-        run(&self.pool, &self.payments, id, name, command, ctx).await
+        run(self, &self.payments, id, name, command, ctx).await
     }
 
     pub async fn bounty(
@@ -111,7 +115,7 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<BountyError>> {
         let name = command.name();
-        run(&self.pool, &self.bounties, id, name, command, ctx).await
+        run(self, &self.bounties, id, name, command, ctx).await
     }
 
     /// An inbox is named by its owner's user id.
@@ -122,14 +126,14 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<InboxError>> {
         let name = command.name();
-        run(&self.pool, &self.inboxes, owner, name, command, ctx).await
+        run(self, &self.inboxes, owner, name, command, ctx).await
     }
 }
 
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
-    pool: &PgPool,
+    bus: &CommandBus,
     cqrs: &Arc<StoreCqrs<A>>,
     id: Uuid,
     name: &'static str,
@@ -144,11 +148,13 @@ where
     let command_id = Uuid::new_v4();
     let metadata = ctx.metadata(command_id, name);
     let started = Instant::now();
-    let (pool, cqrs) = (pool.clone(), cqrs.clone());
+    let (pool, cqrs, turns) = (bus.pool.clone(), cqrs.clone(), bus.turns.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
+        let turn = turns.take(A::TYPE, id).await;
         let (executed, receipt) =
             store::with_receipt(cqrs.execute_with_metadata(&aggregate_id, command, metadata)).await;
+        drop(turn);
         executed.map_err(|e| match e {
             AggregateError::UserError(e) => CommandError::Domain(e),
             AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
