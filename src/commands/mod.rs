@@ -130,6 +130,12 @@ impl CommandBus {
     }
 }
 
+/// A command that lost at the append to another process's command on its aggregate is decided
+/// again on the new state, up to this many tries in all, before the caller hears 409: the
+/// losing try appended nothing, so deciding again is exactly what the caller would do. (In
+/// one process, commands on one aggregate take turns and do not meet at the append.)
+const TRIES_ON_CONFLICT: u32 = 4;
+
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
@@ -142,7 +148,7 @@ async fn run<A>(
 ) -> Result<Committed, CommandError<A::Error>>
 where
     A: Aggregate + 'static,
-    A::Command: Send + 'static,
+    A::Command: Clone + Send + 'static,
     A::Error: Send + 'static,
 {
     let command_id = Uuid::new_v4();
@@ -151,10 +157,25 @@ where
     let (pool, cqrs, turns) = (bus.pool.clone(), cqrs.clone(), bus.turns.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
-        let turn = turns.take(A::TYPE, id).await;
-        let (executed, receipt) =
-            store::with_receipt(cqrs.execute_with_metadata(&aggregate_id, command, metadata)).await;
-        drop(turn);
+        let mut tries = 1;
+        let (executed, receipt) = loop {
+            let turn = turns.take(A::TYPE, id).await;
+            let (executed, receipt) = store::with_receipt(cqrs.execute_with_metadata(
+                &aggregate_id,
+                command.clone(),
+                metadata.clone(),
+            ))
+            .await;
+            drop(turn);
+            match executed {
+                Err(AggregateError::AggregateConflict) if tries < TRIES_ON_CONFLICT => {
+                    tries += 1;
+                    metrics::counter!("bountyline_command_conflicts_retried_total", "aggregate" => A::TYPE)
+                        .increment(1);
+                }
+                executed => break (executed, receipt),
+            }
+        };
         executed.map_err(|e| match e {
             AggregateError::UserError(e) => CommandError::Domain(e),
             AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
