@@ -359,7 +359,11 @@ async fn a_command_that_loses_to_another_process_is_decided_again() {
     held.rollback().await.expect("release the append lock");
 
     let mut versions = vec![
-        from_here.await.expect("task").expect("here's deposit").version,
+        from_here
+            .await
+            .expect("task")
+            .expect("here's deposit")
+            .version,
         from_there
             .await
             .expect("task")

@@ -89,6 +89,22 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
     let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
     let running = tokio::spawn(runner.run(stopped));
 
+    // The runner reads the stream once it has caught up from the store (nothing to catch up
+    // here): only then is the first event sure to come live, with a pull request out.
+    let durable = format!("{}-batch-recorder", app.settings.nats_prefix);
+    let consumer_info = || async {
+        let stream = js.get_stream(&stream).await.ok()?;
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer(&durable).await.ok()?;
+        consumer.info().await.ok().cloned()
+    };
+    wait_until(Duration::from_secs(20), "the runner to pull", || async {
+        consumer_info()
+            .await
+            .is_some_and(|info| info.num_waiting > 0)
+    })
+    .await;
+
     // The recorder's first batch holds it up while many more events are stored and published.
     app.create_task(&user, "batches", "the first", 1).await;
     wait_until(
@@ -127,20 +143,13 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
 
     // And JetStream has handed every one of them to the recorder's client (it asks for two
     // batches at a time).
-    let durable = format!("{}-batch-recorder", app.settings.nats_prefix);
     wait_until(
         Duration::from_secs(30),
         "the consumer to deliver them",
         || async {
-            let mut consumer: jetstream::consumer::PullConsumer = js
-                .get_stream(&stream)
+            consumer_info()
                 .await
-                .expect("stream")
-                .get_consumer(&durable)
-                .await
-                .expect("consumer");
-            let info = consumer.info().await.expect("consumer info");
-            info.num_pending == 0 && info.num_ack_pending >= WAITING
+                .is_some_and(|info| info.num_pending == 0 && info.num_ack_pending >= WAITING)
         },
     )
     .await;
