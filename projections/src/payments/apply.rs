@@ -85,4 +85,12 @@ impl Projection for PaymentsProjection {
         }
         Ok(())
     }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
+    }
 }
