@@ -74,7 +74,7 @@ async fn no_event_is_lost_while_nats_is_down() {
         nats.restart().await;
         let head = app.head().await;
         assert_eq!(head, *positions.last().expect("positions"));
-        wait_for_relay(&app, head, Duration::from_secs(40)).await;
+        app.wait_for_relay(head, Duration::from_secs(40)).await;
         wait_until(
             Duration::from_secs(40),
             "tasks to catch up after NATS returned",
@@ -450,7 +450,8 @@ async fn the_relay_never_publishes_past_an_append_held_open() {
         let js = jetstream_of(&app).await;
 
         for commit in [true, false] {
-            wait_for_relay(&app, app.head().await, Duration::from_secs(20)).await;
+            app.wait_for_relay(app.head().await, Duration::from_secs(20))
+                .await;
             let mut held_tx = app.pool.begin().await.expect("begin");
             let held: i64 = sqlx::query_scalar(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
@@ -481,7 +482,7 @@ async fn the_relay_never_publishes_past_an_append_held_open() {
                 .collect();
             let stream = Names::new(&app.settings.nats_prefix).stream();
             stays_true(Duration::from_millis(500), "appends to wait behind the open one", || async {
-                let relayed = relay_at(&app, &stream).await;
+                let relayed = app.relay_at(&stream).await;
                 assert!(relayed < held, "the relay passed {held}, still in flight, at {relayed}");
                 creates.iter().all(|c| !c.is_finished())
             })
@@ -499,8 +500,8 @@ async fn the_relay_never_publishes_past_an_append_held_open() {
             }
             let head = app.head().await;
             app.settle().await;
-            wait_for_relay(&app, head, Duration::from_secs(20)).await;
-            assert_eq!(relay_at(&app, &stream).await, head);
+            app.wait_for_relay(head, Duration::from_secs(20)).await;
+            assert_eq!(app.relay_at(&stream).await, head);
             let kept: bool = sqlx::query_scalar("SELECT exists(SELECT 1 FROM events WHERE position = $1)")
                 .bind(held)
                 .fetch_one(&app.pool)
@@ -556,25 +557,6 @@ async fn projection_at(app: &TestApp) -> i64 {
     checkpoint::read(&app.pool, "tasks")
         .await
         .expect("tasks checkpoint")
-}
-
-async fn relay_at(app: &TestApp, stream: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE stream = $1")
-        .bind(stream)
-        .fetch_optional(&app.pool)
-        .await
-        .expect("relay checkpoint")
-        .unwrap_or(0)
-}
-
-async fn wait_for_relay(app: &TestApp, position: i64, limit: Duration) {
-    let stream = Names::new(&app.settings.nats_prefix).stream();
-    wait_until(
-        limit,
-        &format!("the relay to publish up to {position}"),
-        || async { relay_at(app, &stream).await >= position },
-    )
-    .await;
 }
 
 /// Polls `check` for `period`, failing as soon as it is false.

@@ -126,20 +126,7 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
         .await;
     assert_eq!(created.len(), WAITING);
     let head = app.head().await;
-    wait_until(
-        Duration::from_secs(30),
-        "the relay to publish them",
-        || async {
-            sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE stream = $1")
-                .bind(&stream)
-                .fetch_optional(&app.pool)
-                .await
-                .expect("relay checkpoint")
-                .unwrap_or(0)
-                >= head
-        },
-    )
-    .await;
+    app.wait_for_relay(head, Duration::from_secs(30)).await;
 
     // And JetStream has handed every one of them to the recorder's client (it asks for two
     // batches at a time).

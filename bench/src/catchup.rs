@@ -139,7 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     }))
 }
 
-async fn head(pool: &PgPool) -> anyhow::Result<i64> {
+pub async fn head(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(pool)
@@ -150,7 +150,7 @@ async fn head(pool: &PgPool) -> anyhow::Result<i64> {
 const RELAY: &str = "relay:";
 
 /// Every projection's checkpoint, and the relay's as `relay:<stream>`.
-async fn checkpoints(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
+pub async fn checkpoints(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(
         "SELECT projection, position FROM projection_checkpoints \
          UNION ALL SELECT 'relay:' || stream, position FROM relay_checkpoints",

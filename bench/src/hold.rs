@@ -395,16 +395,16 @@ async fn sample_windows(
     samples
 }
 
+/// The store's head minus the lowest checkpoint, read as `loadgen catchup` reads them.
 async fn lag_events(pool: &sqlx::PgPool) -> Option<i64> {
-    sqlx::query_scalar(
-        "SELECT (SELECT coalesce(max(position), 0) FROM events) - least(\
-           (SELECT min(position) FROM projection_checkpoints), \
-           (SELECT min(position) FROM relay_checkpoints))",
-    )
-    .fetch_one(pool)
-    .await
-    .ok()
-    .flatten()
+    let head = crate::catchup::head(pool).await.ok()?;
+    let lowest = crate::catchup::checkpoints(pool)
+        .await
+        .ok()?
+        .into_iter()
+        .map(|(_, position)| position)
+        .min()?;
+    Some(head - lowest)
 }
 
 fn parse_watch(s: &str) -> Result<(String, u32), String> {

@@ -122,24 +122,15 @@ impl ProjectionRunner {
                     let Some(chunk) = chunk else {
                         return Err("message stream ended".into());
                     };
-                    let started = std::time::Instant::now();
                     let mut messages = Vec::with_capacity(chunk.len());
                     for message in chunk {
                         messages.push(message?);
                     }
                     self.handle(&messages).await?;
-                    let applied = started.elapsed();
                     for message in &messages {
                         // A lost ack only means a redelivery, which the checkpoint skips.
                         let _ = message.ack().await;
                     }
-                    tracing::debug!(
-                        projection = self.projection.name(),
-                        messages = messages.len(),
-                        applied_ms = applied.as_millis() as u64,
-                        acked_ms = (started.elapsed() - applied).as_millis() as u64,
-                        "batch from the stream"
-                    );
                     backoff.reset();
                 }
                 _ = shutdown.changed() => return Ok(()),

@@ -224,42 +224,32 @@ impl ProcessManagers {
         Ok(refusals)
     }
 
-    /// Runs one step, retrying concurrency conflicts. `Ok(Err(reason))` is a refusal.
+    /// Runs one step. `Ok(Err(reason))` is a refusal. A concurrency conflict has already been
+    /// retried by the command bus (`TRIES_ON_CONFLICT`); one that outlasts it fails the batch
+    /// as transient, and the runner tries the batch again after a pause.
     async fn run(
         &self,
         step: Step,
         ctx: &CommandContext,
     ) -> Result<Result<(), String>, ProjectionError> {
-        for _ in 0..10 {
-            let outcome = match &step {
-                Step::Bounty(id, c) => classify(self.commands.bounty(*id, c.clone(), ctx).await),
-                Step::Payment(id, c) => classify(self.commands.payment(*id, c.clone(), ctx).await),
-                Step::Wallet(id, c) => classify(self.commands.wallet(*id, c.clone(), ctx).await),
-            };
-            match outcome {
-                Outcome::Done => return Ok(Ok(())),
-                Outcome::Refused(reason) => return Ok(Err(reason)),
-                Outcome::Conflict => continue,
-                Outcome::Failed(e) => return Err(ProjectionError::Transient(e)),
-            }
-        }
-        Err(ProjectionError::Transient("kept conflicting".into()))
+        let outcome = match step {
+            Step::Bounty(id, c) => classify(self.commands.bounty(id, c, ctx).await),
+            Step::Payment(id, c) => classify(self.commands.payment(id, c, ctx).await),
+            Step::Wallet(id, c) => classify(self.commands.wallet(id, c, ctx).await),
+        };
+        outcome.map_err(ProjectionError::Transient)
     }
 }
 
-enum Outcome {
-    Done,
-    Refused(String),
-    Conflict,
-    Failed(String),
-}
-
-fn classify<E: std::error::Error>(result: Result<Committed, CommandError<E>>) -> Outcome {
+/// A command's outcome for a process manager: done, refused (with the reason), or a fault.
+fn classify<E: std::error::Error>(
+    result: Result<Committed, CommandError<E>>,
+) -> Result<Result<(), String>, String> {
     match result {
-        Ok(_) => Outcome::Done,
-        Err(CommandError::Domain(e)) => Outcome::Refused(e.to_string()),
-        Err(CommandError::Conflict(_)) => Outcome::Conflict,
-        Err(CommandError::Internal(e)) => Outcome::Failed(format!("{e:#}")),
+        Ok(_) => Ok(Ok(())),
+        Err(CommandError::Domain(e)) => Ok(Err(e.to_string())),
+        Err(e @ CommandError::Conflict(_)) => Err(e.to_string()),
+        Err(CommandError::Internal(e)) => Err(format!("{e:#}")),
     }
 }
 

@@ -297,6 +297,27 @@ impl TestApp {
             .expect("head")
     }
 
+    /// Where the relay's checkpoint on `stream` stands (0 before its first publish).
+    pub async fn relay_at(&self, stream: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE stream = $1")
+            .bind(stream)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("relay checkpoint")
+            .unwrap_or(0)
+    }
+
+    /// Waits until the relay has published up to `position` to this app's stream.
+    pub async fn wait_for_relay(&self, position: i64, limit: Duration) {
+        let stream = bountyline::nats::Names::new(&self.settings.nats_prefix).stream();
+        wait_until(
+            limit,
+            &format!("the relay to publish up to {position}"),
+            || async { self.relay_at(&stream).await >= position },
+        )
+        .await;
+    }
+
     /// Waits until every projection and the process managers have applied everything in the
     /// store, and the store has stopped growing (process managers append follow-ups).
     pub async fn settle(&self) {

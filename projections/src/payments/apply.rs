@@ -3,10 +3,34 @@
 use async_trait::async_trait;
 use bountyline_domain::payment::PaymentEvent;
 use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
 
 use crate::{Projection, ProjectionError, StoredEvent};
 
 pub struct PaymentsProjection;
+
+/// A payment event with its payment's id; `None` for another aggregate's event.
+pub(super) fn decode(event: &StoredEvent) -> Result<Option<(Uuid, PaymentEvent)>, ProjectionError> {
+    if event.aggregate_type != "Payment" {
+        return Ok(None);
+    }
+    let id = event
+        .aggregate_uuid()
+        .ok_or_else(|| ProjectionError::Invalid(format!("payment id {}", event.aggregate_id)))?;
+    let payment = event
+        .decode()
+        .map_err(|e| ProjectionError::decode(event, e))?;
+    Ok(Some((id, payment)))
+}
+
+/// The payee an event names, if any: a row keeps the one it has otherwise.
+pub(super) fn payee(event: &PaymentEvent) -> Option<Uuid> {
+    match event {
+        PaymentEvent::ReleaseRequested { payee, .. }
+        | PaymentEvent::PaymentReleased { payee, .. } => Some(*payee),
+        _ => None,
+    }
+}
 
 #[async_trait]
 impl Projection for PaymentsProjection {
@@ -27,15 +51,9 @@ impl Projection for PaymentsProjection {
         tx: &mut Transaction<'static, Postgres>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Payment" {
+        let Some((id, payment)) = decode(event)? else {
             return Ok(());
-        }
-        let id = event.aggregate_uuid().ok_or_else(|| {
-            ProjectionError::Invalid(format!("payment id {}", event.aggregate_id))
-        })?;
-        let payment: PaymentEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
+        };
         let status = payment.status_after().as_str();
         match &payment {
             PaymentEvent::PaymentRequested {
@@ -63,11 +81,6 @@ impl Projection for PaymentsProjection {
                 .await?;
             }
             other => {
-                let payee = match other {
-                    PaymentEvent::ReleaseRequested { payee, .. }
-                    | PaymentEvent::PaymentReleased { payee, .. } => Some(*payee),
-                    _ => None,
-                };
                 sqlx::query(
                     "UPDATE payments SET status = $3, payee = coalesce($4, payee), \
                      updated_at = $5, version = $6, position = $2 \
@@ -76,7 +89,7 @@ impl Projection for PaymentsProjection {
                 .bind(id)
                 .bind(event.position)
                 .bind(status)
-                .bind(payee)
+                .bind(payee(other))
                 .bind(event.recorded_at)
                 .bind(event.sequence)
                 .execute(&mut **tx)

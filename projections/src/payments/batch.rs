@@ -10,6 +10,7 @@ use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
+use super::apply::{decode, payee};
 use crate::{ProjectionError, StoredEvent};
 
 /// A `payments` row as stored.
@@ -47,14 +48,10 @@ pub(super) async fn apply(
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
     let mut decoded = Vec::new();
-    for event in events.iter().filter(|e| e.aggregate_type == "Payment") {
-        let id = event.aggregate_uuid().ok_or_else(|| {
-            ProjectionError::Invalid(format!("payment id {}", event.aggregate_id))
-        })?;
-        let payment: PaymentEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        decoded.push((event, id, payment));
+    for event in events {
+        if let Some((id, payment)) = decode(event)? {
+            decoded.push((event, id, payment));
+        }
     }
     if decoded.is_empty() {
         return Ok(());
@@ -118,11 +115,7 @@ fn fold(
             let Some(row) = rows.get_mut(&id).filter(|r| r.position < event.position) else {
                 return false;
             };
-            if let PaymentEvent::ReleaseRequested { payee, .. }
-            | PaymentEvent::PaymentReleased { payee, .. } = other
-            {
-                row.payee = Some(*payee);
-            }
+            row.payee = payee(other).or(row.payee);
             row.status = status;
             row.updated_at = event.recorded_at;
             row.version = event.sequence;
