@@ -28,6 +28,7 @@ impl Projection for StatsProjection {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "stats_bounties",
+            "stats_bounty_counts",
             "stats_escrow",
             "stats_tasks",
             "stats_task_counts",
@@ -119,8 +120,14 @@ async fn bounty(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError>
     };
     if let BountyEvent::BountyPosted { reward, .. } = &bounty {
         sqlx::query(
-            "INSERT INTO stats_bounties (bounty_id, status, currency, amount) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (bounty_id) DO NOTHING",
+            "WITH new AS (INSERT INTO stats_bounties (bounty_id, status, currency, amount) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (bounty_id) DO NOTHING \
+                 RETURNING status, currency, amount) \
+             INSERT INTO stats_bounty_counts (status, currency, count, amount) \
+             SELECT status, currency, 1, amount FROM new \
+             ON CONFLICT (status, currency) DO UPDATE SET \
+                 count = stats_bounty_counts.count + 1, \
+                 amount = stats_bounty_counts.amount + EXCLUDED.amount",
         )
         .bind(id)
         .bind(status.as_str())
@@ -129,11 +136,26 @@ async fn bounty(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError>
         .execute(&mut **tx)
         .await?;
     } else {
-        sqlx::query("UPDATE stats_bounties SET status = $2 WHERE bounty_id = $1")
-            .bind(id)
-            .bind(status.as_str())
-            .execute(&mut **tx)
-            .await?;
+        // One round trip, as for tasks: leave the old status's counter, join the new one.
+        sqlx::query(
+            "WITH old AS (SELECT status, currency, amount FROM stats_bounties \
+                     WHERE bounty_id = $1 AND status <> $2 FOR UPDATE), \
+                 moved AS (UPDATE stats_bounties b SET status = $2 FROM old \
+                     WHERE b.bounty_id = $1 \
+                     RETURNING old.status AS was, old.currency, old.amount), \
+                 left_old AS (UPDATE stats_bounty_counts c \
+                     SET count = c.count - 1, amount = c.amount - moved.amount FROM moved \
+                     WHERE c.status = moved.was AND c.currency = moved.currency) \
+             INSERT INTO stats_bounty_counts (status, currency, count, amount) \
+             SELECT $2, currency, 1, amount FROM moved \
+             ON CONFLICT (status, currency) DO UPDATE SET \
+                 count = stats_bounty_counts.count + 1, \
+                 amount = stats_bounty_counts.amount + EXCLUDED.amount",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

@@ -47,6 +47,21 @@ struct Delta {
     incremented: bool,
 }
 
+impl Delta {
+    fn add(&mut self, by: i64) {
+        self.net += by;
+        self.incremented |= by > 0;
+    }
+
+    /// Whether the counter's row is written: a row is created by the first increment and only
+    /// ever moved after that; a decrement always finds its row (the task or bounty entered
+    /// that status through an increment), so adding the net change gives what the single
+    /// increments and decrements gave.
+    fn written(&self) -> bool {
+        self.net != 0 || self.incremented
+    }
+}
+
 #[derive(Default)]
 struct Batch {
     tasks: HashMap<Uuid, TaskRow>,
@@ -54,6 +69,8 @@ struct Batch {
     task_counts: BTreeMap<(String, String), Delta>,
     bounties: HashMap<Uuid, BountyRow>,
     bounties_changed: Vec<Uuid>,
+    /// Per (status, currency): the bounties' count and the net change of their reward.
+    bounty_counts: BTreeMap<(String, String), (Delta, i64)>,
     escrow: BTreeMap<String, i64>,
     /// Recording time and completion (0 or 1) of each event since the last flush.
     seconds: Vec<(DateTime<Utc>, i64)>,
@@ -214,14 +231,29 @@ impl Batch {
             }
             Change::BountyPosted { id, row } => {
                 if let Entry::Vacant(slot) = self.bounties.entry(id) {
+                    let key = (row.status.clone(), row.currency.clone());
+                    let (count, amount) = self.bounty_counts.entry(key).or_default();
+                    count.add(1);
+                    *amount += row.amount;
                     slot.insert(row);
                     self.bounties_changed.push(id);
                 }
             }
             Change::BountyMoved { id, status } => {
-                if let Some(row) = self.bounties.get_mut(&id) {
-                    row.status = status.to_owned();
+                if let Some(row) = self
+                    .bounties
+                    .get_mut(&id)
+                    .filter(|row| row.status != status)
+                {
+                    let was = std::mem::replace(&mut row.status, status.to_owned());
+                    let (currency, reward) = (row.currency.clone(), row.amount);
                     self.bounties_changed.push(id);
+                    for (status, by) in [(was, -1), (status.to_owned(), 1)] {
+                        let key = (status, currency.clone());
+                        let (count, amount) = self.bounty_counts.entry(key).or_default();
+                        count.add(by);
+                        *amount += by * reward;
+                    }
                 }
             }
             Change::Escrow { currency, delta } => {
@@ -233,12 +265,10 @@ impl Batch {
     }
 
     fn count(&mut self, queue: &str, status: &str, by: i64) {
-        let delta = self
-            .task_counts
+        self.task_counts
             .entry((queue.to_owned(), status.to_owned()))
-            .or_default();
-        delta.net += by;
-        delta.incremented |= by > 0;
+            .or_default()
+            .add(by);
     }
 
     /// Adds the events counted since the last flush to their seconds and days.
@@ -299,14 +329,10 @@ impl Batch {
             .execute(&mut **tx)
             .await?;
         }
-        // A counter row is created by the first increment and only ever moved after that; a
-        // decrement always finds its row (the task entered that status through an
-        // increment), so adding the net change gives what the single increments and
-        // decrements gave.
         let counts: Vec<_> = self
             .task_counts
             .into_iter()
-            .filter(|(_, delta)| delta.net != 0 || delta.incremented)
+            .filter(|(_, delta)| delta.written())
             .collect();
         if !counts.is_empty() {
             let (mut queues, mut statuses, mut nets) = (Vec::new(), Vec::new(), Vec::new());
@@ -348,6 +374,34 @@ impl Batch {
             .bind(ids)
             .bind(statuses)
             .bind(currencies)
+            .bind(amounts)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let counts: Vec<_> = self
+            .bounty_counts
+            .into_iter()
+            .filter(|(_, (count, _))| count.written())
+            .collect();
+        if !counts.is_empty() {
+            let (mut statuses, mut currencies) = (Vec::new(), Vec::new());
+            let (mut nets, mut amounts) = (Vec::new(), Vec::new());
+            for ((status, currency), (count, amount)) in counts {
+                statuses.push(status);
+                currencies.push(currency);
+                nets.push(count.net);
+                amounts.push(amount);
+            }
+            sqlx::query(
+                "INSERT INTO stats_bounty_counts (status, currency, count, amount) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) \
+                 ON CONFLICT (status, currency) DO UPDATE SET \
+                     count = stats_bounty_counts.count + EXCLUDED.count, \
+                     amount = stats_bounty_counts.amount + EXCLUDED.amount",
+            )
+            .bind(statuses)
+            .bind(currencies)
+            .bind(nets)
             .bind(amounts)
             .execute(&mut **tx)
             .await?;

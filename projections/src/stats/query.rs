@@ -97,8 +97,8 @@ pub async fn snapshot(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         by_status: zeros(BountyStatus::ALL.map(|s| s.as_str())),
     };
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT status, currency, count(*), sum(amount)::bigint FROM stats_bounties \
-         GROUP BY status, currency ORDER BY currency",
+        "SELECT status, currency, count, amount FROM stats_bounty_counts \
+         WHERE count <> 0 ORDER BY currency, status",
     )
     .fetch_all(&mut *tx)
     .await?;
