@@ -134,3 +134,50 @@ async fn concurrent_commands_on_one_aggregate_in_one_process_never_conflict() {
     versions.sort_unstable();
     assert_eq!(versions, (2..=33).collect::<Vec<i64>>());
 }
+
+/// How many times this test process loaded a wallet from its cache (`hit`) or from the
+/// store's whole history (`miss`), from the app's `/metrics`.
+async fn wallet_loads(app: &TestApp, cache: &str) -> u64 {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let series =
+        format!("bountyline_aggregate_loads_total{{aggregate=\"Wallet\",cache=\"{cache}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
+}
+
+/// A refusal decides no event, so the wallet stays in memory as loaded: the next command on
+/// it reads no history (a held load's refused command on a wallet of thousands of events
+/// otherwise cost the next one a full replay).
+#[tokio::test]
+async fn a_refused_command_keeps_the_aggregate_in_memory() {
+    let app = TestApp::spawn().await;
+    let bus = CommandBus::new(app.pool.clone());
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+
+    bus.wallet(owner, deposit(owner, 30), &ctx)
+        .await
+        .expect("deposit");
+    assert_short_of_funds(bus.wallet(owner, withdraw(owner, 40), &ctx).await);
+    let after = bus
+        .wallet(owner, withdraw(owner, 30), &ctx)
+        .await
+        .expect("a withdrawal within the balance");
+    assert_eq!(after.version, 2);
+    assert_eq!(
+        wallet_loads(&app, "miss").await,
+        1,
+        "only the first load reads the store"
+    );
+    assert_eq!(wallet_loads(&app, "hit").await, 2);
+}

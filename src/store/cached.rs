@@ -11,10 +11,16 @@
 //! are always applied, and optimistic concurrency at the append stays exactly as it was: the
 //! cache never answers for the store, it only saves replaying what was already replayed.
 //!
-//! An entry is taken out of the cache while its command runs and put back only after that
-//! command's events are committed. A command that is refused, that conflicts or whose append
-//! fails leaves no entry behind, and the next load replays from the start.
+//! An entry is taken out of the cache while its command runs and put back after that
+//! command's events are committed, or after the command was refused (a refusal decides no
+//! event, so the state is the one loaded). A command that conflicts or whose append fails
+//! leaves no entry behind, and the next load replays from the start.
+//!
+//! [`CachedStore::execute`] runs a command as cqrs-es's `CqrsFramework` does (load, handle,
+//! commit), except that a refusal keeps the entry: under a held load a refused command on a
+//! wallet of thousands of events otherwise cost the next command on it a full replay.
 
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use hashlink::LruCache;
@@ -45,6 +51,42 @@ impl<A: Aggregate> CachedStore<A> {
             repo,
             cache: Mutex::new(LruCache::new(capacity)),
         }
+    }
+
+    /// Runs `command` on the aggregate: loads it, lets it decide, and commits the events it
+    /// decided (none for an idempotent repeat), with `metadata` on each.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+    {
+        let mut context = self.load_aggregate(aggregate_id).await?;
+        let sink = EventSink::default();
+        let handled = context.aggregate.handle(command, &(), &sink).await;
+        let events = sink.collect().await;
+        match handled {
+            Ok(()) => self.commit(events, context, metadata).await.map(drop),
+            Err(refusal) => {
+                // The sink is the only way `handle` changes the aggregate: a refusal that
+                // wrote nothing left the state as loaded.
+                if events.is_empty() {
+                    self.remember(context);
+                }
+                Err(AggregateError::UserError(refusal))
+            }
+        }
+    }
+
+    fn remember(&self, context: EventStoreAggregateContext<A>) {
+        let entry = Entry {
+            aggregate: context.aggregate,
+            version: context.current_sequence,
+        };
+        self.cache().insert(context.aggregate_id, entry);
     }
 
     /// The cache, also after a command panicked while holding it: entries are put in whole,
@@ -114,9 +156,10 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
         context: Self::AC,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        // `handle` applied the events to the context's aggregate as it wrote them to the sink.
         let EventStoreAggregateContext {
             aggregate_id,
-            mut aggregate,
+            aggregate,
             current_sequence,
             ..
         } = context;
@@ -136,9 +179,6 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
             .collect::<Result<Vec<_>, _>>()?;
         self.repo.persist::<A>(&serialized, None).await?;
         let version = committed.last().map_or(current_sequence, |e| e.sequence);
-        for envelope in &committed {
-            aggregate.apply(envelope.payload.clone());
-        }
         self.cache()
             .insert(aggregate_id, Entry { aggregate, version });
         Ok(committed)

@@ -16,7 +16,7 @@ use committer::Committer;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
-use cqrs_es::{Aggregate, CqrsFramework};
+use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -67,9 +67,6 @@ fn connection_broke(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
 }
 
-/// A cqrs-es framework over the group-committing store, hot aggregates kept in memory.
-pub type StoreCqrs<A> = CqrsFramework<A, CachedStore<A>>;
-
 /// The `events` table for cqrs-es: one per process, shared by every aggregate type (clones
 /// share the committer).
 #[derive(Clone)]
@@ -89,14 +86,10 @@ impl EventRepository {
         }
     }
 
-    /// A framework for aggregate `A`, event-sourced (no snapshots: the events are the only
-    /// truth), its [`CACHED_AGGREGATES`] most recently used kept in memory, without queries.
-    pub fn cqrs<A: Aggregate<Services = ()>>(&self) -> StoreCqrs<A> {
-        CqrsFramework::new(
-            CachedStore::new(self.clone(), CACHED_AGGREGATES),
-            Vec::new(),
-            (),
-        )
+    /// The store for aggregate `A`, event-sourced (no snapshots: the events are the only
+    /// truth), its [`CACHED_AGGREGATES`] most recently used kept in memory.
+    pub fn cached<A: Aggregate<Services = ()>>(&self) -> CachedStore<A> {
+        CachedStore::new(self.clone(), CACHED_AGGREGATES)
     }
 }
 
