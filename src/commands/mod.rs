@@ -1,4 +1,4 @@
-//! The command side: runs a command against its aggregate through cqrs-es over our event
+//! The command side: runs a command against its aggregate (a cqrs-es aggregate) over our event
 //! store (`crate::store`, which group-commits concurrent commands), records who asked and why
 //! in the events' metadata, and answers with the aggregate's new version and the global
 //! position of its last event.
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
-use crate::store::{self, AppendError, EventRepository, Receipt, StoreCqrs};
+use crate::store::{self, AppendError, CachedStore, EventRepository, Receipt};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, and whether it was created by this command.
@@ -54,11 +54,11 @@ pub enum CommandError<E: std::error::Error> {
 #[derive(Clone)]
 pub struct CommandBus {
     pool: PgPool,
-    tasks: Arc<StoreCqrs<Task>>,
-    wallets: Arc<StoreCqrs<Wallet>>,
-    payments: Arc<StoreCqrs<Payment>>,
-    bounties: Arc<StoreCqrs<Bounty>>,
-    inboxes: Arc<StoreCqrs<Inbox>>,
+    tasks: Arc<CachedStore<Task>>,
+    wallets: Arc<CachedStore<Wallet>>,
+    payments: Arc<CachedStore<Payment>>,
+    bounties: Arc<CachedStore<Bounty>>,
+    inboxes: Arc<CachedStore<Inbox>>,
     turns: Arc<Turns>,
 }
 
@@ -67,11 +67,11 @@ impl CommandBus {
     pub fn new(pool: PgPool) -> Self {
         let store = EventRepository::new(pool.clone());
         Self {
-            tasks: Arc::new(store.cqrs()),
-            wallets: Arc::new(store.cqrs()),
-            payments: Arc::new(store.cqrs()),
-            bounties: Arc::new(store.cqrs()),
-            inboxes: Arc::new(store.cqrs()),
+            tasks: Arc::new(store.cached()),
+            wallets: Arc::new(store.cached()),
+            payments: Arc::new(store.cached()),
+            bounties: Arc::new(store.cached()),
+            inboxes: Arc::new(store.cached()),
             turns: Arc::default(),
             pool,
         }
@@ -140,27 +140,27 @@ const TRIES_ON_CONFLICT: u32 = 4;
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
     bus: &CommandBus,
-    cqrs: &Arc<StoreCqrs<A>>,
+    aggregates: &Arc<CachedStore<A>>,
     id: Uuid,
     name: &'static str,
     command: A::Command,
     ctx: &CommandContext,
 ) -> Result<Committed, CommandError<A::Error>>
 where
-    A: Aggregate + 'static,
+    A: Aggregate<Services = ()> + 'static,
     A::Command: Clone + Send + 'static,
     A::Error: Send + 'static,
 {
     let command_id = Uuid::new_v4();
     let metadata = ctx.metadata(command_id, name);
     let started = Instant::now();
-    let (pool, cqrs, turns) = (bus.pool.clone(), cqrs.clone(), bus.turns.clone());
+    let (pool, aggregates, turns) = (bus.pool.clone(), aggregates.clone(), bus.turns.clone());
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
         let mut tries = 1;
         let (executed, receipt) = loop {
             let turn = turns.take(A::TYPE, id).await;
-            let (executed, receipt) = store::with_receipt(cqrs.execute_with_metadata(
+            let (executed, receipt) = store::with_receipt(aggregates.execute(
                 &aggregate_id,
                 command.clone(),
                 metadata.clone(),
@@ -236,15 +236,18 @@ async fn committed<A: Aggregate>(
         });
     }
     let internal = |e: sqlx::Error| CommandError::Internal(e.into());
+    // The last event by sequence also has the highest position (positions follow commit
+    // order): one index look-up, where max(position) read every event of the aggregate.
     let (version, position): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(max(sequence), 0)::bigint, coalesce(max(position), 0)::bigint \
-         FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        "SELECT sequence, position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ORDER BY sequence DESC LIMIT 1",
     )
     .bind(A::TYPE)
     .bind(aggregate_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
-    .map_err(internal)?;
+    .map_err(internal)?
+    .unwrap_or((0, 0));
     Ok(Committed {
         id: aggregate_id.to_owned(),
         version,
