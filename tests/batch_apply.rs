@@ -61,6 +61,8 @@ struct Bounty {
     payment_id: Uuid,
     sequence: i64,
     payment_sequence: i64,
+    /// Applications submitted to it, to withdraw or accept later.
+    applications: Vec<Uuid>,
 }
 
 /// Builds a history of `len` events in position order.
@@ -281,6 +283,7 @@ impl History {
                 payment_id,
                 sequence: 1,
                 payment_sequence: 1,
+                applications: Vec::new(),
             });
             let event = BountyEvent::BountyPosted {
                 poster,
@@ -288,8 +291,12 @@ impl History {
                 title: format!("bounty {}", self.events.len()),
                 description: "generated".to_owned(),
                 reward,
-                deadline: None,
-                tags: vec![],
+                deadline: self.rng.chance(2).then_some(at + Duration::days(7)),
+                tags: match self.rng.below(3) {
+                    0 => vec![],
+                    1 => vec!["rust".to_owned()],
+                    _ => vec!["rust".to_owned(), "has \"quotes\", commas".to_owned()],
+                },
                 at,
             };
             self.push("Bounty", id, 1, serde_json::to_value(event).unwrap());
@@ -308,21 +315,77 @@ impl History {
             );
         }
         let index = self.rng.below(self.bounties.len() as u64) as usize;
-        let roll = self.rng.below(4);
+        let roll = self.rng.below(12);
+        let (hunter, application) = (*self.rng.pick(&self.users), self.rng.uuid());
+        let pick = self.rng.below(8);
         let bounty = &mut self.bounties[index];
         let (id, payment_id) = (bounty.id, bounty.payment_id);
-        if roll < 2 {
+        // An application of this bounty, or now and then one nobody submitted.
+        let known = match bounty.applications.len() {
+            0 => application,
+            n => bounty.applications[pick as usize % n],
+        };
+        if roll < 9 {
             bounty.sequence += 1;
             let sequence = bounty.sequence;
-            let event = if roll == 0 {
-                BountyEvent::BountyOpened {
+            let event = match roll {
+                0 => BountyEvent::BountyOpened {
                     poster,
                     payment_id,
                     reward,
                     at,
+                },
+                2 => {
+                    bounty.applications.push(application);
+                    BountyEvent::ApplicationSubmitted {
+                        application_id: application,
+                        hunter,
+                        poster,
+                        pitch: format!("pitch {sequence}"),
+                        at,
+                    }
                 }
-            } else {
-                BountyEvent::BountyCancelled {
+                3 => BountyEvent::ApplicationWithdrawn {
+                    application_id: known,
+                    hunter,
+                    poster,
+                    at,
+                },
+                4 => BountyEvent::ApplicationAccepted {
+                    application_id: known,
+                    hunter,
+                    poster,
+                    at,
+                },
+                5 => BountyEvent::WorkSubmitted {
+                    hunter,
+                    poster,
+                    text: pick.is_multiple_of(2).then(|| format!("work {sequence}")),
+                    link: pick.is_multiple_of(3).then(|| "https://example.com/pr".to_owned()),
+                    revision: sequence as u32,
+                    at,
+                },
+                6 => BountyEvent::WorkRejected {
+                    hunter,
+                    poster,
+                    reason: format!("not yet {sequence}"),
+                    at,
+                },
+                7 => BountyEvent::BountyDisputed {
+                    raised_by: hunter,
+                    poster,
+                    hunter,
+                    reason: format!("dispute {sequence}"),
+                    previous_status: BountyStatus::Submitted,
+                    at,
+                },
+                8 => BountyEvent::BountyRefunded {
+                    poster,
+                    payment_id,
+                    reward,
+                    at,
+                },
+                _ => BountyEvent::BountyCancelled {
                     poster,
                     cancelled_by: poster,
                     hunter: None,
@@ -331,7 +394,7 @@ impl History {
                     previous_status: BountyStatus::Open,
                     refund: true,
                     at,
-                }
+                },
             };
             return self.push("Bounty", id, sequence, serde_json::to_value(event).unwrap());
         }

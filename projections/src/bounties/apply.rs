@@ -30,20 +30,22 @@ impl Projection for BountiesProjection {
         Some(&["Bounty"])
     }
 
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        super::batch::apply(tx, events).await
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Bounty" {
+        let Some((id, bounty)) = decode(event)? else {
             return Ok(());
-        }
-        let id = event
-            .aggregate_uuid()
-            .ok_or_else(|| ProjectionError::Invalid(format!("bounty id {}", event.aggregate_id)))?;
-        let bounty: BountyEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
+        };
         let row = Row {
             id,
             position: event.position,
@@ -56,6 +58,21 @@ impl Projection for BountiesProjection {
         row.touch(tx, &bounty).await?;
         Ok(())
     }
+}
+
+/// The bounty's id and its event; `None` for another aggregate's event. Both paths decode
+/// here, so they fail on the same events.
+pub(super) fn decode(event: &StoredEvent) -> Result<Option<(Uuid, BountyEvent)>, ProjectionError> {
+    if event.aggregate_type != "Bounty" {
+        return Ok(None);
+    }
+    let id = event
+        .aggregate_uuid()
+        .ok_or_else(|| ProjectionError::Invalid(format!("bounty id {}", event.aggregate_id)))?;
+    let bounty: BountyEvent = event
+        .decode()
+        .map_err(|e| ProjectionError::decode(event, e))?;
+    Ok(Some((id, bounty)))
 }
 
 /// The bounty row an event updates, and where that event sits.
@@ -239,7 +256,7 @@ impl Row {
 }
 
 /// When the event happened, by the aggregate's clock.
-fn at(event: &BountyEvent) -> DateTime<Utc> {
+pub(super) fn at(event: &BountyEvent) -> DateTime<Utc> {
     match event {
         BountyEvent::BountyPosted { at, .. }
         | BountyEvent::BountyOpened { at, .. }

@@ -2,6 +2,7 @@
 //! and text) and each bounty's applications; also the candidates of the expiry scheduler.
 
 mod apply;
+mod batch;
 pub mod query;
 
 pub use apply::BountiesProjection;
