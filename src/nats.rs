@@ -45,23 +45,39 @@ pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
     Ok(client)
 }
 
-/// Creates the event stream if it does not exist: file storage, and a deduplication window
-/// that absorbs the relay's republishing after a crash.
+/// Creates the event stream if it does not exist: file storage, a deduplication window that
+/// absorbs the relay's republishing after a crash, and atomic batch publishing allowed (the
+/// relay's fast path, see `crate::relay`). A stream made before atomic batches were used gets
+/// them turned on; a server too old for them (before 2.12) keeps the stream as it is, and the
+/// relay publishes one message at a time.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     names: &Names,
     max_age: Duration,
     duplicate_window: Duration,
 ) -> anyhow::Result<()> {
-    js.get_or_create_stream(stream::Config {
-        name: names.stream(),
-        subjects: vec![names.all_subjects()],
-        storage: stream::StorageType::File,
-        duplicate_window,
-        max_age,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", names.stream()))?;
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: names.stream(),
+            subjects: vec![names.all_subjects()],
+            storage: stream::StorageType::File,
+            duplicate_window,
+            max_age,
+            allow_atomic_publish: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", names.stream()))?;
+    let config = stream.cached_info().config.clone();
+    if !config.allow_atomic_publish {
+        let update = stream::Config {
+            allow_atomic_publish: true,
+            ..config
+        };
+        if let Err(e) = js.update_stream(update).await {
+            tracing::warn!(stream = %names.stream(), error = %e,
+                "could not allow atomic batches on the event stream; the relay publishes one message at a time");
+        }
+    }
     Ok(())
 }

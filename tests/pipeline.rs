@@ -10,6 +10,7 @@ use bountyline_projections::rebuild::{build_shadow, diff, rebuild};
 use bountyline_projections::tasks::TasksProjection;
 use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION};
 use common::*;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::future::Future;
@@ -515,6 +516,61 @@ async fn the_relay_never_publishes_past_an_append_held_open() {
     .await;
 }
 
+/// A relay that crashed after publishing but before moving its checkpoint publishes the same
+/// events again. Its atomic batch then holds ids JetStream already has and is refused whole;
+/// one message at a time, each copy is dropped on its own, and the relay moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_publishing_again_after_a_crash_leaves_every_event_once_in_the_stream() {
+    within(async {
+        let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+        let settings = test_settings(&fresh_database().await, &nats_url);
+        let app = TestApp::spawn_with(settings, bountyline::startup::Parts::API).await;
+        let alice = app.user("alice").await;
+        for i in 0..7 {
+            app.create_task(&alice, "again", &format!("task {i}"), i)
+                .await;
+        }
+        let (js, names) = (
+            jetstream_of(&app).await,
+            Names::new(&app.settings.nats_prefix),
+        );
+        let head = app.head().await;
+        let relay = || bountyline::relay::Relay {
+            pool: app.pool.clone(),
+            database_url: app.settings.database_url.expose_secret().to_owned(),
+            js: js.clone(),
+            names: names.clone(),
+            batch: 3,
+        };
+
+        for run in ["first", "after the crash"] {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let running = tokio::spawn(relay().run(stopped));
+            app.wait_for_relay(head, Duration::from_secs(20)).await;
+            stop.send(true).expect("stop the relay");
+            running.await.expect("relay task").expect("relay");
+            assert_stream_holds_every_event_once_in_order(&app, &js).await;
+            if run == "first" {
+                assert!(
+                    relay_batches(&app, "atomic").await > 0,
+                    "no atomic batch published"
+                );
+                // The crash: the checkpoint never written.
+                sqlx::query("UPDATE relay_checkpoints SET position = 0")
+                    .execute(&app.pool)
+                    .await
+                    .expect("reset the relay's checkpoint");
+            }
+        }
+        assert!(
+            relay_batches(&app, "single").await > 0,
+            "no refused batch went message by message"
+        );
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers of this file.
 // ---------------------------------------------------------------------------------------------
@@ -625,4 +681,23 @@ async fn assert_stream_holds_every_event_once_in_order(app: &TestApp, js: &jetst
         published, stored,
         "the stream is not the store, once each, in position order"
     );
+}
+
+/// Batches the relay published atomically (`atomic`) or message by message after JetStream
+/// refused them (`single`), from the app's `/metrics`.
+async fn relay_batches(app: &TestApp, kind: &str) -> u64 {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = format!("bountyline_relay_batches_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
 }
