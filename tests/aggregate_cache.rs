@@ -181,3 +181,50 @@ async fn a_refused_command_keeps_the_aggregate_in_memory() {
     );
     assert_eq!(wallet_loads(&app, "hit").await, 2);
 }
+
+/// A wallet keeps only its balances in memory: whether a deposit reference was used before is
+/// read from the store, so a repeat is recognised by a process that never saw the first.
+#[tokio::test]
+async fn a_deposit_repeated_through_another_process_moves_no_money_twice() {
+    let app = TestApp::spawn().await;
+    let (here, there) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+    let first = deposit(owner, 100);
+    let first_answer = here
+        .wallet(owner, first.clone(), &ctx)
+        .await
+        .expect("deposit");
+    here.wallet(owner, deposit(owner, 5), &ctx)
+        .await
+        .expect("another deposit");
+
+    let repeat = there
+        .wallet(owner, first.clone(), &ctx)
+        .await
+        .expect("the repeat is answered, not refused");
+    assert_eq!(repeat.version, 2, "the repeat appended nothing");
+    assert_ne!(repeat, first_answer);
+    let WalletCommand::Deposit { reference, .. } = first else {
+        unreachable!()
+    };
+    let reused = WalletCommand::Deposit {
+        owner,
+        reference,
+        money: dollars(99),
+        at: Utc::now(),
+    };
+    match there.wallet(owner, reused, &ctx).await {
+        Err(CommandError::Domain(WalletError::ReferenceReused { .. })) => {}
+        other => panic!("expected the reference refused as reused, got {other:?}"),
+    }
+    // 105 available: withdrawing 106 is refused, 105 goes.
+    assert_short_of_funds(there.wallet(owner, withdraw(owner, 106), &ctx).await);
+    there
+        .wallet(owner, withdraw(owner, 105), &ctx)
+        .await
+        .expect("the whole balance");
+}

@@ -361,7 +361,9 @@ impl History {
                     hunter,
                     poster,
                     text: pick.is_multiple_of(2).then(|| format!("work {sequence}")),
-                    link: pick.is_multiple_of(3).then(|| "https://example.com/pr".to_owned()),
+                    link: pick
+                        .is_multiple_of(3)
+                        .then(|| "https://example.com/pr".to_owned()),
                     revision: sequence as u32,
                     at,
                 },

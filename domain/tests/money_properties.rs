@@ -28,7 +28,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use bountyline_domain::money::{Currency, Money};
 use bountyline_domain::values::{ProviderReference, Reason};
-use bountyline_domain::wallet::{HoldState, Wallet, WalletCommand, WalletError, WalletEvent};
+use bountyline_domain::wallet::{
+    Entry, EntryKey, HoldState, Wallet, WalletCommand, WalletError, WalletEvent,
+};
 use bountyline_domain::{Actor, Role};
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::Aggregate;
@@ -184,6 +186,8 @@ struct Flows {
 
 struct World {
     wallets: Vec<Wallet>,
+    /// Each wallet's events, which its keyed entries are read from.
+    histories: Vec<Vec<WalletEvent>>,
     flows: BTreeMap<Currency, Flows>,
     resolutions: HashMap<(usize, Uuid), u32>,
     held: HashMap<(usize, Uuid), (Currency, i64)>,
@@ -194,6 +198,7 @@ impl World {
     fn new() -> Self {
         Self {
             wallets: (0..WALLETS).map(|_| Wallet::default()).collect(),
+            histories: vec![Vec::new(); WALLETS],
             flows: BTreeMap::new(),
             resolutions: HashMap::new(),
             held: HashMap::new(),
@@ -336,11 +341,7 @@ impl World {
                 at: at(),
             },
         );
-        let Some(hold) = self.wallets[payer]
-            .state
-            .as_ref()
-            .and_then(|s| s.holds.get(&id).copied())
-        else {
+        let Some(hold) = Entry::under(&EntryKey::Hold(id), &self.histories[payer]).hold else {
             return;
         };
         if hold.state != HoldState::Released {
@@ -370,19 +371,33 @@ impl World {
         wallet: usize,
         command: WalletCommand,
     ) -> Result<Vec<WalletEvent>, WalletError> {
-        let result = self.wallets[wallet].decide(command.clone());
+        let result = self.decide(wallet, &command);
         let Ok(events) = &result else {
             return result;
         };
         for event in events {
             self.record(wallet, &command, event);
             self.wallets[wallet].apply(event.clone());
+            self.histories[wallet].push(event.clone());
         }
         if !matches!(command, WalletCommand::Credit { .. }) {
-            let again = self.wallets[wallet].decide(command.clone());
+            let again = self.decide(wallet, &command);
             assert_eq!(again, Ok(vec![]), "repeating {command:?} decided something");
         }
         result
+    }
+
+    /// Decides on the wallet's balances and the entry its history holds under the command's key.
+    fn decide(
+        &self,
+        wallet: usize,
+        command: &WalletCommand,
+    ) -> Result<Vec<WalletEvent>, WalletError> {
+        let entry = command
+            .entry_key()
+            .map(|key| Entry::under(&key, &self.histories[wallet]))
+            .unwrap_or_default();
+        self.wallets[wallet].decide(command.clone(), &entry)
     }
 
     fn record(&mut self, wallet: usize, command: &WalletCommand, event: &WalletEvent) {

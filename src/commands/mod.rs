@@ -5,15 +5,17 @@
 
 mod context;
 mod turns;
+mod wallet_history;
 
 pub use context::CommandContext;
 use turns::Turns;
+use wallet_history::StoreWalletHistory;
 
 use bountyline_domain::bounty::{Bounty, BountyCommand, BountyError};
 use bountyline_domain::inbox::{Inbox, InboxCommand, InboxError};
 use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
-use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError};
+use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError, WalletServices};
 use cqrs_es::{Aggregate, AggregateError};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -66,12 +68,13 @@ impl CommandBus {
     /// Must be called within the Tokio runtime: the event store starts its committer.
     pub fn new(pool: PgPool) -> Self {
         let store = EventRepository::new(pool.clone());
+        let wallet_history: WalletServices = Arc::new(StoreWalletHistory::new(pool.clone()));
         Self {
-            tasks: Arc::new(store.cached()),
-            wallets: Arc::new(store.cached()),
-            payments: Arc::new(store.cached()),
-            bounties: Arc::new(store.cached()),
-            inboxes: Arc::new(store.cached()),
+            tasks: Arc::new(store.cached(())),
+            wallets: Arc::new(store.cached(wallet_history)),
+            payments: Arc::new(store.cached(())),
+            bounties: Arc::new(store.cached(())),
+            inboxes: Arc::new(store.cached(())),
             turns: Arc::default(),
             pool,
         }
@@ -95,7 +98,14 @@ impl CommandBus {
         ctx: &CommandContext,
     ) -> Result<Committed, CommandError<WalletError>> {
         let name = command.name();
-        run(self, &self.wallets, owner, name, command, ctx).await
+        run(self, &self.wallets, owner, name, command, ctx)
+            .await
+            .map_err(|e| match e {
+                CommandError::Domain(WalletError::HistoryUnavailable(cause)) => {
+                    CommandError::Internal(anyhow::anyhow!("{name}: {cause}"))
+                }
+                other => other,
+            })
     }
 
     pub async fn payment(
@@ -147,7 +157,7 @@ async fn run<A>(
     ctx: &CommandContext,
 ) -> Result<Committed, CommandError<A::Error>>
 where
-    A: Aggregate<Services = ()> + 'static,
+    A: Aggregate + 'static,
     A::Command: Clone + Send + 'static,
     A::Error: Send + 'static,
 {

@@ -43,13 +43,16 @@ struct Entry<A> {
 pub struct CachedStore<A: Aggregate> {
     repo: EventRepository,
     cache: Mutex<LruCache<String, Entry<A>>>,
+    /// What the aggregate's `handle` is given (a wallet reads its keyed history there).
+    services: A::Services,
 }
 
 impl<A: Aggregate> CachedStore<A> {
-    pub fn new(repo: EventRepository, capacity: usize) -> Self {
+    pub fn new(repo: EventRepository, capacity: usize, services: A::Services) -> Self {
         Self {
             repo,
             cache: Mutex::new(LruCache::new(capacity)),
+            services,
         }
     }
 
@@ -60,13 +63,13 @@ impl<A: Aggregate> CachedStore<A> {
         aggregate_id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<A::Error>>
-    where
-        A: Aggregate<Services = ()>,
-    {
+    ) -> Result<(), AggregateError<A::Error>> {
         let mut context = self.load_aggregate(aggregate_id).await?;
         let sink = EventSink::default();
-        let handled = context.aggregate.handle(command, &(), &sink).await;
+        let handled = context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await;
         let events = sink.collect().await;
         match handled {
             Ok(()) => self.commit(events, context, metadata).await.map(drop),

@@ -86,10 +86,10 @@ impl EventRepository {
         }
     }
 
-    /// The store for aggregate `A`, event-sourced (no snapshots: the events are the only
+    /// The store for aggregate `A` and the services its commands are given, event-sourced (no snapshots: the events are the only
     /// truth), its [`CACHED_AGGREGATES`] most recently used kept in memory.
-    pub fn cached<A: Aggregate<Services = ()>>(&self) -> CachedStore<A> {
-        CachedStore::new(self.clone(), CACHED_AGGREGATES)
+    pub fn cached<A: Aggregate>(&self, services: A::Services) -> CachedStore<A> {
+        CachedStore::new(self.clone(), CACHED_AGGREGATES, services)
     }
 }
 

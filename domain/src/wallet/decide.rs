@@ -7,14 +7,19 @@
 use uuid::Uuid;
 
 use super::{
-    Amount, Balance, HoldRejection, HoldState, Wallet, WalletCommand, WalletError, WalletEvent,
-    WalletState, WithdrawalState,
+    Amount, Balance, Entry, HoldRejection, HoldState, Wallet, WalletCommand, WalletError,
+    WalletEvent, WalletState, WithdrawalState,
 };
 use crate::money::Money;
 
 impl Wallet {
     /// Decides which events a command produces, or why it is refused. Pure.
-    pub fn decide(&self, command: WalletCommand) -> Result<Vec<WalletEvent>, WalletError> {
+    /// `entry` is the state of the entry the command names ([`WalletCommand::entry_key`]).
+    pub fn decide(
+        &self,
+        command: WalletCommand,
+        entry: &Entry,
+    ) -> Result<Vec<WalletEvent>, WalletError> {
         let opened;
         let state = match (&self.state, command.owner()) {
             (Some(state), Some(named)) if named != state.owner => {
@@ -36,12 +41,16 @@ impl Wallet {
                 &opened
             }
         };
-        state.decide(command)
+        state.decide(command, entry)
     }
 }
 
 impl WalletState {
-    fn decide(&self, command: WalletCommand) -> Result<Vec<WalletEvent>, WalletError> {
+    fn decide(
+        &self,
+        command: WalletCommand,
+        entry: &Entry,
+    ) -> Result<Vec<WalletEvent>, WalletError> {
         let owner = self.owner;
         match command {
             WalletCommand::Deposit {
@@ -50,7 +59,7 @@ impl WalletState {
                 at,
                 ..
             } => {
-                if let Some(earlier) = self.deposits.get(reference.as_str()) {
+                if let Some(earlier) = &entry.deposit {
                     return repeat_of(*earlier == Amount::of(money), || {
                         WalletError::ReferenceReused {
                             reference: reference.as_str().to_owned(),
@@ -100,7 +109,7 @@ impl WalletState {
                 if actor.user_id != owner {
                     return Err(WalletError::NotOwner);
                 }
-                if let Some(earlier) = self.withdrawals.get(&withdrawal_id) {
+                if let Some(earlier) = &entry.withdrawal {
                     return repeat_of(earlier.money == Amount::of(money), || {
                         WalletError::WithdrawalIdReused { withdrawal_id }
                     });
@@ -123,7 +132,7 @@ impl WalletState {
                 at,
             } => {
                 let Some(pending) =
-                    self.pending_withdrawal(withdrawal_id, WithdrawalState::Completed)?
+                    pending_withdrawal(entry, withdrawal_id, WithdrawalState::Completed)?
                 else {
                     return Ok(vec![]);
                 };
@@ -145,7 +154,7 @@ impl WalletState {
                 at,
             } => {
                 let Some(pending) =
-                    self.pending_withdrawal(withdrawal_id, WithdrawalState::Failed)?
+                    pending_withdrawal(entry, withdrawal_id, WithdrawalState::Failed)?
                 else {
                     return Ok(vec![]);
                 };
@@ -167,7 +176,7 @@ impl WalletState {
                 at,
                 ..
             } => {
-                if let Some(earlier) = self.holds.get(&payment_id) {
+                if let Some(earlier) = &entry.hold {
                     return repeat_of(earlier.money == Amount::of(money), || {
                         WalletError::PaymentIdReused { payment_id }
                     });
@@ -199,7 +208,7 @@ impl WalletState {
                 }])
             }
             WalletCommand::ReleaseHold { payment_id, at } => {
-                let Some(held) = self.held_hold(payment_id, HoldState::Released)? else {
+                let Some(held) = held_hold(entry, payment_id, HoldState::Released)? else {
                     return Ok(vec![]);
                 };
                 let after = self.moved_amount(held, 0, -held.amount)?;
@@ -214,7 +223,7 @@ impl WalletState {
                 }])
             }
             WalletCommand::RefundHold { payment_id, at } => {
-                let Some(held) = self.held_hold(payment_id, HoldState::Refunded)? else {
+                let Some(held) = held_hold(entry, payment_id, HoldState::Refunded)? else {
                     return Ok(vec![]);
                 };
                 let after = self.moved_amount(held, held.amount, -held.amount)?;
@@ -235,7 +244,7 @@ impl WalletState {
                 at,
                 ..
             } => {
-                if let Some(earlier) = self.received.get(&payment_id) {
+                if let Some(earlier) = &entry.receipt {
                     let same = earlier.money == Amount::of(money) && earlier.from == from;
                     return repeat_of(same, || WalletError::PaymentIdReused { payment_id });
                 }
@@ -280,43 +289,39 @@ impl WalletState {
         self.balance(amount.currency)
             .moved(amount.currency, to_available, to_held)
     }
+}
 
-    /// The pending withdrawal's amount; `None` when it already reached `target` (a repeat).
-    fn pending_withdrawal(
-        &self,
-        withdrawal_id: Uuid,
-        target: WithdrawalState,
-    ) -> Result<Option<Amount>, WalletError> {
-        let withdrawal = self
-            .withdrawals
-            .get(&withdrawal_id)
-            .ok_or(WalletError::UnknownWithdrawal { withdrawal_id })?;
-        match withdrawal.state {
-            WithdrawalState::Pending => Ok(Some(withdrawal.money)),
-            state if state == target => Ok(None),
-            state => Err(WalletError::WithdrawalAlreadySettled {
-                withdrawal_id,
-                state,
-            }),
-        }
+/// The pending withdrawal's amount; `None` when it already reached `target` (a repeat).
+fn pending_withdrawal(
+    entry: &Entry,
+    withdrawal_id: Uuid,
+    target: WithdrawalState,
+) -> Result<Option<Amount>, WalletError> {
+    let withdrawal = entry
+        .withdrawal
+        .ok_or(WalletError::UnknownWithdrawal { withdrawal_id })?;
+    match withdrawal.state {
+        WithdrawalState::Pending => Ok(Some(withdrawal.money)),
+        state if state == target => Ok(None),
+        state => Err(WalletError::WithdrawalAlreadySettled {
+            withdrawal_id,
+            state,
+        }),
     }
+}
 
-    /// The held amount; `None` when the hold was already resolved to `target` (a repeat).
-    fn held_hold(
-        &self,
-        payment_id: Uuid,
-        target: HoldState,
-    ) -> Result<Option<Amount>, WalletError> {
-        let hold = self
-            .holds
-            .get(&payment_id)
-            .ok_or(WalletError::UnknownHold { payment_id })?;
-        match hold.state {
-            HoldState::Held => Ok(Some(hold.money)),
-            HoldState::Rejected => Err(WalletError::HoldWasRejected { payment_id }),
-            state if state == target => Ok(None),
-            state => Err(WalletError::HoldAlreadyResolved { payment_id, state }),
-        }
+/// The held amount; `None` when the hold was already resolved to `target` (a repeat).
+fn held_hold(
+    entry: &Entry,
+    payment_id: Uuid,
+    target: HoldState,
+) -> Result<Option<Amount>, WalletError> {
+    let hold = entry.hold.ok_or(WalletError::UnknownHold { payment_id })?;
+    match hold.state {
+        HoldState::Held => Ok(Some(hold.money)),
+        HoldState::Rejected => Err(WalletError::HoldWasRejected { payment_id }),
+        state if state == target => Ok(None),
+        state => Err(WalletError::HoldAlreadyResolved { payment_id, state }),
     }
 }
 

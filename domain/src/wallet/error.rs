@@ -43,4 +43,8 @@ pub enum WalletError {
     BalanceWouldGoNegative { currency: Currency },
     #[error("refused: the {currency} balance would exceed the largest amount a wallet can hold")]
     BalanceOverflow { currency: Currency },
+    /// Not a refusal: the wallet's history could not be read, so nothing was decided. The
+    /// command bus answers it as a fault.
+    #[error("the wallet's history could not be read: {0}")]
+    HistoryUnavailable(String),
 }

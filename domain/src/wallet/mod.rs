@@ -7,13 +7,19 @@
 //! twice; an id reused for a different amount is refused. No balance ever goes below zero:
 //! `decide` refuses any command that would make one negative, and every event carries the
 //! balance after it.
+//!
+//! The aggregate's state is its balances; what a command's id or reference names in the
+//! wallet's history (a deposit, a withdrawal, a hold, a received payment) is read when a
+//! command needs it ([`entries`]).
 
 mod command;
 mod decide;
+mod entries;
 mod error;
 mod event;
 
 pub use command::WalletCommand;
+pub use entries::{Entry, EntryKey, GivenHistory, HistoryError, WalletHistory, WalletServices};
 pub use error::WalletError;
 pub use event::{BalanceChange, HoldRejection, WalletEvent};
 
@@ -140,17 +146,11 @@ pub struct Wallet {
     pub state: Option<WalletState>,
 }
 
+/// A wallet's owner and balances: all it keeps, whatever its history (see [`entries`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WalletState {
     pub owner: Uuid,
     pub balances: BTreeMap<Currency, Balance>,
-    /// Deposits applied, by the provider's reference.
-    pub deposits: BTreeMap<String, Amount>,
-    pub withdrawals: BTreeMap<Uuid, Withdrawal>,
-    /// Escrow holds taken (or rejected) from this wallet, by payment id.
-    pub holds: BTreeMap<Uuid, Hold>,
-    /// Payments received into this wallet, by payment id.
-    pub received: BTreeMap<Uuid, Receipt>,
 }
 
 impl WalletState {
@@ -158,28 +158,12 @@ impl WalletState {
         Self {
             owner,
             balances: BTreeMap::new(),
-            deposits: BTreeMap::new(),
-            withdrawals: BTreeMap::new(),
-            holds: BTreeMap::new(),
-            received: BTreeMap::new(),
         }
     }
 
     /// The balance of one currency; zero for a currency the wallet never saw.
     pub fn balance(&self, currency: Currency) -> Balance {
         self.balances.get(&currency).copied().unwrap_or_default()
-    }
-
-    fn set_withdrawal(&mut self, withdrawal_id: Uuid, state: WithdrawalState) {
-        if let Some(withdrawal) = self.withdrawals.get_mut(&withdrawal_id) {
-            withdrawal.state = state;
-        }
-    }
-
-    fn set_hold(&mut self, payment_id: Uuid, state: HoldState) {
-        if let Some(hold) = self.holds.get_mut(&payment_id) {
-            hold.state = state;
-        }
     }
 }
 
@@ -188,15 +172,26 @@ impl Aggregate for Wallet {
     type Command = WalletCommand;
     type Event = WalletEvent;
     type Error = WalletError;
-    type Services = ();
+    type Services = WalletServices;
 
+    /// Reads the entry the command names (a wallet without events has none), then decides.
     async fn handle(
         &mut self,
         command: WalletCommand,
-        _services: &(),
+        history: &WalletServices,
         sink: &EventSink<Self>,
     ) -> Result<(), WalletError> {
-        for event in self.decide(command)? {
+        let entry = match (&self.state, command.entry_key()) {
+            (Some(state), Some(key)) => {
+                let events = history
+                    .events_under(state.owner, &key)
+                    .await
+                    .map_err(WalletError::HistoryUnavailable)?;
+                Entry::under(&key, &events)
+            }
+            _ => Entry::default(),
+        };
+        for event in self.decide(command, &entry)? {
             sink.write(event, self).await;
         }
         Ok(())
@@ -214,54 +209,6 @@ impl Aggregate for Wallet {
                 held: change.held,
             },
         );
-        let money = Amount {
-            currency: change.currency,
-            amount: change.amount,
-        };
-        match event {
-            WalletEvent::DepositConfirmed { reference, .. } => {
-                state.deposits.insert(reference, money);
-            }
-            WalletEvent::WalletCredited { .. } => {}
-            WalletEvent::WithdrawalRequested { withdrawal_id, .. } => {
-                let pending = Withdrawal {
-                    money,
-                    state: WithdrawalState::Pending,
-                };
-                state.withdrawals.insert(withdrawal_id, pending);
-            }
-            WalletEvent::WithdrawalCompleted { withdrawal_id, .. } => {
-                state.set_withdrawal(withdrawal_id, WithdrawalState::Completed);
-            }
-            WalletEvent::WithdrawalFailed { withdrawal_id, .. } => {
-                state.set_withdrawal(withdrawal_id, WithdrawalState::Failed);
-            }
-            WalletEvent::FundsHeld { payment_id, .. } => {
-                let hold = Hold {
-                    money,
-                    state: HoldState::Held,
-                };
-                state.holds.insert(payment_id, hold);
-            }
-            WalletEvent::HoldRejected { payment_id, .. } => {
-                let hold = Hold {
-                    money,
-                    state: HoldState::Rejected,
-                };
-                state.holds.insert(payment_id, hold);
-            }
-            WalletEvent::HoldReleased { payment_id, .. } => {
-                state.set_hold(payment_id, HoldState::Released);
-            }
-            WalletEvent::HoldRefunded { payment_id, .. } => {
-                state.set_hold(payment_id, HoldState::Refunded);
-            }
-            WalletEvent::PaymentReceived {
-                payment_id, from, ..
-            } => {
-                state.received.insert(payment_id, Receipt { money, from });
-            }
-        }
     }
 }
 
