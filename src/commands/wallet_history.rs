@@ -17,18 +17,21 @@ impl StoreWalletHistory {
     }
 
     async fn read(&self, wallet: Uuid, key: &EntryKey) -> Result<Vec<WalletEvent>, HistoryError> {
-        let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-            "SELECT payload FROM events WHERE aggregate_type = 'Wallet' AND aggregate_id = $1 \
-             AND wallet_entry_key(event_type, payload) = $2 ORDER BY sequence",
+        // Sorted here, not by the query: with ORDER BY sequence the planner walked the primary
+        // key through all of the wallet's events, computing each one's key (1.8 ms a command
+        // in a held load, growing with the wallet), instead of the few under this key.
+        let mut rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, payload FROM events WHERE aggregate_type = 'Wallet' \
+             AND aggregate_id = $1 AND wallet_entry_key(event_type, payload) = $2",
         )
         .bind(wallet.to_string())
         .bind(key.stored())
         .fetch_all(&self.pool)
         .await
         .map_err(|e| format!("reading wallet {wallet}'s {}: {e}", key.stored()))?;
-        payloads
-            .into_iter()
-            .map(|payload| {
+        rows.sort_unstable_by_key(|(sequence, _)| *sequence);
+        rows.into_iter()
+            .map(|(_, payload)| {
                 serde_json::from_value(payload)
                     .map_err(|e| format!("decoding wallet {wallet}'s {}: {e}", key.stored()))
             })
