@@ -172,3 +172,91 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
     let _ = running.await;
     app.shutdown.trigger().await;
 }
+
+/// A batch is acknowledged with one ack (its last message acknowledges every one before it),
+/// not one per message; a consumer left by an earlier version, acknowledging message by
+/// message, is made again, and no event is missed across the change.
+#[tokio::test]
+async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_message() {
+    let app = TestApp::spawn().await;
+    let user = app.user("acks").await;
+    let stream_name = Names::new(&app.settings.nats_prefix).stream();
+    let durable = format!("{}-batch-recorder", app.settings.nats_prefix);
+    let js = jetstream::new(
+        async_nats::connect(&app.settings.nats_url)
+            .await
+            .expect("connect to NATS"),
+    );
+    app.create_task(&user, "acks", "before the runner", 1).await;
+    app.wait_for_relay(app.head().await, Duration::from_secs(20))
+        .await;
+    let stream = js.get_stream(&stream_name).await.expect("stream");
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("an old consumer");
+
+    let recorder = Recorder {
+        sizes: Arc::new(Mutex::new(Vec::new())),
+        gate: Arc::new(Semaphore::new(1)),
+    };
+    let config = RunnerConfig {
+        stream: stream_name.clone(),
+        durable: durable.clone(),
+        batch: 2_000,
+        catch_up_batch: 5_000,
+        max_attempts: 3,
+        ack_wait: Duration::from_secs(60),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
+    let running = tokio::spawn(runner.run(stopped));
+    let consumer_info = || async {
+        let stream = js.get_stream(&stream_name).await.ok()?;
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer(&durable).await.ok()?;
+        consumer.info().await.ok().cloned()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the consumer made again",
+        || async {
+            consumer_info().await.is_some_and(|info| {
+                info.config.ack_policy == jetstream::consumer::AckPolicy::All
+                    && info.num_waiting > 0
+            })
+        },
+    )
+    .await;
+
+    for i in 0..50 {
+        app.create_task(&user, "acks", &format!("after {i}"), 1)
+            .await;
+    }
+    let head = app.head().await;
+    wait_until(Duration::from_secs(30), "every event applied", || async {
+        checkpoint::read(&app.pool, "batch-recorder")
+            .await
+            .expect("checkpoint")
+            >= head
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "every delivery acknowledged",
+        || async {
+            consumer_info()
+                .await
+                .is_some_and(|info| info.num_ack_pending == 0 && info.delivered.stream_sequence > 0)
+        },
+    )
+    .await;
+
+    let _ = stop.send(true);
+    let _ = running.await;
+    app.shutdown.trigger().await;
+}

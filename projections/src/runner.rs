@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
-use crate::wire::HEADER_PREV_POSITION;
+use crate::wire::{aggregate_type_of, HEADER_POSITION, HEADER_PREV_POSITION};
 use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 
 #[derive(Debug, Clone)]
@@ -46,6 +46,14 @@ pub struct ProjectionRunner {
 }
 
 type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One delivered event: its position, the position published before it, and the event itself
+/// unless it is of a type the projection does not read.
+struct Delivered {
+    position: i64,
+    prev: Option<i64>,
+    event: Option<StoredEvent>,
+}
 
 impl ProjectionRunner {
     pub fn new(
@@ -87,19 +95,32 @@ impl ProjectionRunner {
         backoff: &mut Backoff,
     ) -> Result<(), RunError> {
         let stream = self.js.get_stream(&self.config.stream).await?;
-        let consumer: jetstream::consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &self.config.durable,
-                pull::Config {
-                    durable_name: Some(self.config.durable.clone()),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: self.config.ack_wait,
-                    deliver_policy: DeliverPolicy::All,
-                    max_ack_pending: 20_000,
-                    ..Default::default()
-                },
-            )
+        // One ack per batch (its last message acknowledges every one before it), not one per
+        // message: each of the seven consumers acked every event, as many acks as deliveries.
+        let config = pull::Config {
+            durable_name: Some(self.config.durable.clone()),
+            ack_policy: AckPolicy::All,
+            ack_wait: self.config.ack_wait,
+            deliver_policy: DeliverPolicy::All,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        };
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(&self.config.durable, config.clone())
             .await?;
+        if consumer.cached_info().config.ack_policy != AckPolicy::All {
+            // Made by an earlier version, acknowledging message by message; a consumer's ack
+            // policy cannot change, so it is made again, delivering from now on. The store
+            // catch-up below applies everything before.
+            tracing::info!(durable = %self.config.durable, "recreating the consumer to acknowledge per batch");
+            stream.delete_consumer(&self.config.durable).await?;
+            consumer = stream
+                .create_consumer(pull::Config {
+                    deliver_policy: DeliverPolicy::New,
+                    ..config
+                })
+                .await?;
+        }
         // Pull requests ask for two batches, so that the next one is arriving while this one
         // is applied (the stream only asks for more while it is polled).
         let messages = consumer
@@ -127,9 +148,12 @@ impl ProjectionRunner {
                         messages.push(message?);
                     }
                     self.handle(&messages).await?;
-                    for message in &messages {
-                        // A lost ack only means a redelivery, which the checkpoint skips.
-                        let _ = message.ack().await;
+                    if let Some(last) = messages.last() {
+                        // Acknowledges the whole batch. A lost ack only means redeliveries,
+                        // which the checkpoint skips; an ack that covers messages another
+                        // worker was given leaves no gap either: the next batch's previous
+                        // position does not match, and the range is read from the store.
+                        let _ = last.ack().await;
                     }
                     backoff.reset();
                 }
@@ -158,7 +182,11 @@ impl ProjectionRunner {
                 .into_iter()
                 .map(|e| {
                     let before = std::mem::replace(&mut prev, e.position);
-                    (e, Some(before))
+                    Delivered {
+                        position: e.position,
+                        prev: Some(before),
+                        event: Some(e),
+                    }
                 })
                 .collect();
             self.apply_batch(items).await?;
@@ -183,30 +211,48 @@ impl ProjectionRunner {
     }
 
     async fn handle(&self, messages: &[jetstream::Message]) -> Result<(), RunError> {
-        let mut items: Vec<(StoredEvent, Option<i64>)> = Vec::with_capacity(messages.len());
+        let types = self.projection.aggregate_types();
+        let mut items: Vec<Delivered> = Vec::with_capacity(messages.len());
         for message in messages {
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .and_then(|v| v.as_str().parse::<i64>().ok())
+            };
+            let prev = header(HEADER_PREV_POSITION);
+            // Another type's event is passed over undecoded; its position still counts.
+            let other_type = types.is_some_and(|types| {
+                aggregate_type_of(&message.subject).is_some_and(|t| !types.contains(&t))
+            });
+            if let (true, Some(position)) = (other_type, header(HEADER_POSITION)) {
+                items.push(Delivered {
+                    position,
+                    prev,
+                    event: None,
+                });
+                continue;
+            }
             match serde_json::from_slice::<StoredEvent>(&message.payload) {
-                Ok(event) => {
-                    let prev = message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(HEADER_PREV_POSITION))
-                        .and_then(|v| v.as_str().parse().ok());
-                    items.push((event, prev));
-                }
+                Ok(event) => items.push(Delivered {
+                    position: event.position,
+                    prev,
+                    event: Some(event),
+                }),
                 // Unreadable on the wire: the store still has it, and the next message's
                 // previous position will not match, so the range is backfilled.
                 Err(e) => tracing::warn!(error = %e, "undecodable message skipped"),
             }
         }
-        items.sort_by_key(|(e, _)| e.position);
+        items.sort_by_key(|item| item.position);
         self.apply_batch(items).await
     }
 
     /// Applies everything after the checkpoint up to the batch's last position.
-    async fn apply_batch(&self, items: Vec<(StoredEvent, Option<i64>)>) -> Result<(), RunError> {
+    async fn apply_batch(&self, items: Vec<Delivered>) -> Result<(), RunError> {
         let name = self.projection.name();
-        let Some(up_to) = items.last().map(|(e, _)| e.position) else {
+        let Some(up_to) = items.last().map(|item| item.position) else {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
@@ -218,10 +264,10 @@ impl ProjectionRunner {
         let mut expected = at;
         let mut contiguous = true;
         let mut events = Vec::with_capacity(items.len());
-        for (event, prev) in items.into_iter().filter(|(e, _)| e.position > at) {
-            contiguous &= prev == Some(expected);
-            expected = event.position;
-            events.push(event);
+        for item in items.into_iter().filter(|item| item.position > at) {
+            contiguous &= item.prev == Some(expected);
+            expected = item.position;
+            events.extend(item.event);
         }
         if !contiguous {
             metrics::counter!("bountyline_projection_backfills_total", "projection" => name)
