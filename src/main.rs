@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     keep_large_buffers_out_of_the_heap();
+    give_freed_memory_back();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -34,5 +35,30 @@ fn keep_large_buffers_out_of_the_heap() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// glibc's malloc keeps what a burst freed: a held load's stalls (hundreds of requests in
+/// flight at once for a second) each left the API's RSS a few MiB higher for good, though the
+/// memory was free again (docs/HELD-LOAD.md). `malloc_trim` returns free pages from every
+/// heap; once every few seconds costs well under a millisecond.
+fn give_freed_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// How often freed heap memory is handed back to the system.
+        const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+        let spawned = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim only returns free memory to the system; it takes
+                // malloc's own locks and is safe to call from any thread at any time.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("bountyline: not trimming the heap: {e}");
+        }
     }
 }
