@@ -409,7 +409,7 @@ def markdown(r, svg_name):
                f"started: every projection's checkpoint reached the head ({fmt(cu.get('head'))}) after "
                f"{fmt(cu.get('seconds'), 1)} s{' (TIMED OUT)' if cu.get('timed_out') else ''}, the relay's after "
                f"{fmt(cu.get('relay_seconds'), 1)} s. A projection that starts behind reads the backlog from the "
-               f"event store, not from JetStream, so the relay republishing it to the stream (fsync per message) "
+               f"event store, not from JetStream, so the relay republishing it to the stream (in atomic batches, one fsync each) "
                f"runs beside the projections and is not part of the headline figure. Per checkpoint:")
     out.append("")
     rows = [(name, fmt(d.get("events")), fmt(d.get("seconds"), 1), fmt(d.get("events_per_sec"), 0))
