@@ -100,12 +100,7 @@ impl CommandBus {
         let name = command.name();
         run(self, &self.wallets, owner, name, command, ctx)
             .await
-            .map_err(|e| match e {
-                CommandError::Domain(WalletError::HistoryUnavailable(cause)) => {
-                    CommandError::Internal(anyhow::anyhow!("{name}: {cause}"))
-                }
-                other => other,
-            })
+            .map_err(|e| history_as_fault(e, name))
     }
 
     pub async fn payment(
@@ -137,6 +132,17 @@ impl CommandBus {
     ) -> Result<Committed, CommandError<InboxError>> {
         let name = command.name();
         run(self, &self.inboxes, owner, name, command, ctx).await
+    }
+}
+
+/// A wallet whose history could not be read decided nothing: a fault, with the store's error
+/// kept as its cause (a database out of reach is a 503 at the edge), not a refusal.
+fn history_as_fault(e: CommandError<WalletError>, name: &'static str) -> CommandError<WalletError> {
+    match e {
+        CommandError::Domain(WalletError::HistoryUnavailable(cause)) => {
+            CommandError::Internal(anyhow::Error::new(cause).context(name))
+        }
+        other => other,
     }
 }
 
@@ -264,4 +270,26 @@ async fn committed<A: Aggregate>(
         position,
         created: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::ApiError;
+    use bountyline_domain::wallet::HistoryError;
+
+    #[test]
+    fn a_wallet_history_out_of_reach_is_a_503_not_a_refusal() {
+        let unreachable =
+            WalletError::HistoryUnavailable(HistoryError::new(sqlx::Error::PoolTimedOut));
+        let answer = ApiError::from(history_as_fault(
+            CommandError::Domain(unreachable),
+            "Deposit",
+        ));
+        assert!(matches!(answer, ApiError::Unavailable { .. }), "{answer:?}");
+
+        let broken = WalletError::HistoryUnavailable(HistoryError::new(sqlx::Error::RowNotFound));
+        let answer = ApiError::from(history_as_fault(CommandError::Domain(broken), "Deposit"));
+        assert!(matches!(answer, ApiError::Internal(_)), "{answer:?}");
+    }
 }

@@ -28,13 +28,10 @@ impl StoreWalletHistory {
         .bind(key.stored())
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| format!("reading wallet {wallet}'s {}: {e}", key.stored()))?;
+        .map_err(HistoryError::new)?;
         rows.sort_unstable_by_key(|(sequence, _)| *sequence);
         rows.into_iter()
-            .map(|(_, payload)| {
-                serde_json::from_value(payload)
-                    .map_err(|e| format!("decoding wallet {wallet}'s {}: {e}", key.stored()))
-            })
+            .map(|(_, payload)| serde_json::from_value(payload).map_err(HistoryError::new))
             .collect()
     }
 }

@@ -44,9 +44,7 @@ impl From<CommandError<WalletError>> for ApiError {
                 ApiError::invalid_field("reference", e.to_string())
             }
             // The command bus answers this as a fault already; never a refusal.
-            WalletError::HistoryUnavailable(cause) => {
-                ApiError::Internal(anyhow::anyhow!("wallet history: {cause}"))
-            }
+            WalletError::HistoryUnavailable(cause) => ApiError::internal(cause.clone()),
             _ => ApiError::conflict(e.to_string()),
         })
     }

@@ -153,8 +153,38 @@ impl Entry {
     }
 }
 
-/// What the history could not be read for; the command fails as a fault, not a refusal.
-pub type HistoryError = String;
+/// Why the history could not be read: the store's own error, kept whole (not flattened into
+/// text) so that the HTTP edge can tell a database out of reach (503) from a fault (500). The
+/// command fails as a fault, never as a refusal.
+#[derive(Debug, Clone)]
+pub struct HistoryError(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl HistoryError {
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(cause))
+    }
+}
+
+impl PartialEq for HistoryError {
+    /// The same failure, not an equal one: errors have no equality of their own.
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+impl Eq for HistoryError {}
+
+impl std::fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for HistoryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// Reads the events one wallet recorded under one key, in order.
 pub trait WalletHistory: Send + Sync {

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{HoldState, WithdrawalState};
+use super::{HistoryError, HoldState, WithdrawalState};
 use crate::money::Currency;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +45,6 @@ pub enum WalletError {
     BalanceOverflow { currency: Currency },
     /// Not a refusal: the wallet's history could not be read, so nothing was decided. The
     /// command bus answers it as a fault.
-    #[error("the wallet's history could not be read: {0}")]
-    HistoryUnavailable(String),
+    #[error("the wallet's history could not be read")]
+    HistoryUnavailable(#[source] HistoryError),
 }
