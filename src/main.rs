@@ -47,18 +47,12 @@ fn give_freed_memory_back() {
     {
         /// How often freed heap memory is handed back to the system.
         const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-        let spawned = std::thread::Builder::new()
-            .name("malloc-trim".into())
-            .spawn(|| loop {
-                std::thread::sleep(TRIM_EVERY);
-                // SAFETY: malloc_trim only returns free memory to the system; it takes
-                // malloc's own locks and is safe to call from any thread at any time.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            });
-        if let Err(e) = spawned {
-            eprintln!("bountyline: not trimming the heap: {e}");
-        }
+        bountyline::telemetry::every(TRIM_EVERY, "malloc-trim", || {
+            // SAFETY: malloc_trim only returns free memory to the system; it takes malloc's
+            // own locks and is safe to call from any thread at any time.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        });
     }
 }

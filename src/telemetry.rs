@@ -50,13 +50,19 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// held load's API grew from 37 to 95 MiB in ten minutes, its CPU per command with it
 /// (docs/HELD-LOAD.md). Folded every few seconds instead, whoever scrapes.
 fn keep_up(handle: PrometheusHandle) {
+    every(UPKEEP_EVERY, "metrics-upkeep", move || handle.run_upkeep());
+}
+
+/// Runs `work` every `period` on a thread of its own, for the life of the process: upkeep
+/// that must go on whatever the async runtime is doing.
+pub fn every(period: std::time::Duration, name: &str, work: impl Fn() + Send + 'static) {
     let spawned = std::thread::Builder::new()
-        .name("metrics-upkeep".into())
+        .name(name.into())
         .spawn(move || loop {
-            std::thread::sleep(UPKEEP_EVERY);
-            handle.run_upkeep();
+            std::thread::sleep(period);
+            work();
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "metrics upkeep not started: histograms fold only when scraped");
+        tracing::warn!(thread = name, error = %e, "periodic upkeep not started");
     }
 }

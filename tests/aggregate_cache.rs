@@ -136,23 +136,12 @@ async fn concurrent_commands_on_one_aggregate_in_one_process_never_conflict() {
 }
 
 /// How many times this test process loaded a wallet from its cache (`hit`) or from the
-/// store's whole history (`miss`), from the app's `/metrics`.
+/// store's whole history (`miss`).
 async fn wallet_loads(app: &TestApp, cache: &str) -> u64 {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let series =
-        format!("bountyline_aggregate_loads_total{{aggregate=\"Wallet\",cache=\"{cache}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |count| count.trim().parse().expect("a count"))
+    app.counter(&format!(
+        "bountyline_aggregate_loads_total{{aggregate=\"Wallet\",cache=\"{cache}\"}}"
+    ))
+    .await
 }
 
 /// A refusal decides no event, so the wallet stays in memory as loaded: the next command on

@@ -684,20 +684,10 @@ async fn assert_stream_holds_every_event_once_in_order(app: &TestApp, js: &jetst
 }
 
 /// Batches the relay published atomically (`atomic`) or message by message after JetStream
-/// refused them (`single`), from the app's `/metrics`.
+/// refused them (`single`).
 async fn relay_batches(app: &TestApp, kind: &str) -> u64 {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let series = format!("bountyline_relay_batches_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |count| count.trim().parse().expect("a count"))
+    app.counter(&format!(
+        "bountyline_relay_batches_total{{kind=\"{kind}\"}}"
+    ))
+    .await
 }

@@ -43,8 +43,6 @@ impl From<CommandError<WalletError>> for ApiError {
             | WalletError::PaymentIdReused { .. } => {
                 ApiError::invalid_field("reference", e.to_string())
             }
-            // The command bus answers this as a fault already; never a refusal.
-            WalletError::HistoryUnavailable(cause) => ApiError::internal(cause.clone()),
             _ => ApiError::conflict(e.to_string()),
         })
     }

@@ -290,6 +290,24 @@ impl TestApp {
             .expect("count events")
     }
 
+    /// A counter's value in this process's `/metrics` (`series` with its labels, as the
+    /// exposition writes them); 0 when it was never incremented.
+    pub async fn counter(&self, series: &str) -> u64 {
+        let metrics = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |count| count.trim().parse().expect("a count"))
+    }
+
     pub async fn head(&self) -> i64 {
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(&self.pool)

@@ -197,23 +197,3 @@ pub trait WalletHistory: Send + Sync {
 
 /// The wallet aggregate's service: where its keyed history is read.
 pub type WalletServices = Arc<dyn WalletHistory>;
-
-/// A history held in memory: the events given, for deciding without a store (the domain's
-/// tests, property tests).
-pub struct GivenHistory(pub Vec<WalletEvent>);
-
-impl WalletHistory for GivenHistory {
-    fn events_under<'a>(
-        &'a self,
-        _wallet: Uuid,
-        key: &'a EntryKey,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<WalletEvent>, HistoryError>> + Send + 'a>> {
-        let events = self
-            .0
-            .iter()
-            .filter(|event| event.entry_key().as_ref() == Some(key))
-            .cloned()
-            .collect();
-        Box::pin(std::future::ready(Ok(events)))
-    }
-}

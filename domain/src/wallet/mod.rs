@@ -19,7 +19,7 @@ mod error;
 mod event;
 
 pub use command::WalletCommand;
-pub use entries::{Entry, EntryKey, GivenHistory, HistoryError, WalletHistory, WalletServices};
+pub use entries::{Entry, EntryKey, HistoryError, WalletHistory, WalletServices};
 pub use error::WalletError;
 pub use event::{BalanceChange, HoldRejection, WalletEvent};
 

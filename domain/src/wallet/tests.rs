@@ -6,9 +6,30 @@ use crate::{Actor, Role};
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use cqrs_es::DomainEvent;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 type WalletTest = TestFramework<Wallet>;
+
+/// One wallet's history held in memory: the events given.
+struct GivenHistory(Vec<WalletEvent>);
+
+impl WalletHistory for GivenHistory {
+    fn events_under<'a>(
+        &'a self,
+        _wallet: Uuid,
+        key: &'a EntryKey,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<WalletEvent>, HistoryError>> + Send + 'a>> {
+        let events = self
+            .0
+            .iter()
+            .filter(|event| event.entry_key().as_ref() == Some(key))
+            .cloned()
+            .collect();
+        Box::pin(std::future::ready(Ok(events)))
+    }
+}
 
 /// A wallet with `events` in its history: the aggregate folds them, and its keyed history
 /// reads them (`GivenHistory`).

@@ -16,6 +16,7 @@ use super::apply::{at, decode};
 use crate::{ProjectionError, StoredEvent};
 
 type Tx = Transaction<'static, Postgres>;
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// What an event may change of a `bounties` row after it was posted.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -351,7 +352,24 @@ impl<'a> BountyColumns<'a> {
         self.dispute_reason.push(row.dispute_reason.as_deref());
     }
 
-    async fn insert(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+    /// Binds what any event may change, `$1` to `$12` of both statements.
+    fn bind_changes<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.status)
+            .bind(&self.hunter)
+            .bind(&self.refunded)
+            .bind(&self.updated_at)
+            .bind(&self.version)
+            .bind(&self.position)
+            .bind(&self.deliverable_text)
+            .bind(&self.deliverable_link)
+            .bind(&self.revision)
+            .bind(&self.rejection_reason)
+            .bind(&self.dispute_reason)
+    }
+
+    async fn insert(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
         if self.id.is_empty() {
             return Ok(());
         }
@@ -359,7 +377,7 @@ impl<'a> BountyColumns<'a> {
         // Tags are an array per row, which `unnest` cannot take as a column: each row's
         // tags travel as one JSON array.
         let tags: Vec<Value> = posted.iter().map(|p| Value::from(p.tags.clone())).collect();
-        sqlx::query(
+        self.bind_changes(sqlx::query(
             "INSERT INTO bounties (id, status, hunter, refunded, updated_at, version, position, \
                deliverable_text, deliverable_link, revision, rejection_reason, dispute_reason, \
                poster, payment_id, title, description, reward_amount, reward_currency, deadline, \
@@ -377,19 +395,7 @@ impl<'a> BountyColumns<'a> {
                poster, payment_id, title, description, reward_amount, reward_currency, deadline, \
                tags, created_at) \
              ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&self.id)
-        .bind(&self.status)
-        .bind(&self.hunter)
-        .bind(&self.refunded)
-        .bind(&self.updated_at)
-        .bind(&self.version)
-        .bind(&self.position)
-        .bind(&self.deliverable_text)
-        .bind(&self.deliverable_link)
-        .bind(&self.revision)
-        .bind(&self.rejection_reason)
-        .bind(&self.dispute_reason)
+        ))
         .bind(posted.iter().map(|p| p.poster).collect::<Vec<_>>())
         .bind(posted.iter().map(|p| p.payment_id).collect::<Vec<_>>())
         .bind(posted.iter().map(|p| p.title.as_str()).collect::<Vec<_>>())
@@ -414,11 +420,11 @@ impl<'a> BountyColumns<'a> {
         Ok(())
     }
 
-    async fn update(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+    async fn update(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
         if self.id.is_empty() {
             return Ok(());
         }
-        sqlx::query(
+        self.bind_changes(sqlx::query(
             "UPDATE bounties b SET status = r.status, hunter = r.hunter, refunded = r.refunded, \
                updated_at = r.updated_at, version = r.version, position = r.position, \
                deliverable_text = r.deliverable_text, deliverable_link = r.deliverable_link, \
@@ -430,19 +436,7 @@ impl<'a> BountyColumns<'a> {
                AS r(id, status, hunter, refunded, updated_at, version, position, \
                deliverable_text, deliverable_link, revision, rejection_reason, dispute_reason) \
              WHERE b.id = r.id",
-        )
-        .bind(&self.id)
-        .bind(&self.status)
-        .bind(&self.hunter)
-        .bind(&self.refunded)
-        .bind(&self.updated_at)
-        .bind(&self.version)
-        .bind(&self.position)
-        .bind(&self.deliverable_text)
-        .bind(&self.deliverable_link)
-        .bind(&self.revision)
-        .bind(&self.rejection_reason)
-        .bind(&self.dispute_reason)
+        ))
         .execute(&mut **tx)
         .await?;
         Ok(())
