@@ -119,6 +119,9 @@ pub struct WorkerSettings {
     /// up (after a restart, or when it fell behind the stream).
     pub projection_catch_up_batch: usize,
     pub relay_batch: i64,
+    /// The longest the relay sleeps with nothing to publish; appends wake it at once (a core
+    /// NATS signal), this only bounds the delay when a wake-up is lost.
+    pub relay_idle_poll_ms: u64,
     /// How long a projection's unacknowledged message waits before JetStream redelivers it.
     pub ack_wait_secs: u64,
 }
@@ -166,6 +169,7 @@ impl Settings {
             .set_default("worker.projection_batch", 2000)?
             .set_default("worker.projection_catch_up_batch", 5000)?
             .set_default("worker.relay_batch", 1000)?
+            .set_default("worker.relay_idle_poll_ms", 2000)?
             .set_default("worker.ack_wait_secs", 30)?;
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));

@@ -29,6 +29,23 @@ impl Names {
         format!("{}.events.>", self.prefix)
     }
 
+    /// Where each process that appends announces the store's new head (core NATS, outside the
+    /// stream's subjects): the relay's wake-up.
+    pub fn appended(&self) -> String {
+        format!("{}.signal.appended", self.prefix)
+    }
+
+    /// Where projection `name` announces each checkpoint it stores (core NATS): what
+    /// read-your-writes waiters follow.
+    pub fn progress(&self, projection: &str) -> String {
+        format!("{}.signal.progress.{projection}", self.prefix)
+    }
+
+    /// Every projection's progress announcements.
+    pub fn all_progress(&self) -> String {
+        self.progress("*")
+    }
+
     /// The durable consumer of one projection.
     pub fn durable(&self, projection: &str) -> String {
         format!("{}-{projection}", self.prefix)

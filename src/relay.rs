@@ -18,7 +18,7 @@
 
 use async_nats::{jetstream, HeaderMap};
 use bountyline_projections::{EventReader, StoredEvent};
-use sqlx::postgres::PgListener;
+use futures::StreamExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -31,8 +31,6 @@ use crate::nats::Names;
 /// 0x626c726c = 'blrl'; a session lock on a dedicated connection: leadership lasts as long
 /// as that connection does.
 const RELAY_LOCK: i64 = 1651274348;
-/// A safety net only: NOTIFY wakes the relay; this bounds the delay if a notification is lost.
-const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Messages in one atomic batch at most (the server's default limit).
 const ATOMIC_BATCH: usize = 1000;
 
@@ -42,6 +40,9 @@ pub struct Relay {
     pub js: jetstream::Context,
     pub names: Names,
     pub batch: i64,
+    /// A safety net only: every append wakes the relay (`Names::appended`); this bounds the
+    /// delay when a wake-up is lost.
+    pub idle_poll: Duration,
 }
 
 impl Relay {
@@ -81,8 +82,7 @@ impl Relay {
             }
         }
         tracing::info!(stream = %self.names.stream(), "relay is the publisher");
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen("bountyline_events").await?;
+        let mut wake_ups = self.js.client().subscribe(self.names.appended()).await?;
         let reader = EventReader::new(self.pool.clone());
         let stream = self.names.stream();
         let mut checkpoint = self.checkpoint(&stream).await?;
@@ -107,8 +107,10 @@ impl Relay {
                 sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
                 metrics::gauge!("bountyline_relay_lag").set(0.0);
                 tokio::select! {
-                    n = listener.recv() => { n?; }
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    woken = wake_ups.next() => {
+                        woken.ok_or_else(|| anyhow::anyhow!("the wake-up subscription ended"))?;
+                    }
+                    _ = tokio::time::sleep(self.idle_poll) => {}
                     _ = shutdown.changed() => return Ok(()),
                 }
                 continue;

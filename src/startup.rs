@@ -94,6 +94,17 @@ impl Application {
         let commands = CommandBus::new(pool.clone());
         let (signal, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // Every process that appends (the API; workers for their process managers and
+        // expiries) wakes the relay.
+        let appended = commands.appended().clone();
+        tasks.push((
+            "appended-signal",
+            tokio::spawn({
+                let (client, subject, rx) =
+                    (nats_client.clone(), names.appended(), shutdown_rx.clone());
+                async move { appended.publish(client, subject, rx).await }
+            }),
+        ));
 
         if parts.workers {
             spawn_workers(
@@ -111,7 +122,11 @@ impl Application {
             let progress = ProjectionProgress::new(pool.clone());
             tasks.push((
                 "progress",
-                tokio::spawn(progress.clone().listen(shutdown_rx.clone())),
+                tokio::spawn(progress.clone().listen(
+                    nats_client.clone(),
+                    names.all_progress(),
+                    shutdown_rx.clone(),
+                )),
             ));
             let reader = EventReader::new(pool.clone());
             let start = reader.head().await?;
@@ -221,6 +236,7 @@ fn spawn_workers(
         js: js.clone(),
         names: names.clone(),
         batch: settings.worker.relay_batch,
+        idle_poll: Duration::from_millis(settings.worker.relay_idle_poll_ms),
     };
     let rx = shutdown.clone();
     tasks.push((
@@ -242,6 +258,7 @@ fn spawn_workers(
             catch_up_batch: settings.worker.projection_catch_up_batch,
             max_attempts: 3,
             ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
+            progress_subject: names.progress(projection.name()),
         };
         let runner = ProjectionRunner::new(pool.clone(), js.clone(), projection, config);
         tasks.push(("projection", tokio::spawn(runner.run(shutdown.clone()))));

@@ -10,6 +10,7 @@ use bountyline_projections::rebuild::{build_shadow, diff, rebuild};
 use bountyline_projections::tasks::TasksProjection;
 use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION};
 use common::*;
+use futures::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -541,6 +542,7 @@ async fn a_relay_publishing_again_after_a_crash_leaves_every_event_once_in_the_s
             js: js.clone(),
             names: names.clone(),
             batch: 3,
+            idle_poll: Duration::from_secs(2),
         };
 
         for run in ["first", "after the crash"] {
@@ -574,6 +576,67 @@ async fn a_relay_publishing_again_after_a_crash_leaves_every_event_once_in_the_s
 // ---------------------------------------------------------------------------------------------
 // Helpers of this file.
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Wake-ups on core NATS (bountyline_projections::signal): Postgres NOTIFY made every append and
+// every projection batch commit one after another.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_wakes_the_relay_long_before_its_poll() {
+    within(async {
+        let mut settings = test_settings(
+            &fresh_database().await,
+            &std::env::var("NATS_URL").expect("NATS_URL"),
+        );
+        // Longer than the test may run: only a wake-up can get the events published in time.
+        settings.worker.relay_idle_poll_ms = 3_600_000;
+        let app = TestApp::spawn_with(settings, bountyline::startup::Parts::ALL).await;
+        let alice = app.user("alice").await;
+        for i in 0..3 {
+            let created = app
+                .create_task(&alice, "wake", &format!("task {i}"), i)
+                .await;
+            app.wait_for_relay(position_of(&created), Duration::from_secs(30))
+                .await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_projection_announces_the_checkpoints_it_stores() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let nats = async_nats::connect(&app.settings.nats_url)
+            .await
+            .expect("connect to NATS");
+        let names = Names::new(&app.settings.nats_prefix);
+        let mut announced = nats
+            .subscribe(names.progress("tasks"))
+            .await
+            .expect("subscribe");
+        nats.flush().await.expect("flush");
+        let alice = app.user("alice").await;
+        let position = position_of(&app.create_task(&alice, "told", "a task", 1).await);
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), announced.next())
+                .await
+                .expect("an announcement within 30 s")
+                .expect("the subscription is open");
+            let at: i64 = std::str::from_utf8(&message.payload)
+                .expect("text")
+                .parse()
+                .expect("a position");
+            if at >= position {
+                let stored = checkpoint::read(&app.pool, "tasks").await.expect("read");
+                assert!(stored >= at, "announced {at} before storing it ({stored})");
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 fn id_of(answer: &Value) -> String {
     answer["id"]

@@ -84,6 +84,7 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
         catch_up_batch: 5_000,
         max_attempts: 3,
         ack_wait: Duration::from_secs(60),
+        progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
     };
     let (stop, stopped) = watch::channel(false);
     let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
@@ -211,6 +212,7 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
         catch_up_batch: 5_000,
         max_attempts: 3,
         ack_wait: Duration::from_secs(60),
+        progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
     };
     let (stop, stopped) = watch::channel(false);
     let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);

@@ -36,11 +36,6 @@ pub async fn store(
     .bind(position)
     .execute(&mut **tx)
     .await?;
-    // Read-your-writes waiters in the API processes listen for this.
-    sqlx::query("SELECT pg_notify('bountyline_projection', $1)")
-        .bind(format!("{projection}:{position}"))
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod payments;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
+pub mod signal;
 pub mod stats;
 pub mod tasks;
 pub mod wallets;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::signal::Signal;
 use crate::wire::{aggregate_type_of, HEADER_POSITION, HEADER_PREV_POSITION};
 use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 
@@ -35,6 +36,8 @@ pub struct RunnerConfig {
     pub max_attempts: u32,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// Where every checkpoint the runner stores is announced (core NATS, see [`Signal`]).
+    pub progress_subject: String,
 }
 
 pub struct ProjectionRunner {
@@ -43,6 +46,7 @@ pub struct ProjectionRunner {
     js: jetstream::Context,
     projection: Arc<dyn Projection>,
     config: RunnerConfig,
+    progress: Signal,
 }
 
 type RunError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,12 +72,18 @@ impl ProjectionRunner {
             js,
             projection,
             config,
+            progress: Signal::default(),
         }
     }
 
     /// Consumes until shutdown, reconnecting with backoff when NATS or Postgres fail.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.projection.name();
+        let announced = tokio::spawn(self.progress.clone().publish(
+            self.js.client(),
+            self.config.progress_subject.clone(),
+            shutdown.clone(),
+        ));
         let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
             match self.consume(&mut shutdown, &mut backoff).await {
@@ -86,6 +96,7 @@ impl ProjectionRunner {
                 }
             }
         }
+        let _ = announced.await;
         tracing::info!(projection = name, "projection stopped");
     }
 
@@ -305,6 +316,7 @@ impl ProjectionRunner {
                 let applied = started.elapsed();
                 checkpoint::store(&mut tx, name, up_to).await?;
                 tx.commit().await?;
+                self.progress.raise(up_to);
                 tracing::debug!(
                     projection = name,
                     events = events.len(),
@@ -367,6 +379,7 @@ impl ProjectionRunner {
             checkpoint::store(&mut tx, name, up_to).await?;
         }
         tx.commit().await?;
+        self.progress.raise(up_to);
         Ok(())
     }
 

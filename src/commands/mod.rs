@@ -16,6 +16,7 @@ use bountyline_domain::inbox::{Inbox, InboxCommand, InboxError};
 use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError, WalletServices};
+use bountyline_projections::signal::Signal;
 use cqrs_es::{Aggregate, AggregateError};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -26,7 +27,8 @@ use uuid::Uuid;
 use crate::store::{self, AppendError, CachedStore, EventRepository, Receipt};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
-/// event, and whether it was created by this command.
+/// event, whether it was created by this command, and whether it changed anything (a repeat
+/// of a command already carried out appends nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Committed {
     /// The aggregate's id.
@@ -41,6 +43,8 @@ pub struct Committed {
     pub position: i64,
     #[serde(skip)]
     pub created: bool,
+    #[serde(skip)]
+    pub appended: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,7 @@ pub struct CommandBus {
     bounties: Arc<CachedStore<Bounty>>,
     inboxes: Arc<CachedStore<Inbox>>,
     turns: Arc<Turns>,
+    appended: Signal,
 }
 
 impl CommandBus {
@@ -76,8 +81,14 @@ impl CommandBus {
             bounties: Arc::new(store.cached(())),
             inboxes: Arc::new(store.cached(())),
             turns: Arc::default(),
+            appended: store.appended().clone(),
             pool,
         }
+    }
+
+    /// Raised with the store's head each time this process commits events.
+    pub fn appended(&self) -> &Signal {
+        &self.appended
     }
 
     pub async fn task(
@@ -249,6 +260,7 @@ async fn committed<A: Aggregate>(
             version: receipt.last,
             position: receipt.position,
             created: receipt.first == 1,
+            appended: true,
         });
     }
     let internal = |e: sqlx::Error| CommandError::Internal(e.into());
@@ -269,6 +281,7 @@ async fn committed<A: Aggregate>(
         version,
         position,
         created: false,
+        appended: false,
     })
 }
 

@@ -2,11 +2,14 @@
 //! until the projection it reads has applied that position, and otherwise answers 503 rather
 //! than stale data.
 //!
-//! Projections announce progress with NOTIFY; one listener per API process keeps the latest
-//! checkpoints in a watch channel. Waiters also re-read the checkpoint table now and then, so
-//! a lost notification costs a little latency, never a wrong answer.
+//! Projections announce each checkpoint on core NATS (`bountyline_projections::signal`); one
+//! subscription per API process keeps the latest in a watch channel. Waiters also re-read the
+//! checkpoint table now and then, so a lost announcement costs a little latency, never a wrong
+//! answer.
 
-use sqlx::postgres::PgListener;
+use async_nats::Client;
+use bountyline_projections::signal::position_of;
+use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,34 +32,35 @@ impl ProjectionProgress {
         }
     }
 
-    /// Follows the projections' NOTIFY channel until shutdown.
-    pub async fn listen(self, mut shutdown: watch::Receiver<bool>) {
+    /// Follows the projections' announcements on `subjects` (their last token names the
+    /// projection) until shutdown.
+    pub async fn listen(self, nats: Client, subjects: String, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            if let Err(e) = self.follow(&mut shutdown).await {
-                tracing::warn!(error = %e, "projection progress listener failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
+            let failure = match nats.subscribe(subjects.clone()).await {
+                Ok(mut announcements) => loop {
+                    tokio::select! {
+                        next = announcements.next() => match next {
+                            Some(message) => self.announced(&message.subject, &message.payload),
+                            None => break "the subscription ended".to_owned(),
+                        },
+                        _ = shutdown.changed() => return,
+                    }
+                },
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(error = %failure, "projection progress subscription failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
             }
         }
     }
 
-    async fn follow(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen("bountyline_projection").await?;
-        loop {
-            tokio::select! {
-                n = listener.recv() => {
-                    let n = n?;
-                    if let Some((name, pos)) = n.payload().rsplit_once(':') {
-                        if let Ok(pos) = pos.parse::<i64>() {
-                            self.advance(name, pos);
-                        }
-                    }
-                }
-                _ = shutdown.changed() => return Ok(()),
-            }
+    fn announced(&self, subject: &str, payload: &[u8]) {
+        if let (Some((_, projection)), Some(position)) =
+            (subject.rsplit_once('.'), position_of(payload))
+        {
+            self.advance(projection, position);
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::group::{self, Failure, Verdict};
 use super::Receipt;
+use bountyline_projections::signal::Signal;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection, PgPool};
@@ -32,9 +33,10 @@ impl Committer {
     /// Starts the committer. It appends on a connection of its own, made with the pool's
     /// options, so that it never queues behind the commands it is to answer; it ends when the
     /// last handle is dropped.
-    pub(super) fn start(pool: &PgPool) -> Self {
+    /// Each committed group's last position is raised on `appended`.
+    pub(super) fn start(pool: &PgPool, appended: Signal) -> Self {
         let (queue, appends) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool.connect_options(), appends));
+        tokio::spawn(run(pool.connect_options(), appends, appended));
         Self { queue }
     }
 
@@ -55,17 +57,18 @@ impl Committer {
     }
 }
 
-async fn run(options: Arc<PgConnectOptions>, mut queue: mpsc::Receiver<Append>) {
+async fn run(options: Arc<PgConnectOptions>, mut queue: mpsc::Receiver<Append>, appended: Signal) {
     let mut conn = None;
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let Some(refused) = commit(&options, &mut conn, std::mem::take(&mut group)).await else {
+        let group = std::mem::take(&mut group);
+        let Some(refused) = commit(&options, &mut conn, group, &appended).await else {
             continue;
         };
         // The database refused the group, maybe for one command's events alone (a value it
         // cannot store): each is tried on its own, so that only such a command fails.
         for append in refused {
-            commit(&options, &mut conn, vec![append]).await;
+            commit(&options, &mut conn, vec![append], &appended).await;
         }
     }
 }
@@ -76,6 +79,7 @@ async fn commit(
     options: &PgConnectOptions,
     conn: &mut Option<PgConnection>,
     appends: Vec<Append>,
+    appended: &Signal,
 ) -> Option<Vec<Append>> {
     let connection = match conn {
         Some(connection) => connection,
@@ -94,7 +98,16 @@ async fn commit(
     metrics::histogram!("bountyline_append_commit_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(verdicts) => answer(appends, verdicts, None),
+        Ok(verdicts) => {
+            let head = verdicts.iter().filter_map(|verdict| match verdict {
+                Verdict::Appended { position } => Some(*position),
+                Verdict::Conflict => None,
+            });
+            if let Some(head) = head.max() {
+                appended.raise(head);
+            }
+            answer(appends, verdicts, None)
+        }
         Err(Failure::Refused(error)) => {
             let refusal = matches!(error, sqlx::Error::Database(_));
             if !refusal {

@@ -12,6 +12,7 @@ mod group;
 pub use cached::{CachedStore, CACHED_AGGREGATES};
 pub use committer::AppendError;
 
+use bountyline_projections::signal::Signal;
 use committer::Committer;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -74,16 +75,25 @@ pub struct EventRepository {
     pool: PgPool,
     reads: Arc<PostgresEventRepository>,
     committer: Committer,
+    appended: Signal,
 }
 
 impl EventRepository {
     /// Must be called within the Tokio runtime: it starts the committer task.
     pub fn new(pool: PgPool) -> Self {
+        let appended = Signal::default();
         Self {
-            committer: Committer::start(&pool),
+            committer: Committer::start(&pool, appended.clone()),
             reads: Arc::new(PostgresEventRepository::new(pool.clone())),
             pool,
+            appended,
         }
+    }
+
+    /// Raised with the last position of every group this process commits (the relay's
+    /// wake-up, once published).
+    pub fn appended(&self) -> &Signal {
+        &self.appended
     }
 
     /// The store for aggregate `A` and the services its commands are given, event-sourced (no snapshots: the events are the only

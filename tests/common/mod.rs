@@ -169,6 +169,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             projection_batch: 500,
             projection_catch_up_batch: 5000,
             relay_batch: 1000,
+            relay_idle_poll_ms: 2000,
             ack_wait_secs: 30,
         },
         payments: PaymentsSettings {
