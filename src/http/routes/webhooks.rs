@@ -12,6 +12,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -151,28 +152,18 @@ async fn payments(
     }
 
     let hash = Sha256::digest(&body).to_vec();
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (reference, body_hash, event) VALUES ($1, $2, $3) \
-         ON CONFLICT (reference) DO NOTHING",
-    )
-    .bind(reference.as_str())
-    .bind(&hash)
-    .bind(&delivery.event)
-    .execute(&state.pool)
-    .await?;
-    let (stored_hash, processed): (Vec<u8>, bool) = sqlx::query_as(
-        "SELECT body_hash, processed_at IS NOT NULL FROM webhook_deliveries WHERE reference = $1",
-    )
-    .bind(reference.as_str())
-    .fetch_one(&state.pool)
-    .await?;
-    if stored_hash != hash {
+    if claim(&state.pool, reference.as_str(), &hash, &delivery.event).await? != hash {
         return Err(ApiError::Conflict {
             kind: "reference-reused",
             detail: "this reference was already delivered with a different body".into(),
         });
     }
-    if processed {
+    // The wallet is idempotent on the reference: a delivery already carried out (or one that
+    // died half way and is run again) appends nothing the second time.
+    let mut ctx = CommandContext::system(&format!("webhook:{}", reference.as_str()));
+    ctx.request_id = request_id(&req);
+    let committed = state.commands.wallet(owner, command, &ctx).await?;
+    if !committed.appended {
         metrics::counter!("bountyline_webhooks_total", "outcome" => "duplicate").increment(1);
         return Ok(HttpResponse::Ok().json(Delivered {
             status: "duplicate",
@@ -181,15 +172,6 @@ async fn payments(
             position: None,
         }));
     }
-    // The wallet itself is idempotent on the reference, so a delivery that died half way is
-    // simply run again.
-    let mut ctx = CommandContext::system(&format!("webhook:{}", reference.as_str()));
-    ctx.request_id = request_id(&req);
-    let committed = state.commands.wallet(owner, command, &ctx).await?;
-    sqlx::query("UPDATE webhook_deliveries SET processed_at = now() WHERE reference = $1")
-        .bind(reference.as_str())
-        .execute(&state.pool)
-        .await?;
     metrics::counter!("bountyline_webhooks_total", "outcome" => "processed").increment(1);
     Ok(HttpResponse::Ok().json(Delivered {
         status: "processed",
@@ -197,4 +179,34 @@ async fn payments(
         version: Some(committed.version),
         position: Some(committed.position),
     }))
+}
+
+/// Claims `reference` for a delivery with body hash `hash` and returns the hash it is claimed
+/// with: `hash` itself when this is its first delivery or a repeat of it, another when the
+/// reference came with a different body before. The claim is what keeps one reference to one
+/// wallet (the wallets each know only their own references). One round trip; read again only
+/// when a concurrent first delivery of the same reference was still committing.
+async fn claim(pool: &PgPool, reference: &str, hash: &[u8], event: &str) -> ApiResult<Vec<u8>> {
+    let claimed: Option<Vec<u8>> = sqlx::query_scalar(
+        "WITH claimed AS ( \
+             INSERT INTO webhook_deliveries (reference, body_hash, event) VALUES ($1, $2, $3) \
+             ON CONFLICT (reference) DO NOTHING RETURNING body_hash) \
+         SELECT body_hash FROM claimed \
+         UNION ALL \
+         SELECT body_hash FROM webhook_deliveries WHERE reference = $1",
+    )
+    .bind(reference)
+    .bind(hash)
+    .bind(event)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(claimed) = claimed {
+        return Ok(claimed);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT body_hash FROM webhook_deliveries WHERE reference = $1")
+            .bind(reference)
+            .fetch_one(pool)
+            .await?,
+    )
 }
