@@ -8,6 +8,16 @@ pub async fn lock(
     tx: &mut Transaction<'static, Postgres>,
     projection: &str,
 ) -> Result<i64, sqlx::Error> {
+    const LOCK: &str =
+        "SELECT position FROM public.projection_checkpoints WHERE projection = $1 FOR UPDATE";
+    // One round trip for every batch but a projection's first.
+    if let Some(position) = sqlx::query_scalar(LOCK)
+        .bind(projection)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        return Ok(position);
+    }
     sqlx::query(
         "INSERT INTO public.projection_checkpoints (projection) VALUES ($1) \
          ON CONFLICT (projection) DO NOTHING",
@@ -15,12 +25,10 @@ pub async fn lock(
     .bind(projection)
     .execute(&mut **tx)
     .await?;
-    sqlx::query_scalar(
-        "SELECT position FROM public.projection_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(projection)
-    .fetch_one(&mut **tx)
-    .await
+    sqlx::query_scalar(LOCK)
+        .bind(projection)
+        .fetch_one(&mut **tx)
+        .await
 }
 
 pub async fn store(
