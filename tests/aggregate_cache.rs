@@ -6,7 +6,8 @@ mod common;
 
 use bountyline::commands::{CommandBus, CommandContext, CommandError, Committed};
 use bountyline_domain::money::{Currency, Money};
-use bountyline_domain::values::ProviderReference;
+use bountyline_domain::task::{CreateTask, TaskCommand, TaskError};
+use bountyline_domain::values::{Description, Priority, ProviderReference, QueueName, Title};
 use bountyline_domain::wallet::{WalletCommand, WalletError};
 use bountyline_domain::Actor;
 use chrono::Utc;
@@ -216,4 +217,99 @@ async fn a_deposit_repeated_through_another_process_moves_no_money_twice() {
         .wallet(owner, withdraw(owner, 105), &ctx)
         .await
         .expect("the whole balance");
+}
+
+fn create_task(task_id: Uuid, creator: Uuid, title: &str) -> TaskCommand {
+    TaskCommand::Create(CreateTask {
+        task_id,
+        queue: QueueName::parse("cache").expect("queue"),
+        title: Title::parse(title).expect("title"),
+        description: Description::parse("").expect("description"),
+        priority: Priority::DEFAULT,
+        payload: None,
+        max_attempts: 3,
+        bounty_id: None,
+        actor: Actor::new(creator, vec![]),
+        at: Utc::now(),
+    })
+}
+
+/// A creation is first decided on the empty aggregate without reading the store. Sent to an
+/// id that already has events (here from another process), it conflicts at the append and is
+/// decided again on the stored task: refused, with nothing appended.
+#[tokio::test]
+async fn a_creation_sent_to_an_id_that_exists_is_refused_and_appends_nothing() {
+    let app = TestApp::spawn().await;
+    let (here, there) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let ctx = CommandContext::system("aggregate cache test");
+    let (task, creator) = (Uuid::now_v7(), Uuid::new_v4());
+    let created = here
+        .task(task, create_task(task, creator, "the first"), &ctx)
+        .await
+        .expect("created");
+    assert_eq!((created.version, created.created), (1, true));
+
+    match there
+        .task(task, create_task(task, creator, "the second"), &ctx)
+        .await
+    {
+        Err(CommandError::Domain(TaskError::AlreadyExists)) => {}
+        other => panic!("expected already exists, got {other:?}"),
+    }
+    let (events,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1",
+    )
+    .bind(task.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(events, 1);
+}
+
+/// Commands on an aggregate this process remembers, and creations, are decided and committed
+/// without reading the store first; a refusal is confirmed against the store.
+#[tokio::test]
+async fn commands_on_remembered_aggregates_commit_without_reading_the_store_first() {
+    let app = TestApp::spawn().await;
+    let bus = CommandBus::new(app.pool.clone());
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+    let task = Uuid::now_v7();
+    bus.task(task, create_task(task, owner, "remembered"), &ctx)
+        .await
+        .expect("created");
+    bus.wallet(owner, deposit(owner, 30), &ctx)
+        .await
+        .expect("the wallet's first deposit");
+    for _ in 0..3 {
+        bus.wallet(owner, deposit(owner, 1), &ctx)
+            .await
+            .expect("a deposit");
+    }
+    assert_short_of_funds(bus.wallet(owner, withdraw(owner, 100), &ctx).await);
+
+    let attempts = |outcome: &'static str| {
+        let app = &app;
+        async move {
+            app.counter(&format!(
+                "bountyline_aggregate_attempts_total{{outcome=\"{outcome}\"}}"
+            ))
+            .await
+        }
+    };
+    assert_eq!(
+        attempts("committed").await,
+        4,
+        "the creation and three deposits"
+    );
+    assert_eq!(attempts("confirmed").await, 1, "the refusal");
+    assert_eq!(attempts("decided-again").await, 0);
+    assert_eq!(
+        wallet_loads(&app, "miss").await,
+        1,
+        "the wallet's first deposit"
+    );
 }

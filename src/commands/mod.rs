@@ -163,6 +163,47 @@ fn history_as_fault(e: CommandError<WalletError>, name: &'static str) -> Command
 /// one process, commands on one aggregate take turns and do not meet at the append.)
 const TRIES_ON_CONFLICT: u32 = 4;
 
+/// Commands that create their aggregate. On an aggregate this process does not hold, such a
+/// command is first decided on the empty aggregate, without reading the store
+/// ([`CachedStore::execute`]); sent to an id that already has events, it conflicts at the
+/// append and is decided again on what the store holds.
+pub trait Creates {
+    fn creates(&self) -> bool;
+}
+
+impl Creates for TaskCommand {
+    fn creates(&self) -> bool {
+        matches!(self, TaskCommand::Create(_))
+    }
+}
+
+impl Creates for BountyCommand {
+    fn creates(&self) -> bool {
+        matches!(self, BountyCommand::Post(_))
+    }
+}
+
+impl Creates for PaymentCommand {
+    fn creates(&self) -> bool {
+        matches!(self, PaymentCommand::Request { .. })
+    }
+}
+
+/// A wallet comes into being with its first deposit or credit, on the owner's id, which
+/// usually has one already: no command creates a wallet.
+impl Creates for WalletCommand {
+    fn creates(&self) -> bool {
+        false
+    }
+}
+
+/// An inbox is its owner's, on the owner's id: no command creates one as such.
+impl Creates for InboxCommand {
+    fn creates(&self) -> bool {
+        false
+    }
+}
+
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
@@ -175,7 +216,7 @@ async fn run<A>(
 ) -> Result<Committed, CommandError<A::Error>>
 where
     A: Aggregate + 'static,
-    A::Command: Clone + Send + 'static,
+    A::Command: Clone + Creates + Send + 'static,
     A::Error: Send + 'static,
 {
     let command_id = Uuid::new_v4();
@@ -191,6 +232,7 @@ where
                 &aggregate_id,
                 command.clone(),
                 metadata.clone(),
+                command.creates(),
             ))
             .await;
             drop(turn);

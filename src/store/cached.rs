@@ -38,6 +38,25 @@ struct Entry<A> {
     version: usize,
 }
 
+/// How a decision on an aggregate as remembered (or assumed new) went.
+enum Attempt<A: Aggregate> {
+    /// Its events are committed: the state it was decided on was current.
+    Committed,
+    /// It appended nothing (a refusal, or a repeat that changes nothing): its answer stands if
+    /// the store holds nothing newer than `entry`.
+    Unchanged {
+        entry: Entry<A>,
+        outcome: Result<(), A::Error>,
+    },
+    /// The aggregate had moved on, or the state is spent: decide again on the store's state.
+    Conflicted,
+}
+
+/// Counts how optimistic attempts went (`bountyline_aggregate_attempts_total{outcome}`).
+fn attempted(outcome: &'static str) {
+    metrics::counter!("bountyline_aggregate_attempts_total", "outcome" => outcome).increment(1);
+}
+
 /// cqrs-es's event store for aggregate `A` over [`EventRepository`], with the hot aggregates
 /// kept in memory.
 pub struct CachedStore<A: Aggregate> {
@@ -56,16 +75,64 @@ impl<A: Aggregate> CachedStore<A> {
         }
     }
 
-    /// Runs `command` on the aggregate: loads it, lets it decide, and commits the events it
-    /// decided (none for an idempotent repeat), with `metadata` on each.
+    /// Runs `command` on the aggregate: lets it decide, and commits the events it decided
+    /// (none for an idempotent repeat), with `metadata` on each.
+    ///
+    /// Optimistic where it can be: a remembered aggregate, and the empty aggregate for a
+    /// command that `creates` its aggregate, is first decided on as it is, without asking the
+    /// store. Only a decision that appends is kept from that attempt, because the append's
+    /// version check proves the state it was made on current. A refusal or a decision that
+    /// changes nothing is checked against the store (events appended meanwhile by another
+    /// process), and decided again only if there were any; a conflict is decided again on
+    /// the store's state.
     pub async fn execute(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<A::Error>> {
-        let mut context = self.load_aggregate(aggregate_id).await?;
+        creates: bool,
+    ) -> Result<(), AggregateError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let remembered = self.take(aggregate_id);
+        let assumed = remembered.or_else(|| {
+            creates.then(|| Entry {
+                aggregate: A::default(),
+                version: 0,
+            })
+        });
+        let mut verified_from = None;
+        if let Some(entry) = assumed {
+            match self
+                .attempt(aggregate_id, entry, command.clone(), &metadata)
+                .await?
+            {
+                Attempt::Committed => {
+                    attempted("committed");
+                    return Ok(());
+                }
+                Attempt::Unchanged { entry, outcome } => {
+                    let version = entry.version;
+                    let context = self.load_from(aggregate_id, Some(entry)).await?;
+                    if context.current_sequence == version {
+                        // Nothing newer in the store: the attempt's answer stands.
+                        attempted("confirmed");
+                        self.remember(context);
+                        return outcome.map_err(AggregateError::UserError);
+                    }
+                    attempted("decided-again");
+                    verified_from = Some(context);
+                }
+                Attempt::Conflicted => attempted("decided-again"),
+            }
+        }
+        let context = match verified_from {
+            Some(context) => context,
+            None => self.load_from(aggregate_id, None).await?,
+        };
         let sink = EventSink::default();
+        let mut context = context;
         let handled = context
             .aggregate
             .handle(command, &self.services, &sink)
@@ -82,6 +149,81 @@ impl<A: Aggregate> CachedStore<A> {
                 Err(AggregateError::UserError(refusal))
             }
         }
+    }
+
+    /// Decides `command` on `entry` as it is and commits what it appends.
+    async fn attempt(
+        &self,
+        aggregate_id: &str,
+        entry: Entry<A>,
+        command: A::Command,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Attempt<A>, AggregateError<A::Error>> {
+        let Entry {
+            mut aggregate,
+            version,
+        } = entry;
+        let sink = EventSink::default();
+        let outcome = aggregate.handle(command, &self.services, &sink).await;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            let entry = Entry { aggregate, version };
+            return Ok(Attempt::Unchanged { entry, outcome });
+        }
+        if outcome.is_err() {
+            // Refused after writing to the sink: the state is no longer the loaded one.
+            return Ok(Attempt::Conflicted);
+        }
+        let context = EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate,
+            current_sequence: version,
+            current_snapshot: None,
+        };
+        match self.commit(events, context, metadata.clone()).await {
+            Ok(_) => Ok(Attempt::Committed),
+            Err(AggregateError::AggregateConflict) => Ok(Attempt::Conflicted),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Takes the aggregate out of the cache while its command runs.
+    fn take(&self, aggregate_id: &str) -> Option<Entry<A>> {
+        let remembered = self.cache().remove(aggregate_id);
+        let cache = if remembered.is_some() { "hit" } else { "miss" };
+        metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => cache)
+            .increment(1);
+        remembered
+    }
+
+    /// The aggregate as the store has it: `base` (from the start without one) with the events
+    /// stored after it applied.
+    async fn load_from(
+        &self,
+        aggregate_id: &str,
+        base: Option<Entry<A>>,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let Entry {
+            mut aggregate,
+            mut version,
+        } = base.unwrap_or_else(|| Entry {
+            aggregate: A::default(),
+            version: 0,
+        });
+        let newer = self
+            .repo
+            .get_last_events::<A>(aggregate_id, version)
+            .await?;
+        for envelope in envelopes::<A>(newer)? {
+            version = envelope.sequence;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate,
+            current_sequence: version,
+            current_snapshot: None,
+        })
     }
 
     fn remember(&self, context: EventStoreAggregateContext<A>) {
@@ -125,32 +267,8 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<Self::AC, AggregateError<A::Error>> {
-        let remembered = self.cache().remove(aggregate_id);
-        let cache = if remembered.is_some() { "hit" } else { "miss" };
-        metrics::counter!("bountyline_aggregate_loads_total", "aggregate" => A::TYPE, "cache" => cache)
-            .increment(1);
-        let Entry {
-            mut aggregate,
-            mut version,
-        } = remembered.unwrap_or_else(|| Entry {
-            aggregate: A::default(),
-            version: 0,
-        });
-        // From the start on a miss: every event is after version 0.
-        let newer = self
-            .repo
-            .get_last_events::<A>(aggregate_id, version)
-            .await?;
-        for envelope in envelopes::<A>(newer)? {
-            version = envelope.sequence;
-            aggregate.apply(envelope.payload);
-        }
-        Ok(EventStoreAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate,
-            current_sequence: version,
-            current_snapshot: None,
-        })
+        let remembered = self.take(aggregate_id);
+        self.load_from(aggregate_id, remembered).await
     }
 
     async fn commit(
