@@ -313,3 +313,32 @@ async fn commands_on_remembered_aggregates_commit_without_reading_the_store_firs
         "the wallet's first deposit"
     );
 }
+
+/// A wallet two processes append to (the API deposits, the process managers hold) would make
+/// most optimistic attempts conflict: once a process has seen another append to it, it reads
+/// the store before each command on it instead.
+#[tokio::test]
+async fn an_aggregate_another_process_appends_to_is_read_before_each_command() {
+    let app = TestApp::spawn().await;
+    let (here, there) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+    let mut versions = Vec::new();
+    for _ in 0..4 {
+        for bus in [&here, &there] {
+            let deposited = bus
+                .wallet(owner, deposit(owner, 1), &ctx)
+                .await
+                .expect("a deposit");
+            versions.push(deposited.version);
+        }
+    }
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    let again = app
+        .counter("bountyline_aggregate_attempts_total{outcome=\"decided-again\"}")
+        .await;
+    assert_eq!(again, 2, "one conflict in each process, then none");
+}

@@ -215,7 +215,7 @@ async fn run<A>(
     ctx: &CommandContext,
 ) -> Result<Committed, CommandError<A::Error>>
 where
-    A: Aggregate + 'static,
+    A: Aggregate + Clone + 'static,
     A::Command: Clone + Creates + Send + 'static,
     A::Error: Send + 'static,
 {

@@ -13,12 +13,12 @@
 //!
 //! An entry is taken out of the cache while its command runs and put back after that
 //! command's events are committed, or after the command was refused (a refusal decides no
-//! event, so the state is the one loaded). A command that conflicts or whose append fails
-//! leaves no entry behind, and the next load replays from the start.
+//! event, so the state is the one loaded). A command whose append fails leaves no entry
+//! behind, and the next load replays from the start.
 //!
 //! [`CachedStore::execute`] runs a command as cqrs-es's `CqrsFramework` does (load, handle,
-//! commit), except that a refusal keeps the entry: under a held load a refused command on a
-//! wallet of thousands of events otherwise cost the next command on it a full replay.
+//! commit), except that a refusal keeps the entry, and that it does not ask the store first
+//! where the answer is most likely "nothing newer": see there.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
@@ -32,23 +32,33 @@ use super::EventRepository;
 /// Aggregates of one type this process keeps, the most recently used.
 pub const CACHED_AGGREGATES: usize = 1024;
 
-/// An aggregate's state after its event `version`.
+/// An aggregate's state after its event `version`; `shared` once another process was seen
+/// appending to it (its commands then read the store first, see [`CachedStore::execute`]).
+#[derive(Clone)]
 struct Entry<A> {
     aggregate: A,
     version: usize,
+    shared: bool,
+}
+
+impl<A: Default> Entry<A> {
+    fn empty() -> Self {
+        Self {
+            aggregate: A::default(),
+            version: 0,
+            shared: false,
+        }
+    }
 }
 
 /// How a decision on an aggregate as remembered (or assumed new) went.
 enum Attempt<A: Aggregate> {
     /// Its events are committed: the state it was decided on was current.
     Committed,
-    /// It appended nothing (a refusal, or a repeat that changes nothing): its answer stands if
-    /// the store holds nothing newer than `entry`.
-    Unchanged {
-        entry: Entry<A>,
-        outcome: Result<(), A::Error>,
-    },
-    /// The aggregate had moved on, or the state is spent: decide again on the store's state.
+    /// It appended nothing (a refusal, or a repeat that changes nothing): the answer stands if
+    /// the store holds nothing newer.
+    Unchanged(Result<(), A::Error>),
+    /// The aggregate had moved on: decide again on the store's state.
     Conflicted,
 }
 
@@ -79,12 +89,14 @@ impl<A: Aggregate> CachedStore<A> {
     /// (none for an idempotent repeat), with `metadata` on each.
     ///
     /// Optimistic where it can be: a remembered aggregate, and the empty aggregate for a
-    /// command that `creates` its aggregate, is first decided on as it is, without asking the
-    /// store. Only a decision that appends is kept from that attempt, because the append's
-    /// version check proves the state it was made on current. A refusal or a decision that
-    /// changes nothing is checked against the store (events appended meanwhile by another
-    /// process), and decided again only if there were any; a conflict is decided again on
-    /// the store's state.
+    /// command that `creates` its aggregate, is first decided on as it is (a copy), without
+    /// asking the store. Only a decision that appends is kept from that attempt, because the
+    /// append's version check proves the state it was made on current. A refusal or a
+    /// decision that changes nothing is checked against the store and decided again if the
+    /// store held anything newer; a conflict is decided again on the store's state. Either
+    /// shows another process appending to the aggregate (a wallet: the API deposits, the
+    /// process managers hold), and the aggregate's later commands read the store first, as
+    /// an attempt would mostly conflict.
     pub async fn execute(
         &self,
         aggregate_id: &str,
@@ -93,62 +105,44 @@ impl<A: Aggregate> CachedStore<A> {
         creates: bool,
     ) -> Result<(), AggregateError<A::Error>>
     where
+        A: Clone,
         A::Command: Clone,
     {
         let remembered = self.take(aggregate_id);
-        let assumed = remembered.or_else(|| {
-            creates.then(|| Entry {
-                aggregate: A::default(),
-                version: 0,
-            })
-        });
-        let mut verified_from = None;
-        if let Some(entry) = assumed {
+        let trial = match &remembered {
+            Some(entry) => (!entry.shared).then(|| entry.clone()),
+            None => creates.then(Entry::empty),
+        };
+        let mut shared = remembered.as_ref().is_some_and(|entry| entry.shared);
+        if let Some(trial) = trial {
+            let version = trial.version;
             match self
-                .attempt(aggregate_id, entry, command.clone(), &metadata)
+                .attempt(aggregate_id, trial, command.clone(), &metadata)
                 .await?
             {
                 Attempt::Committed => {
                     attempted("committed");
                     return Ok(());
                 }
-                Attempt::Unchanged { entry, outcome } => {
-                    let version = entry.version;
-                    let context = self.load_from(aggregate_id, Some(entry)).await?;
+                Attempt::Unchanged(outcome) => {
+                    let context = self.load_from(aggregate_id, remembered).await?;
                     if context.current_sequence == version {
                         // Nothing newer in the store: the attempt's answer stands.
                         attempted("confirmed");
-                        self.remember(context);
+                        self.remember(context, false);
                         return outcome.map_err(AggregateError::UserError);
                     }
                     attempted("decided-again");
-                    verified_from = Some(context);
+                    return self.decide(context, command, metadata, true).await;
                 }
-                Attempt::Conflicted => attempted("decided-again"),
+                Attempt::Conflicted => {
+                    attempted("decided-again");
+                    shared = true;
+                }
             }
         }
-        let context = match verified_from {
-            Some(context) => context,
-            None => self.load_from(aggregate_id, None).await?,
-        };
-        let sink = EventSink::default();
-        let mut context = context;
-        let handled = context
-            .aggregate
-            .handle(command, &self.services, &sink)
-            .await;
-        let events = sink.collect().await;
-        match handled {
-            Ok(()) => self.commit(events, context, metadata).await.map(drop),
-            Err(refusal) => {
-                // The sink is the only way `handle` changes the aggregate: a refusal that
-                // wrote nothing left the state as loaded.
-                if events.is_empty() {
-                    self.remember(context);
-                }
-                Err(AggregateError::UserError(refusal))
-            }
-        }
+        let context = self.load_from(aggregate_id, remembered).await?;
+        self.decide(context, command, metadata, shared).await
     }
 
     /// Decides `command` on `entry` as it is and commits what it appends.
@@ -159,32 +153,101 @@ impl<A: Aggregate> CachedStore<A> {
         command: A::Command,
         metadata: &HashMap<String, String>,
     ) -> Result<Attempt<A>, AggregateError<A::Error>> {
-        let Entry {
-            mut aggregate,
-            version,
-        } = entry;
-        let sink = EventSink::default();
-        let outcome = aggregate.handle(command, &self.services, &sink).await;
-        let events = sink.collect().await;
-        if events.is_empty() {
-            let entry = Entry { aggregate, version };
-            return Ok(Attempt::Unchanged { entry, outcome });
-        }
-        if outcome.is_err() {
-            // Refused after writing to the sink: the state is no longer the loaded one.
-            return Ok(Attempt::Conflicted);
-        }
-        let context = EventStoreAggregateContext {
+        let mut context = EventStoreAggregateContext {
             aggregate_id: aggregate_id.to_owned(),
-            aggregate,
-            current_sequence: version,
+            aggregate: entry.aggregate,
+            current_sequence: entry.version,
             current_snapshot: None,
         };
-        match self.commit(events, context, metadata.clone()).await {
+        let sink = EventSink::default();
+        let outcome = context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Attempt::Unchanged(outcome));
+        }
+        if outcome.is_err() {
+            // Refused after writing to the sink: decided again on the store's state.
+            return Ok(Attempt::Conflicted);
+        }
+        match self.append(events, context, metadata.clone(), false).await {
             Ok(_) => Ok(Attempt::Committed),
             Err(AggregateError::AggregateConflict) => Ok(Attempt::Conflicted),
             Err(other) => Err(other),
         }
+    }
+
+    /// Decides `command` on the aggregate as the store has it and commits what it appends.
+    async fn decide(
+        &self,
+        mut context: EventStoreAggregateContext<A>,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+        shared: bool,
+    ) -> Result<(), AggregateError<A::Error>> {
+        let sink = EventSink::default();
+        let handled = context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await;
+        let events = sink.collect().await;
+        match handled {
+            Ok(()) => self
+                .append(events, context, metadata, shared)
+                .await
+                .map(drop),
+            Err(refusal) => {
+                // The sink is the only way `handle` changes the aggregate: a refusal that
+                // wrote nothing left the state as loaded.
+                if events.is_empty() {
+                    self.remember(context, shared);
+                }
+                Err(AggregateError::UserError(refusal))
+            }
+        }
+    }
+
+    /// Commits `events`, decided on `context` (which `handle` has applied them to), and
+    /// remembers the aggregate after them.
+    async fn append(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+        shared: bool,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        // `handle` applied the events to the context's aggregate as it wrote them to the sink.
+        let EventStoreAggregateContext {
+            aggregate_id,
+            aggregate,
+            current_sequence,
+            ..
+        } = context;
+        let committed: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let serialized = committed
+            .iter()
+            .map(SerializedEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.repo.persist::<A>(&serialized, None).await?;
+        let version = committed.last().map_or(current_sequence, |e| e.sequence);
+        let entry = Entry {
+            aggregate,
+            version,
+            shared,
+        };
+        self.cache().insert(aggregate_id, entry);
+        Ok(committed)
     }
 
     /// Takes the aggregate out of the cache while its command runs.
@@ -206,10 +269,8 @@ impl<A: Aggregate> CachedStore<A> {
         let Entry {
             mut aggregate,
             mut version,
-        } = base.unwrap_or_else(|| Entry {
-            aggregate: A::default(),
-            version: 0,
-        });
+            ..
+        } = base.unwrap_or_else(Entry::empty);
         let newer = self
             .repo
             .get_last_events::<A>(aggregate_id, version)
@@ -226,10 +287,11 @@ impl<A: Aggregate> CachedStore<A> {
         })
     }
 
-    fn remember(&self, context: EventStoreAggregateContext<A>) {
+    fn remember(&self, context: EventStoreAggregateContext<A>, shared: bool) {
         let entry = Entry {
             aggregate: context.aggregate,
             version: context.current_sequence,
+            shared,
         };
         self.cache().insert(context.aggregate_id, entry);
     }
@@ -277,31 +339,6 @@ impl<A: Aggregate> EventStore<A> for CachedStore<A> {
         context: Self::AC,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        // `handle` applied the events to the context's aggregate as it wrote them to the sink.
-        let EventStoreAggregateContext {
-            aggregate_id,
-            aggregate,
-            current_sequence,
-            ..
-        } = context;
-        let committed: Vec<EventEnvelope<A>> = events
-            .into_iter()
-            .zip(current_sequence + 1..)
-            .map(|(payload, sequence)| EventEnvelope {
-                aggregate_id: aggregate_id.clone(),
-                sequence,
-                payload,
-                metadata: metadata.clone(),
-            })
-            .collect();
-        let serialized = committed
-            .iter()
-            .map(SerializedEvent::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.repo.persist::<A>(&serialized, None).await?;
-        let version = committed.last().map_or(current_sequence, |e| e.sequence);
-        self.cache()
-            .insert(aggregate_id, Entry { aggregate, version });
-        Ok(committed)
+        self.append(events, context, metadata, false).await
     }
 }
