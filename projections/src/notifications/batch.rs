@@ -1,10 +1,13 @@
-//! Applies a batch to the feed. Task events, nearly all of the stream, are applied a run at a
-//! time: the creators the run's dead-letterings need are read in one query, and the run's
-//! task owners and notices are written in one statement each. Any other event ends the run
-//! and goes through the per-event apply, since bounty, wallet and inbox events read rows that
-//! earlier events of the batch may have written.
+//! Applies a batch to the feed. Task events, most of the stream, are applied a run at a time:
+//! the creators the run's dead-letterings need are read in one query, and the run's task
+//! owners and notices are written in one statement each. A posted bounty's row joins the run's
+//! writes, and an event that tells nobody anything (most wallet and bounty events) is passed
+//! over. Any other event ends the run and goes through the per-event apply, since it reads
+//! rows that earlier events of the batch may have written.
 
+use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::task::TaskEvent;
+use bountyline_domain::wallet::WalletEvent;
 use sqlx::{Postgres, Transaction};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -17,25 +20,106 @@ use crate::{ProjectionError, StoredEvent};
 type Tx = Transaction<'static, Postgres>;
 
 pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
-    let mut run = Vec::new();
+    let mut run = Run::default();
     for event in events {
-        if event.aggregate_type == "Task" {
-            let decoded: TaskEvent = event
-                .decode()
-                .map_err(|e| ProjectionError::decode(event, e))?;
-            run.push((id_of(event, "task")?, event, decoded));
-        } else {
-            apply_task_run(tx, std::mem::take(&mut run)).await?;
+        let tells = match event.aggregate_type.as_str() {
+            "Task" => {
+                let decoded: TaskEvent = event
+                    .decode()
+                    .map_err(|e| ProjectionError::decode(event, e))?;
+                run.tasks.push((id_of(event, "task")?, event, decoded));
+                continue;
+            }
+            "Bounty" => {
+                let bounty_id = id_of(event, "bounty")?;
+                let decoded: BountyEvent = event
+                    .decode()
+                    .map_err(|e| ProjectionError::decode(event, e))?;
+                if let BountyEvent::BountyPosted {
+                    poster,
+                    payment_id,
+                    title,
+                    ..
+                } = decoded
+                {
+                    run.bounties.push(bounty_id, payment_id, poster, title);
+                    continue;
+                }
+                !notices::of_bounty(bounty_id, &decoded).is_empty()
+            }
+            "Wallet" => {
+                let decoded: WalletEvent = event
+                    .decode()
+                    .map_err(|e| ProjectionError::decode(event, e))?;
+                !notices::of_wallet(&decoded).is_empty()
+            }
+            _ => true,
+        };
+        if tells {
+            run.write(tx).await?;
             apply_one(tx, event).await?;
         }
     }
-    apply_task_run(tx, run).await
+    run.write(tx).await
+}
+
+/// What a batch writes in one go until an event needs what it wrote.
+#[derive(Default)]
+struct Run<'a> {
+    tasks: Vec<(Uuid, &'a StoredEvent, TaskEvent)>,
+    bounties: Bounties,
+}
+
+impl Run<'_> {
+    async fn write(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        apply_task_run(tx, std::mem::take(&mut self.tasks)).await?;
+        std::mem::take(&mut self.bounties).write(tx).await
+    }
+}
+
+/// New `notification_bounties` rows, one array per column.
+#[derive(Default)]
+struct Bounties {
+    bounty_id: Vec<Uuid>,
+    payment_id: Vec<Uuid>,
+    poster: Vec<Uuid>,
+    title: Vec<String>,
+}
+
+impl Bounties {
+    fn push(&mut self, bounty_id: Uuid, payment_id: Uuid, poster: Uuid, title: String) {
+        self.bounty_id.push(bounty_id);
+        self.payment_id.push(payment_id);
+        self.poster.push(poster);
+        self.title.push(title);
+    }
+
+    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        if self.bounty_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO notification_bounties (bounty_id, payment_id, poster, title) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) \
+             ON CONFLICT (bounty_id) DO NOTHING",
+        )
+        .bind(self.bounty_id)
+        .bind(self.payment_id)
+        .bind(self.poster)
+        .bind(self.title)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn apply_task_run(
     tx: &mut Tx,
     run: Vec<(Uuid, &StoredEvent, TaskEvent)>,
 ) -> Result<(), ProjectionError> {
+    if run.is_empty() {
+        return Ok(());
+    }
     let dead: Vec<Uuid> = run
         .iter()
         .filter(|(_, _, task)| dead_letter(task).is_some())
