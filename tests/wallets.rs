@@ -76,6 +76,32 @@ async fn a_webhook_delivered_five_times_credits_once() {
     );
 }
 
+/// A delivery for a user bountyline does not know is refused and claims nothing: the provider's
+/// corrected delivery under the same reference goes through.
+#[tokio::test]
+async fn a_webhook_for_an_unknown_user_is_refused_and_claims_no_reference() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut body = json!({"event": "deposit.succeeded", "reference": "mistyped-user",
+                          "user_id": uuid::Uuid::new_v4(), "amount": 250, "currency": "USD"});
+    let refused = app.webhook(&body, true).await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(app.event_count().await, 0);
+
+    body["user_id"] = json!(alice.id);
+    let corrected = app.webhook(&body, true).await;
+    assert_eq!(corrected.status(), 200);
+    assert_eq!(
+        corrected.json::<Value>().await.unwrap()["status"],
+        "processed"
+    );
+    assert_eq!(app.balances(&alice).await["balances"][0]["available"], 250);
+}
+
 #[tokio::test]
 async fn a_hundred_parallel_withdrawals_of_one_from_fifty_give_exactly_fifty() {
     let app = TestApp::spawn().await;

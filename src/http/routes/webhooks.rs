@@ -143,20 +143,24 @@ async fn payments(
             ))
         }
     };
-    let known: Option<bool> = sqlx::query_scalar("SELECT true FROM users WHERE id = $1")
-        .bind(owner)
-        .fetch_optional(&state.pool)
-        .await?;
-    if known.is_none() {
-        return Err(ApiError::invalid_field("user_id", "no such user"));
-    }
-
     let hash = Sha256::digest(&body).to_vec();
-    if claim(&state.pool, reference.as_str(), &hash, &delivery.event).await? != hash {
-        return Err(ApiError::Conflict {
-            kind: "reference-reused",
-            detail: "this reference was already delivered with a different body".into(),
-        });
+    match claim(
+        &state.pool,
+        owner,
+        reference.as_str(),
+        &hash,
+        &delivery.event,
+    )
+    .await?
+    {
+        Claim::UnknownUser => return Err(ApiError::invalid_field("user_id", "no such user")),
+        Claim::ClaimedWith(claimed) if claimed != hash => {
+            return Err(ApiError::Conflict {
+                kind: "reference-reused",
+                detail: "this reference was already delivered with a different body".into(),
+            })
+        }
+        Claim::ClaimedWith(_) => {}
     }
     // The wallet is idempotent on the reference: a delivery already carried out (or one that
     // died half way and is run again) appends nothing the second time.
@@ -181,32 +185,53 @@ async fn payments(
     }))
 }
 
-/// Claims `reference` for a delivery with body hash `hash` and returns the hash it is claimed
-/// with: `hash` itself when this is its first delivery or a repeat of it, another when the
-/// reference came with a different body before. The claim is what keeps one reference to one
-/// wallet (the wallets each know only their own references). One round trip; read again only
-/// when a concurrent first delivery of the same reference was still committing.
-async fn claim(pool: &PgPool, reference: &str, hash: &[u8], event: &str) -> ApiResult<Vec<u8>> {
-    let claimed: Option<Vec<u8>> = sqlx::query_scalar(
-        "WITH claimed AS ( \
-             INSERT INTO webhook_deliveries (reference, body_hash, event) VALUES ($1, $2, $3) \
+/// What became of a delivery's claim on its reference.
+enum Claim {
+    /// The delivery names no user: nothing is claimed.
+    UnknownUser,
+    /// The reference is claimed with this body hash: the delivery's own when this is its
+    /// first delivery or a repeat of it, another when the reference came with a different
+    /// body before.
+    ClaimedWith(Vec<u8>),
+}
+
+/// Claims `reference` for a delivery to `owner` with body hash `hash`. The claim is what keeps
+/// one reference to one wallet (the wallets each know only their own references). One round
+/// trip; read again only when a concurrent first delivery of the same reference was still
+/// committing.
+async fn claim(
+    pool: &PgPool,
+    owner: Uuid,
+    reference: &str,
+    hash: &[u8],
+    event: &str,
+) -> ApiResult<Claim> {
+    let (known, claimed): (bool, Option<Vec<u8>>) = sqlx::query_as(
+        "WITH owner AS (SELECT EXISTS (SELECT 1 FROM users WHERE id = $4) AS known), \
+         claimed AS ( \
+             INSERT INTO webhook_deliveries (reference, body_hash, event) \
+             SELECT $1, $2, $3 FROM owner WHERE known \
              ON CONFLICT (reference) DO NOTHING RETURNING body_hash) \
-         SELECT body_hash FROM claimed \
-         UNION ALL \
-         SELECT body_hash FROM webhook_deliveries WHERE reference = $1",
+         SELECT known, coalesce((SELECT body_hash FROM claimed), \
+             (SELECT body_hash FROM webhook_deliveries WHERE reference = $1)) FROM owner",
     )
     .bind(reference)
     .bind(hash)
     .bind(event)
-    .fetch_optional(pool)
+    .bind(owner)
+    .fetch_one(pool)
     .await?;
-    if let Some(claimed) = claimed {
-        return Ok(claimed);
+    if !known {
+        return Ok(Claim::UnknownUser);
     }
-    Ok(
-        sqlx::query_scalar("SELECT body_hash FROM webhook_deliveries WHERE reference = $1")
-            .bind(reference)
-            .fetch_one(pool)
-            .await?,
-    )
+    let claimed = match claimed {
+        Some(claimed) => claimed,
+        None => {
+            sqlx::query_scalar("SELECT body_hash FROM webhook_deliveries WHERE reference = $1")
+                .bind(reference)
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    Ok(Claim::ClaimedWith(claimed))
 }
