@@ -342,3 +342,37 @@ async fn an_aggregate_another_process_appends_to_is_read_before_each_command() {
         .await;
     assert_eq!(again, 2, "one conflict in each process, then none");
 }
+
+/// Two processes racing on one wallet conflict now and then (each retries); a conflict keeps
+/// the state the losing command was decided on, so no command replays the wallet from its
+/// first event: each process reads the whole wallet once.
+#[tokio::test]
+async fn a_conflict_leaves_the_aggregate_remembered_as_it_was_loaded() {
+    let app = TestApp::spawn().await;
+    let (here, there) = (
+        CommandBus::new(app.pool.clone()),
+        CommandBus::new(app.pool.clone()),
+    );
+    let ctx = CommandContext::system("aggregate cache test");
+    let owner = Uuid::new_v4();
+    let conflicts = || async {
+        app.counter("bountyline_command_conflicts_retried_total{aggregate=\"Wallet\"}")
+            .await
+    };
+    let mut rounds = 0;
+    while conflicts().await == 0 {
+        rounds += 1;
+        assert!(rounds <= 50, "no conflict in 50 rounds of racing deposits");
+        let racing = [&here, &there]
+            .into_iter()
+            .flat_map(|bus| (0..8).map(|_| bus.wallet(owner, deposit(owner, 1), &ctx)));
+        for deposited in futures::future::join_all(racing).await {
+            deposited.expect("a deposit, after retries if it lost a race");
+        }
+    }
+    assert_eq!(
+        wallet_loads(&app, "miss").await,
+        2,
+        "one whole read of the wallet per process"
+    );
+}

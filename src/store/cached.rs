@@ -13,8 +13,9 @@
 //!
 //! An entry is taken out of the cache while its command runs and put back after that
 //! command's events are committed, or after the command was refused (a refusal decides no
-//! event, so the state is the one loaded). A command whose append fails leaves no entry
-//! behind, and the next load replays from the start.
+//! event, so the state is the one loaded). A command whose append fails (a conflict, a
+//! database out of reach) leaves the state it was decided on, still a true prefix of the
+//! aggregate's history, and the next load reads what is newer.
 //!
 //! [`CachedStore::execute`] runs a command as cqrs-es's `CqrsFramework` does (load, handle,
 //! commit), except that a refusal keeps the entry, and that it does not ask the store first
@@ -116,10 +117,19 @@ impl<A: Aggregate> CachedStore<A> {
         let mut shared = remembered.as_ref().is_some_and(|entry| entry.shared);
         if let Some(trial) = trial {
             let version = trial.version;
-            match self
+            let attempted_once = self
                 .attempt(aggregate_id, trial, command.clone(), &metadata)
-                .await?
-            {
+                .await;
+            let attempt = match attempted_once {
+                Ok(attempt) => attempt,
+                Err(failure) => {
+                    if let Some(entry) = remembered {
+                        self.keep(aggregate_id.to_owned(), entry);
+                    }
+                    return Err(failure);
+                }
+            };
+            match attempt {
                 Attempt::Committed => {
                     attempted("committed");
                     return Ok(());
@@ -180,13 +190,24 @@ impl<A: Aggregate> CachedStore<A> {
     }
 
     /// Decides `command` on the aggregate as the store has it and commits what it appends.
+    /// The state it was decided on stays remembered when the append fails (a conflict, a
+    /// database out of reach): it is still a true prefix of the aggregate's history, so the
+    /// next command reads only what is newer instead of replaying every event.
     async fn decide(
         &self,
         mut context: EventStoreAggregateContext<A>,
         command: A::Command,
         metadata: HashMap<String, String>,
         shared: bool,
-    ) -> Result<(), AggregateError<A::Error>> {
+    ) -> Result<(), AggregateError<A::Error>>
+    where
+        A: Clone,
+    {
+        let loaded = Entry {
+            aggregate: context.aggregate.clone(),
+            version: context.current_sequence,
+            shared,
+        };
         let sink = EventSink::default();
         let handled = context
             .aggregate
@@ -194,16 +215,26 @@ impl<A: Aggregate> CachedStore<A> {
             .await;
         let events = sink.collect().await;
         match handled {
-            Ok(()) => self
-                .append(events, context, metadata, shared)
-                .await
-                .map(drop),
-            Err(refusal) => {
-                // The sink is the only way `handle` changes the aggregate: a refusal that
-                // wrote nothing left the state as loaded.
-                if events.is_empty() {
-                    self.remember(context, shared);
+            Ok(()) => {
+                let id = context.aggregate_id.clone();
+                let appended = self.append(events, context, metadata, shared).await;
+                if let Err(failure) = appended {
+                    let conflicted = matches!(failure, AggregateError::AggregateConflict);
+                    self.keep(
+                        id,
+                        Entry {
+                            shared: shared || conflicted,
+                            ..loaded
+                        },
+                    );
+                    return Err(failure);
                 }
+                Ok(())
+            }
+            Err(refusal) => {
+                // Whatever `handle` wrote to the sink before refusing, the state as loaded is
+                // still the store's.
+                self.keep(context.aggregate_id, loaded);
                 Err(AggregateError::UserError(refusal))
             }
         }
@@ -285,6 +316,11 @@ impl<A: Aggregate> CachedStore<A> {
             current_sequence: version,
             current_snapshot: None,
         })
+    }
+
+    /// Puts `entry` back into the cache.
+    fn keep(&self, aggregate_id: String, entry: Entry<A>) {
+        self.cache().insert(aggregate_id, entry);
     }
 
     fn remember(&self, context: EventStoreAggregateContext<A>, shared: bool) {
