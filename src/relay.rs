@@ -18,7 +18,7 @@
 
 use async_nats::{jetstream, HeaderMap};
 use bountyline_projections::{EventReader, StoredEvent};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -109,6 +109,9 @@ impl Relay {
                 tokio::select! {
                     woken = wake_ups.next() => {
                         woken.ok_or_else(|| anyhow::anyhow!("the wake-up subscription ended"))?;
+                        // Wake-ups that queued while the relay published ask for one read, not
+                        // one each.
+                        while let Some(Some(_)) = wake_ups.next().now_or_never() {}
                     }
                     _ = tokio::time::sleep(self.idle_poll) => {}
                     _ = shutdown.changed() => return Ok(()),

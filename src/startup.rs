@@ -96,14 +96,13 @@ impl Application {
         let mut tasks = Vec::new();
         // Every process that appends (the API; workers for their process managers and
         // expiries) wakes the relay.
-        let appended = commands.appended().clone();
         tasks.push((
             "appended-signal",
-            tokio::spawn({
-                let (client, subject, rx) =
-                    (nats_client.clone(), names.appended(), shutdown_rx.clone());
-                async move { appended.publish(client, subject, rx).await }
-            }),
+            tokio::spawn(commands.appended().clone().publish(
+                nats_client.clone(),
+                names.appended(),
+                shutdown_rx.clone(),
+            )),
         ));
 
         if parts.workers {

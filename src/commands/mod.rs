@@ -168,7 +168,9 @@ const TRIES_ON_CONFLICT: u32 = 4;
 /// ([`CachedStore::execute`]); sent to an id that already has events, it conflicts at the
 /// append and is decided again on what the store holds.
 pub trait Creates {
-    fn creates(&self) -> bool;
+    fn creates(&self) -> bool {
+        false
+    }
 }
 
 impl Creates for TaskCommand {
@@ -191,18 +193,10 @@ impl Creates for PaymentCommand {
 
 /// A wallet comes into being with its first deposit or credit, on the owner's id, which
 /// usually has one already: no command creates a wallet.
-impl Creates for WalletCommand {
-    fn creates(&self) -> bool {
-        false
-    }
-}
+impl Creates for WalletCommand {}
 
 /// An inbox is its owner's, on the owner's id: no command creates one as such.
-impl Creates for InboxCommand {
-    fn creates(&self) -> bool {
-        false
-    }
-}
+impl Creates for InboxCommand {}
 
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.

@@ -139,7 +139,12 @@ impl<A: Aggregate> CachedStore<A> {
                     if context.current_sequence == version {
                         // Nothing newer in the store: the attempt's answer stands.
                         attempted("confirmed");
-                        self.remember(context, false);
+                        let confirmed = Entry {
+                            aggregate: context.aggregate,
+                            version: context.current_sequence,
+                            shared: false,
+                        };
+                        self.keep(context.aggregate_id, confirmed);
                         return outcome.map_err(AggregateError::UserError);
                     }
                     attempted("decided-again");
@@ -169,18 +174,10 @@ impl<A: Aggregate> CachedStore<A> {
             current_sequence: entry.version,
             current_snapshot: None,
         };
-        let sink = EventSink::default();
-        let outcome = context
-            .aggregate
-            .handle(command, &self.services, &sink)
-            .await;
-        let events = sink.collect().await;
-        if events.is_empty() {
+        let (outcome, events) = self.handle(&mut context, command).await;
+        if outcome.is_err() || events.is_empty() {
+            // The attempt ran on a copy: whatever it wrote before refusing is dropped with it.
             return Ok(Attempt::Unchanged(outcome));
-        }
-        if outcome.is_err() {
-            // Refused after writing to the sink: decided again on the store's state.
-            return Ok(Attempt::Conflicted);
         }
         match self.append(events, context, metadata.clone(), false).await {
             Ok(_) => Ok(Attempt::Committed),
@@ -208,12 +205,7 @@ impl<A: Aggregate> CachedStore<A> {
             version: context.current_sequence,
             shared,
         };
-        let sink = EventSink::default();
-        let handled = context
-            .aggregate
-            .handle(command, &self.services, &sink)
-            .await;
-        let events = sink.collect().await;
+        let (handled, events) = self.handle(&mut context, command).await;
         match handled {
             Ok(()) => {
                 let id = context.aggregate_id.clone();
@@ -238,6 +230,21 @@ impl<A: Aggregate> CachedStore<A> {
                 Err(AggregateError::UserError(refusal))
             }
         }
+    }
+
+    /// Lets the aggregate decide `command`: its answer and the events it wrote (applied to
+    /// `context`'s aggregate as they were written).
+    async fn handle(
+        &self,
+        context: &mut EventStoreAggregateContext<A>,
+        command: A::Command,
+    ) -> (Result<(), A::Error>, Vec<A::Event>) {
+        let sink = EventSink::default();
+        let outcome = context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await;
+        (outcome, sink.collect().await)
     }
 
     /// Commits `events`, decided on `context` (which `handle` has applied them to), and
@@ -277,7 +284,7 @@ impl<A: Aggregate> CachedStore<A> {
             version,
             shared,
         };
-        self.cache().insert(aggregate_id, entry);
+        self.keep(aggregate_id, entry);
         Ok(committed)
     }
 
@@ -321,15 +328,6 @@ impl<A: Aggregate> CachedStore<A> {
     /// Puts `entry` back into the cache.
     fn keep(&self, aggregate_id: String, entry: Entry<A>) {
         self.cache().insert(aggregate_id, entry);
-    }
-
-    fn remember(&self, context: EventStoreAggregateContext<A>, shared: bool) {
-        let entry = Entry {
-            aggregate: context.aggregate,
-            version: context.current_sequence,
-            shared,
-        };
-        self.cache().insert(context.aggregate_id, entry);
     }
 
     /// The cache, also after a command panicked while holding it: entries are put in whole,

@@ -89,7 +89,22 @@ async fn bounty(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError>
         .await?;
         return Ok(());
     }
-    let mut notices = notices::of_bounty(bounty_id, &decoded);
+    tell_of_bounty(
+        tx,
+        event,
+        bounty_id,
+        notices::of_bounty(bounty_id, &decoded),
+    )
+    .await
+}
+
+/// Writes a bounty event's `notices`, each with the bounty's title.
+pub(super) async fn tell_of_bounty(
+    tx: &mut Tx,
+    event: &StoredEvent,
+    bounty_id: Uuid,
+    mut notices: Vec<Notice>,
+) -> Result<(), ProjectionError> {
     if notices.is_empty() {
         return Ok(());
     }
@@ -108,9 +123,16 @@ async fn wallet(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError>
     let decoded: WalletEvent = event
         .decode()
         .map_err(|e| ProjectionError::decode(event, e))?;
-    let mut notices = notices::of_wallet(&decoded);
+    tell_of_wallet(tx, event, notices::of_wallet(&decoded)).await
+}
+
+/// Writes a wallet event's `notices`, each with the bounty its payment is for.
+pub(super) async fn tell_of_wallet(
+    tx: &mut Tx,
+    event: &StoredEvent,
+    mut notices: Vec<Notice>,
+) -> Result<(), ProjectionError> {
     for notice in &mut notices {
-        // Escrow payments are the bounties' payments: name the bounty when it is one.
         let bounty: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT bounty_id, title FROM notification_bounties WHERE payment_id = $1",
         )

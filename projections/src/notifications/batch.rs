@@ -2,8 +2,8 @@
 //! the creators the run's dead-letterings need are read in one query, and the run's task
 //! owners and notices are written in one statement each. A posted bounty's row joins the run's
 //! writes, and an event that tells nobody anything (most wallet and bounty events) is passed
-//! over. Any other event ends the run and goes through the per-event apply, since it reads
-//! rows that earlier events of the batch may have written.
+//! over. An event with notices ends the run (it reads rows that earlier events of the batch
+//! may have written) and is told as the per-event apply tells it, decoded once.
 
 use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::task::TaskEvent;
@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::apply::{apply_one, dead_letter, id_of, DeadLetter};
+use super::apply::{apply_one, dead_letter, id_of, tell_of_bounty, tell_of_wallet, DeadLetter};
 use super::notices;
 use crate::{ProjectionError, StoredEvent};
 
@@ -22,13 +22,12 @@ type Tx = Transaction<'static, Postgres>;
 pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
     let mut run = Run::default();
     for event in events {
-        let tells = match event.aggregate_type.as_str() {
+        match event.aggregate_type.as_str() {
             "Task" => {
                 let decoded: TaskEvent = event
                     .decode()
                     .map_err(|e| ProjectionError::decode(event, e))?;
                 run.tasks.push((id_of(event, "task")?, event, decoded));
-                continue;
             }
             "Bounty" => {
                 let bounty_id = id_of(event, "bounty")?;
@@ -45,19 +44,26 @@ pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), Pro
                     run.bounties.push(bounty_id, payment_id, poster, title);
                     continue;
                 }
-                !notices::of_bounty(bounty_id, &decoded).is_empty()
+                let notices = notices::of_bounty(bounty_id, &decoded);
+                if !notices.is_empty() {
+                    run.write(tx).await?;
+                    tell_of_bounty(tx, event, bounty_id, notices).await?;
+                }
             }
             "Wallet" => {
                 let decoded: WalletEvent = event
                     .decode()
                     .map_err(|e| ProjectionError::decode(event, e))?;
-                !notices::of_wallet(&decoded).is_empty()
+                let notices = notices::of_wallet(&decoded);
+                if !notices.is_empty() {
+                    run.write(tx).await?;
+                    tell_of_wallet(tx, event, notices).await?;
+                }
             }
-            _ => true,
-        };
-        if tells {
-            run.write(tx).await?;
-            apply_one(tx, event).await?;
+            _ => {
+                run.write(tx).await?;
+                apply_one(tx, event).await?;
+            }
         }
     }
     run.write(tx).await
