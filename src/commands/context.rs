@@ -14,7 +14,16 @@ pub struct CommandContext {
     /// The event that led to this command, when a process manager or scheduler issued it.
     pub causation_id: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Tries a command gets against concurrency conflicts before its caller hears 409.
+    pub tries_on_conflict: u32,
 }
+
+/// Tries against conflicts for a command a person (or the payment provider) waits for.
+const TRIES_ON_CONFLICT: u32 = 4;
+/// Tries for a process manager's follow-up: nobody waits on it, and one that gave up failed
+/// its whole batch (under a held load a payer's wallet also takes the API's deposits, and each
+/// failed batch cost the runner a backoff and a catch-up from the store).
+const TRIES_FOR_FOLLOW_UPS: u32 = 80;
 
 impl CommandContext {
     /// A command a person sent over HTTP: the request is its own correlation.
@@ -25,6 +34,7 @@ impl CommandContext {
             correlation_id: request_id.to_owned(),
             causation_id: None,
             idempotency_key,
+            tries_on_conflict: TRIES_ON_CONFLICT,
         }
     }
 
@@ -37,6 +47,7 @@ impl CommandContext {
             correlation_id: id,
             causation_id: Some(cause.to_owned()),
             idempotency_key: None,
+            tries_on_conflict: TRIES_ON_CONFLICT,
         }
     }
 
@@ -53,6 +64,7 @@ impl CommandContext {
             correlation_id: correlation,
             causation_id: Some(event.event_id.to_string()),
             idempotency_key: None,
+            tries_on_conflict: TRIES_FOR_FOLLOW_UPS,
         }
     }
 

@@ -158,10 +158,39 @@ fn history_as_fault(e: CommandError<WalletError>, name: &'static str) -> Command
 }
 
 /// A command that lost at the append to another process's command on its aggregate is decided
-/// again on the new state, up to this many tries in all, before the caller hears 409: the
-/// losing try appended nothing, so deciding again is exactly what the caller would do. (In
-/// one process, commands on one aggregate take turns and do not meet at the append.)
-const TRIES_ON_CONFLICT: u32 = 4;
+/// again on the new state, up to `CommandContext::tries_on_conflict` tries in all, before the
+/// caller hears 409: the losing try appended nothing, so deciding again is exactly what the
+/// caller would do. Each new try waits a little longer, with jitter, so that two processes
+/// racing on one aggregate stop meeting. (In one process, commands on one aggregate take turns
+/// and do not meet at the append.)
+async fn retrying<T, Once, Done, Pause, Paused>(
+    tries: u32,
+    lost: impl Fn(&T) -> bool,
+    mut once: Once,
+    pause: Pause,
+) -> T
+where
+    Once: FnMut() -> Done,
+    Done: std::future::Future<Output = T>,
+    Pause: Fn(u32) -> Paused,
+    Paused: std::future::Future<Output = ()>,
+{
+    let mut tried = 1;
+    loop {
+        let outcome = once().await;
+        if tried >= tries || !lost(&outcome) {
+            return outcome;
+        }
+        pause(tried).await;
+        tried += 1;
+    }
+}
+
+/// The pause before try `tried + 1`: up to 100 ms, growing, with jitter.
+async fn pause_after(tried: u32) {
+    let millis = (5 * u64::from(tried)).min(80) + rand::random::<u64>() % 20;
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+}
 
 /// Commands that create their aggregate. On an aggregate this process does not hold, such a
 /// command is first decided on the empty aggregate, without reading the store
@@ -210,35 +239,42 @@ async fn run<A>(
 ) -> Result<Committed, CommandError<A::Error>>
 where
     A: Aggregate + Clone + 'static,
-    A::Command: Clone + Creates + Send + 'static,
+    A::Command: Clone + Creates + Send + Sync + 'static,
     A::Error: Send + 'static,
 {
     let command_id = Uuid::new_v4();
     let metadata = ctx.metadata(command_id, name);
     let started = Instant::now();
     let (pool, aggregates, turns) = (bus.pool.clone(), aggregates.clone(), bus.turns.clone());
+    let tries = ctx.tries_on_conflict;
     let handle = tokio::spawn(async move {
         let aggregate_id = id.to_string();
-        let mut tries = 1;
-        let (executed, receipt) = loop {
-            let turn = turns.take(A::TYPE, id).await;
-            let (executed, receipt) = store::with_receipt(aggregates.execute(
-                &aggregate_id,
-                command.clone(),
-                metadata.clone(),
-                command.creates(),
-            ))
-            .await;
-            drop(turn);
-            match executed {
-                Err(AggregateError::AggregateConflict) if tries < TRIES_ON_CONFLICT => {
-                    tries += 1;
-                    metrics::counter!("bountyline_command_conflicts_retried_total", "aggregate" => A::TYPE)
-                        .increment(1);
-                }
-                executed => break (executed, receipt),
+        let lost = |(executed, _): &(Result<(), AggregateError<A::Error>>, Option<Receipt>)| {
+            let lost = matches!(executed, Err(AggregateError::AggregateConflict));
+            if lost {
+                metrics::counter!("bountyline_command_conflicts_retried_total", "aggregate" => A::TYPE)
+                    .increment(1);
+            }
+            lost
+        };
+        let once = || {
+            let (command, creates) = (command.clone(), command.creates());
+            let (aggregates, turns, aggregate_id) = (&aggregates, &turns, &aggregate_id);
+            let metadata = metadata.clone();
+            async move {
+                let turn = turns.take(A::TYPE, id).await;
+                let executed = store::with_receipt(aggregates.execute(
+                    aggregate_id,
+                    command,
+                    metadata,
+                    creates,
+                ))
+                .await;
+                drop(turn);
+                executed
             }
         };
+        let (executed, receipt) = retrying(tries, lost, once, pause_after).await;
         executed.map_err(|e| match e {
             AggregateError::UserError(e) => CommandError::Domain(e),
             AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
@@ -340,5 +376,48 @@ mod tests {
         let broken = WalletError::HistoryUnavailable(HistoryError::new(sqlx::Error::RowNotFound));
         let answer = ApiError::from(history_as_fault(CommandError::Domain(broken), "Deposit"));
         assert!(matches!(answer, ApiError::Internal(_)), "{answer:?}");
+    }
+
+    /// A command that keeps losing conflicts is tried again after a pause, up to its context's
+    /// tries (a process manager's follow-up failed its whole batch when it gave up after 4,
+    /// which stalled the runner under a held load); one that never stops conflicting still
+    /// answers the conflict in the end, and any other outcome is not tried again.
+    #[tokio::test]
+    async fn a_command_losing_conflicts_is_tried_again_and_a_fault_is_not() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        const TRIES: u32 = 20;
+        let tries = AtomicU32::new(0);
+        let lost = |outcome: &Result<(), &str>| *outcome == Err("conflict");
+        let conflicting_until = |last: u32| {
+            let tries = &tries;
+            move || async move {
+                if tries.fetch_add(1, Ordering::SeqCst) + 1 < last {
+                    Err("conflict")
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let no_pause = |_| async {};
+
+        assert_eq!(
+            retrying(TRIES, lost, conflicting_until(5), no_pause).await,
+            Ok(())
+        );
+        assert_eq!(tries.swap(0, Ordering::SeqCst), 5);
+
+        let forever = conflicting_until(u32::MAX);
+        assert!(matches!(
+            retrying(TRIES, lost, forever, no_pause).await,
+            Err("conflict")
+        ));
+        assert_eq!(tries.swap(0, Ordering::SeqCst), TRIES);
+
+        let fault = || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err("down")
+        };
+        assert_eq!(retrying(TRIES, lost, fault, no_pause).await, Err("down"));
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 }

@@ -43,7 +43,6 @@ impl ProcessManagers {
 }
 
 /// One follow-up command.
-#[derive(Clone)]
 enum Step {
     Bounty(Uuid, BountyCommand),
     Payment(Uuid, PaymentCommand),
@@ -225,84 +224,33 @@ impl ProcessManagers {
         Ok(refusals)
     }
 
-    /// Runs one step. `Ok(Err(reason))` is a refusal. A concurrency conflict outlasting the
-    /// command bus's own tries (`TRIES_ON_CONFLICT`) is tried again after a short pause, up to
-    /// [`STEP_CONFLICT_ROUNDS`] times, before it fails the batch as transient: under a held
-    /// load a payer's wallet also takes the API's deposits, and a failed batch cost the runner
-    /// a backoff and a catch-up from the store each time, while the load went on.
+    /// Runs one step. `Ok(Err(reason))` is a refusal. A concurrency conflict has already been
+    /// retried by the command bus, many times for a follow-up (`CommandContext::follow_up`);
+    /// one that outlasts it fails the batch as transient, and the runner tries the batch again
+    /// after a pause.
     async fn run(
         &self,
         step: Step,
         ctx: &CommandContext,
     ) -> Result<Result<(), String>, ProjectionError> {
-        let once = || async {
-            match step.clone() {
-                Step::Bounty(id, c) => classify(self.commands.bounty(id, c, ctx).await),
-                Step::Payment(id, c) => classify(self.commands.payment(id, c, ctx).await),
-                Step::Wallet(id, c) => classify(self.commands.wallet(id, c, ctx).await),
-            }
+        let outcome = match step {
+            Step::Bounty(id, c) => classify(self.commands.bounty(id, c, ctx).await),
+            Step::Payment(id, c) => classify(self.commands.payment(id, c, ctx).await),
+            Step::Wallet(id, c) => classify(self.commands.wallet(id, c, ctx).await),
         };
-        retry_conflicts(once, |round| {
-            tokio::time::sleep(std::time::Duration::from_millis(
-                5 * u64::from(round) + rand::random::<u64>() % 20,
-            ))
-        })
-        .await
-        .map_err(|failure| ProjectionError::Transient(failure.to_string()))
-    }
-}
-
-/// Rounds of the command bus's tries a process manager's step gets against conflicts.
-const STEP_CONFLICT_ROUNDS: u32 = 20;
-
-/// Why a step failed: a conflict it kept losing, or a fault.
-#[derive(Debug, PartialEq)]
-enum StepFailure {
-    Conflict(String),
-    Fault(String),
-}
-
-impl std::fmt::Display for StepFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StepFailure::Conflict(e) | StepFailure::Fault(e) => f.write_str(e),
-        }
-    }
-}
-
-/// Runs `once` until it does not fail with a conflict, pausing with `pause(round)` between
-/// rounds, at most [`STEP_CONFLICT_ROUNDS`] rounds.
-async fn retry_conflicts<Once, Done, Pause, Paused>(
-    once: Once,
-    pause: Pause,
-) -> Result<Result<(), String>, StepFailure>
-where
-    Once: Fn() -> Done,
-    Done: std::future::Future<Output = Result<Result<(), String>, StepFailure>>,
-    Pause: Fn(u32) -> Paused,
-    Paused: std::future::Future<Output = ()>,
-{
-    let mut round = 1;
-    loop {
-        match once().await {
-            Err(StepFailure::Conflict(_)) if round < STEP_CONFLICT_ROUNDS => {
-                pause(round).await;
-                round += 1;
-            }
-            outcome => return outcome,
-        }
+        outcome.map_err(ProjectionError::Transient)
     }
 }
 
 /// A command's outcome for a process manager: done, refused (with the reason), or a fault.
 fn classify<E: std::error::Error>(
     result: Result<Committed, CommandError<E>>,
-) -> Result<Result<(), String>, StepFailure> {
+) -> Result<Result<(), String>, String> {
     match result {
         Ok(_) => Ok(Ok(())),
         Err(CommandError::Domain(e)) => Ok(Err(e.to_string())),
-        Err(e @ CommandError::Conflict(_)) => Err(StepFailure::Conflict(e.to_string())),
-        Err(CommandError::Internal(e)) => Err(StepFailure::Fault(format!("{e:#}"))),
+        Err(e @ CommandError::Conflict(_)) => Err(e.to_string()),
+        Err(CommandError::Internal(e)) => Err(format!("{e:#}")),
     }
 }
 
@@ -575,48 +523,5 @@ mod tests {
     fn unrelated_follow_ups_get_lanes_of_their_own() {
         let lanes = lanes((1..=4).map(|i| follow_up(i, i as u128, &[])).collect());
         assert_eq!(lanes.len(), 4);
-    }
-
-    /// A step that keeps losing conflicts is tried again after a pause, not failed at once
-    /// (which stalled the whole process-manager runner under a held load); one that never
-    /// stops conflicting still fails in the end, and a fault is not retried.
-    #[tokio::test]
-    async fn a_step_losing_conflicts_is_tried_again_and_a_fault_is_not() {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        let tries = AtomicU32::new(0);
-        let conflicting_until = |last: u32| {
-            let tries = &tries;
-            move || async move {
-                if tries.fetch_add(1, Ordering::SeqCst) + 1 < last {
-                    Err(StepFailure::Conflict("lost".into()))
-                } else {
-                    Ok(Ok(()))
-                }
-            }
-        };
-        let no_pause = |_| async {};
-
-        assert_eq!(
-            retry_conflicts(conflicting_until(5), no_pause).await,
-            Ok(Ok(()))
-        );
-        assert_eq!(tries.swap(0, Ordering::SeqCst), 5);
-
-        let forever = conflicting_until(u32::MAX);
-        assert!(matches!(
-            retry_conflicts(forever, no_pause).await,
-            Err(StepFailure::Conflict(_))
-        ));
-        assert_eq!(tries.swap(0, Ordering::SeqCst), STEP_CONFLICT_ROUNDS);
-
-        let fault = || async {
-            tries.fetch_add(1, Ordering::SeqCst);
-            Err(StepFailure::Fault("down".into()))
-        };
-        assert_eq!(
-            retry_conflicts(fault, no_pause).await,
-            Err(StepFailure::Fault("down".into()))
-        );
-        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 }
