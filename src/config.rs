@@ -42,8 +42,11 @@ pub struct HttpSettings {
     /// The longest a request may take to begin its answer (503 after).
     pub request_timeout_secs: u64,
     /// Requests one API process works on at once (streams, health and metrics aside); more
-    /// are answered 503 with Retry-After at once rather than queued (0: no limit).
+    /// wait for a place (0: no limit).
     pub max_in_flight: usize,
+    /// How long a request beyond `max_in_flight` waits for a place before it is answered 503
+    /// with Retry-After (0: at once). At most four requests per place wait.
+    pub admission_wait_ms: u64,
     /// Browser origins allowed to call the API (CORS), comma-separated, exact: empty for none.
     pub cors_origins: String,
     /// When set, `/metrics` answers only `Authorization: Bearer <this token>`.
@@ -143,6 +146,7 @@ impl Settings {
             .set_default("http.read_your_writes_timeout_ms", 5000)?
             .set_default("http.request_timeout_secs", 30)?
             .set_default("http.max_in_flight", 256)?
+            .set_default("http.admission_wait_ms", 2000)?
             .set_default("http.cors_origins", "")?
             .set_default("http.metrics_token", "")?
             .set_default("http.docs", true)?

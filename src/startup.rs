@@ -153,7 +153,11 @@ impl Application {
                 stats,
                 nats: nats_client.clone(),
                 metrics: telemetry::metrics(),
-                limits: Limits::new(&settings.limits, settings.http.max_in_flight),
+                limits: Limits::new(
+                    &settings.limits,
+                    settings.http.max_in_flight,
+                    Duration::from_millis(settings.http.admission_wait_ms),
+                ),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();

@@ -194,6 +194,45 @@ async fn an_answer_that_takes_too_long_is_a_503_to_retry() {
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
 
+/// A short stall should cost latency, not 503s: a request finding every place taken waits
+/// for one (`http.admission_wait_ms`) and is served when it frees.
+#[tokio::test]
+async fn a_request_finding_every_place_taken_waits_for_one() {
+    // One place; an API without workers, so a read of one's own write holds that place for
+    // the whole read-your-writes wait (1.5 s) and then answers 503 itself.
+    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+    let mut settings = test_settings(&fresh_database().await, &nats_url);
+    settings.http.max_in_flight = 1;
+    settings.http.read_your_writes_timeout_ms = 1500;
+    settings.http.admission_wait_ms = 5000;
+    let app = TestApp::spawn_with(settings, Parts::API).await;
+    let alice = app.user("alice").await;
+    let written = app.create_task(&alice, "q", "unseen", 0).await;
+    let holder = app
+        .client
+        .get(app.url("/v1/tasks"))
+        .bearer_auth(&alice.access_token)
+        .header("X-Min-Position", written["position"].to_string())
+        .send();
+    let waiter = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let res = app.get(&alice, "/v1/me").await;
+        (res.status(), started.elapsed())
+    };
+    let (held, (status, waited)) = tokio::join!(holder, waiter);
+    let held = problem(held.unwrap(), 503).await;
+    assert!(
+        held["detail"].as_str().unwrap().contains("not reached"),
+        "{held}"
+    );
+    assert_eq!(status, 200, "served once the place was given back");
+    assert!(
+        waited >= std::time::Duration::from_millis(1000),
+        "it waited: {waited:?}"
+    );
+}
+
 /// A TCP relay to Postgres that can be cut: open connections drop and new ones are refused,
 /// as when the database host goes away.
 struct Link {
@@ -315,13 +354,15 @@ async fn a_known_path_with_another_method_is_a_405_that_names_the_methods() {
 
 /// Found by the held-load run: under a sustained overload every request queued for the
 /// database pool, timed out after its turn, and none completed. Beyond `http.max_in_flight`
-/// a request is now refused at once (503, Retry-After) and the admitted ones finish.
+/// a request now waits a bounded time for a place (`http.admission_wait_ms`), is then
+/// refused (503, Retry-After), and the admitted ones finish.
 #[tokio::test]
-async fn beyond_max_in_flight_requests_are_shed_at_once_and_health_still_answers() {
+async fn beyond_max_in_flight_requests_are_shed_after_a_bounded_wait_and_health_still_answers() {
     let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
     let mut settings = test_settings(&fresh_database().await, &nats_url);
     settings.http.max_in_flight = 1;
     settings.http.read_your_writes_timeout_ms = 3000;
+    settings.http.admission_wait_ms = 300;
     // No workers: a read that waits for a position waits its whole time limit.
     let app = TestApp::spawn_with(settings, Parts::API).await;
     let alice = app.user("alice").await;
@@ -349,9 +390,14 @@ async fn beyond_max_in_flight_requests_are_shed_at_once_and_health_still_answers
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     let shed = app.get(&alice, "/v1/me").await;
+    let waited = started.elapsed();
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(1),
-        "shed at once"
+        waited >= std::time::Duration::from_millis(250),
+        "it waited: {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_millis(1500),
+        "then shed: {waited:?}"
     );
     assert_eq!(shed.headers()["retry-after"], "1");
     let body = problem(shed, 503).await;

@@ -33,8 +33,9 @@ pub async fn limit_auth(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
-/// Load shedding: at most `http.max_in_flight` requests are worked on at once; one more is
-/// answered 503 with Retry-After at once. Queued instead, every request would wait for the
+/// Load shedding: at most `http.max_in_flight` requests are worked on at once; one more waits
+/// for a place for at most `http.admission_wait_ms` (see `limits::Admission`), and is then
+/// answered 503 with Retry-After. Queued without a bound, every request would wait for the
 /// database pool, and past the pool's wait limit under a sustained overload each would time
 /// out after taking its turn, so that none completed (the held-load run found this). Streams
 /// (long-lived by design), health checks and metrics are not counted.
@@ -45,20 +46,23 @@ pub async fn shed_load(
     let path = req.path();
     let counted =
         !(path.starts_with("/v1/streams/") || path.starts_with("/health/") || path == "/metrics");
-    let places = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.limits.in_flight.clone())
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let admission = state
+        .as_ref()
+        .and_then(|state| state.limits.in_flight.as_ref())
         .filter(|_| counted);
-    let _place = match places.map(|places| places.try_acquire_owned()) {
-        Some(Ok(place)) => Some(place),
-        Some(Err(_)) => {
-            metrics::counter!("bountyline_http_shed_total").increment(1);
-            let res = problem_response(&ApiError::Unavailable {
-                detail: "the server is at capacity; retry shortly".into(),
-                retry_after: 1,
-            });
-            return Ok(req.into_response(res));
-        }
+    let _place = match admission {
+        Some(admission) => match admission.enter().await {
+            Some(place) => Some(place),
+            None => {
+                metrics::counter!("bountyline_http_shed_total").increment(1);
+                let res = problem_response(&ApiError::Unavailable {
+                    detail: "the server is at capacity; retry shortly".into(),
+                    retry_after: 1,
+                });
+                return Ok(req.into_response(res));
+            }
+        },
         None => None,
     };
     Ok(next.call(req).await?.map_into_boxed_body())

@@ -10,8 +10,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -131,11 +132,11 @@ pub struct Limits {
     /// Failed logins per account (the lower-cased email): taken only when a login fails.
     pub login_failures: Limiter<String>,
     /// Places for requests being worked on; `None` without a limit.
-    pub in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    pub in_flight: Option<Admission>,
 }
 
 impl Limits {
-    pub fn new(settings: &LimitSettings, max_in_flight: usize) -> Self {
+    pub fn new(settings: &LimitSettings, max_in_flight: usize, admission_wait: Duration) -> Self {
         let rate = |per_minute, burst| Rate { per_minute, burst };
         Self {
             auth: Limiter::new(rate(settings.auth_per_minute, settings.auth_burst)),
@@ -144,9 +145,59 @@ impl Limits {
                 settings.login_failures_per_minute,
                 settings.login_failures_burst,
             )),
-            in_flight: (max_in_flight > 0)
-                .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight))),
+            in_flight: (max_in_flight > 0).then(|| Admission::new(max_in_flight, admission_wait)),
         }
+    }
+}
+
+/// Requests that may wait for a place, per place.
+const WAITING_PER_PLACE: usize = 4;
+
+/// Places for the requests one process works on at once, and a waiting room before them.
+///
+/// A request that finds every place taken waits for one, first come first served, for at
+/// most `wait`; one that finds the room full, or waits that long, is shed. A short stall
+/// (a slow fsync, the host taking the CPU away for a moment) so costs some latency rather
+/// than a burst of 503s, while a sustained overload is still shed after a bounded wait. The
+/// room holds `WAITING_PER_PLACE` requests per place, which bounds the memory they keep.
+pub struct Admission {
+    places: Arc<Semaphore>,
+    room: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// A request's place (and its spot in the room), given back when it is dropped.
+pub struct Place {
+    _working: OwnedSemaphorePermit,
+    _room: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    pub fn new(places: usize, wait: Duration) -> Self {
+        Self {
+            places: Arc::new(Semaphore::new(places)),
+            room: Arc::new(Semaphore::new(places * (1 + WAITING_PER_PLACE))),
+            wait,
+        }
+    }
+
+    /// A place at once, or after a wait in the room; `None`: the request is to be shed.
+    pub async fn enter(&self) -> Option<Place> {
+        let room = self.room.clone().try_acquire_owned().ok()?;
+        let working = match self.places.clone().try_acquire_owned() {
+            Ok(place) => place,
+            Err(_) => {
+                metrics::counter!("bountyline_http_waited_total").increment(1);
+                tokio::time::timeout(self.wait, self.places.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        Some(Place {
+            _working: working,
+            _room: room,
+        })
     }
 }
 
@@ -220,5 +271,58 @@ mod tests {
             let _ = limits.take_at(&key, now + Duration::from_micros(key as u64));
         }
         assert!(limits.buckets.lock().unwrap().len() <= MAX_KEYS);
+    }
+
+    #[tokio::test]
+    async fn a_request_beyond_the_places_waits_for_one_and_is_shed_past_the_wait() {
+        let admission = Admission::new(1, Duration::from_millis(300));
+        let first = admission.enter().await.expect("a free place");
+        let started = Instant::now();
+        assert!(admission.enter().await.is_none(), "no place freed in time");
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+
+        // A place given back within the wait goes to the one waiting for it.
+        let waiting = tokio::spawn(async move {
+            let place = admission.enter().await;
+            (place.is_some(), admission)
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(first);
+        let (admitted, _) = waiting.await.unwrap();
+        assert!(admitted, "served once the first request ended");
+    }
+
+    #[tokio::test]
+    async fn a_request_finding_the_waiting_room_full_is_shed_at_once() {
+        let admission = Arc::new(Admission::new(1, Duration::from_secs(30)));
+        let _working = admission.enter().await.expect("a free place");
+        let mut waiting = Vec::new();
+        for _ in 0..WAITING_PER_PLACE {
+            let admission = admission.clone();
+            waiting.push(tokio::spawn(
+                async move { admission.enter().await.is_some() },
+            ));
+        }
+        // Let every waiter take its spot in the room (and keep it: their wait is long).
+        for _ in 0..200 {
+            if admission.room.available_permits() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            admission.room.available_permits(),
+            0,
+            "the waiters fill the room"
+        );
+        let started = Instant::now();
+        assert!(admission.enter().await.is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "shed without waiting"
+        );
+        for waiter in waiting {
+            waiter.abort();
+        }
     }
 }

@@ -145,6 +145,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             read_your_writes_timeout_ms: 5000,
             request_timeout_secs: 30,
             max_in_flight: 256,
+            admission_wait_ms: 2000,
             cors_origins: String::new(),
             metrics_token: SecretString::from(String::new()),
             docs: true,
