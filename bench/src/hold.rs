@@ -364,6 +364,7 @@ async fn sample_windows(
         .iter()
         .map(|(_, pid)| tree_ticks(*pid))
         .collect();
+    let mut steal_before = steal_ticks();
     let mut at_before = Instant::now();
     for i in 1..=count {
         tokio::time::sleep_until((started + window * i as u32).into()).await;
@@ -379,6 +380,14 @@ async fn sample_windows(
             }
             *before = after;
         }
+        // CPU time the host gave to others while this machine wanted it: load the run did not
+        // cause, and the likeliest cause of a window where every process used less.
+        let steal_after = steal_ticks();
+        if let (Some(a), Some(b)) = (steal_before, steal_after) {
+            let pct = b.saturating_sub(a) as f64 / ticks / wall * 100.0;
+            cpu_pct.insert("steal".into(), json!((pct * 10.0).round() / 10.0));
+        }
+        steal_before = steal_after;
         at_before = now;
         let lag_events = match &how.lag_pool {
             Some(pool) => lag_events(pool).await,
@@ -422,6 +431,13 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// The machine's stolen CPU ticks, all CPUs together (the `steal` field of /proc/stat).
+fn steal_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
 }
 
 /// User plus system CPU ticks of `root` and every live descendant (Postgres's backends are
