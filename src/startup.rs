@@ -20,12 +20,20 @@ use crate::commands::CommandBus;
 use crate::config::Settings;
 use crate::http::consistency::ProjectionProgress;
 use crate::http::limits::Limits;
+use crate::http::read_cache::ReadCache;
 use crate::nats::Names;
 use crate::relay::Relay;
 use crate::sagas::ProcessManagers;
 use crate::sse::{Hub, StatsFeed};
 use crate::state::AppState;
 use crate::{db, http, nats, telemetry, workers};
+
+/// Board pages one API process keeps (a page of 50 bounties is about 25 kB, of 200 about
+/// 100 kB) and for how long at most: a board page is served from memory only while the
+/// bounties read model has not moved, and this bounds its age should the read model's
+/// announcements be lost.
+const BOARD_PAGES_KEPT: usize = 64;
+const BOARD_PAGE_TTL: Duration = Duration::from_secs(1);
 
 /// Which parts this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +166,7 @@ impl Application {
                     settings.http.max_in_flight,
                     Duration::from_millis(settings.http.admission_wait_ms),
                 ),
+                board: ReadCache::new("board", BOARD_PAGES_KEPT, BOARD_PAGE_TTL),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();

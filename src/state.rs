@@ -2,6 +2,8 @@
 //! the read-your-writes tracker.
 
 use actix_web::HttpRequest;
+use bountyline_projections::bounties::BoardFilter;
+use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use crate::http::consistency::ProjectionProgress;
 use crate::http::error::ApiResult;
 use crate::http::extract::min_position;
 use crate::http::limits::Limits;
+use crate::http::read_cache::ReadCache;
 use crate::sse::{Hub, StatsFeed};
 
 pub struct AppState {
@@ -25,6 +28,8 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
     pub limits: Limits,
+    /// Board pages while the bounties read model has not moved.
+    pub board: ReadCache<BoardFilter, Bytes>,
 }
 
 impl AppState {

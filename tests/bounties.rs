@@ -655,6 +655,45 @@ async fn board(app: &TestApp, user: &TestUser, query: &str) -> Value {
     body
 }
 
+/// A board page is kept in memory while the bounties read model has not moved
+/// (src/http/read_cache.rs) and never served once it has: a bounty just posted is on the
+/// page read at its position.
+#[tokio::test]
+async fn a_board_page_is_served_from_memory_until_the_board_moves() {
+    let app = TestApp::spawn().await;
+    let (poster, _) = posted(&app, 10_000).await;
+    let hits = || app.counter("bountyline_read_cache_total{read=\"board\",outcome=\"hit\"}");
+    let first = board(&app, &poster, "").await;
+    assert_eq!(titles(&first), ["Fix the parser"]);
+    // The last announcements of the settled read model may still be on their way: a read
+    // tagged before one arrives is not served after it.
+    for _ in 0..40 {
+        if hits().await > 0 {
+            break;
+        }
+        assert_eq!(board(&app, &poster, "").await, first, "nothing moved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hits().await > 0, "a repeated read was served from memory");
+
+    let res = app
+        .post(&poster, "/v1/bounties", &bounty_body("Write the docs", 100))
+        .await;
+    assert_eq!(res.status(), 201);
+    let position = res.json::<Value>().await.unwrap()["position"].clone();
+    let res = app
+        .client
+        .get(app.url("/v1/bounties"))
+        .bearer_auth(&poster.access_token)
+        .header("X-Min-Position", position.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(titles(&page), ["Write the docs", "Fix the parser"]);
+}
+
 fn titles(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()

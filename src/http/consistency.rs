@@ -81,7 +81,8 @@ impl ProjectionProgress {
         self.positions.subscribe()
     }
 
-    fn known(&self, projection: &str) -> i64 {
+    /// The newest checkpoint of `projection` this process knows of (0: none yet).
+    pub fn position(&self, projection: &str) -> i64 {
         self.positions
             .borrow()
             .get(projection)
@@ -99,7 +100,7 @@ impl ProjectionProgress {
         let Some(position) = position else {
             return Ok(());
         };
-        if self.known(projection) >= position {
+        if self.position(projection) >= position {
             return Ok(());
         }
         // A position past the store's head was never answered by a command: refuse it at once
@@ -116,7 +117,7 @@ impl ProjectionProgress {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.positions.subscribe();
         loop {
-            if self.known(projection) >= position {
+            if self.position(projection) >= position {
                 return Ok(());
             }
             let stored = bountyline_projections::checkpoint::read(&self.pool, projection).await?;
@@ -129,7 +130,7 @@ impl ProjectionProgress {
                 _ = rx.changed() => {}
                 _ = tokio::time::sleep_until(poll.min(deadline)) => {}
             }
-            if tokio::time::Instant::now() >= deadline && self.known(projection) < position {
+            if tokio::time::Instant::now() >= deadline && self.position(projection) < position {
                 return Err(ApiError::Unavailable {
                     detail: format!(
                         "the {projection} read model has not reached position {position} yet"

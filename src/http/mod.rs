@@ -10,6 +10,7 @@ pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod paging;
+pub mod read_cache;
 pub mod refusals;
 pub mod routes;
 pub mod signature;

@@ -67,7 +67,7 @@ pub struct ApplicationView {
 }
 
 /// The board's orders: by reward or by age, either way. Ties break on the id, the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BoardSort {
     RewardAsc,
     RewardDesc,
@@ -118,14 +118,14 @@ impl BoardSort {
 }
 
 /// The sort value of the last bounty on a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SortKey {
     Reward(i64),
     Created(DateTime<Utc>),
 }
 
-/// Which bounties the board shows, in which order, from where.
-#[derive(Debug, Clone, Default)]
+/// Which bounties the board shows, in which order, from where (and so the key of a page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct BoardFilter {
     pub status: Option<String>,
     /// Bounties carrying this tag.

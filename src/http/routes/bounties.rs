@@ -5,6 +5,7 @@
 //! `{"deliverable": "..."}`. `approve` and `cancel` take no body; an empty body, `null` or `{}`
 //! are all accepted, anything else is refused like any unknown field.
 
+use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +19,7 @@ use bountyline_domain::{Actor, Role};
 use bountyline_projections::bounties::{
     query, ApplicationView, BoardFilter, BoardSort, BountyView, SortKey, Work,
 };
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -633,9 +635,21 @@ async fn board(
     let limit = paging::limit(q.limit)?;
     let filter = q.into_inner().into_filter(actor.user_id, limit)?;
     state.caught_up(PROJECTION, &req).await?;
-    let rows = query::board(&state.pool, &filter).await?;
-    let page = paging::page(rows, limit, |b| encode_cursor(filter.sort, b));
-    Ok(HttpResponse::Ok().json(page))
+    // Known before the read, so that the page read is at least this new (see read_cache).
+    let position = state.progress.position(PROJECTION);
+    let body = match state.board.get(&filter, position) {
+        Some(body) => body,
+        None => {
+            let rows = query::board(&state.pool, &filter).await?;
+            let page = paging::page(rows, limit, |b| encode_cursor(filter.sort, b));
+            let body = Bytes::from(serde_json::to_vec(&page).map_err(ApiError::internal)?);
+            state.board.put(filter, position, body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 /// A bounty with what the caller may see of its work and applications.
