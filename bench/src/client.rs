@@ -35,6 +35,9 @@ pub fn http(connections: usize, timeout: Option<Duration>) -> anyhow::Result<req
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(connections)
+        // The server closes a connection idle for 5 s (actix-web's keep-alive); a client that
+        // keeps it longer may send a request on it just as it closes, and see an I/O error.
+        .pool_idle_timeout(Duration::from_secs(4))
         .connect_timeout(Duration::from_secs(5));
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
