@@ -19,6 +19,11 @@ def load(path):
         return json.load(f)
 
 
+def wal(w):
+    """A window's WAL figures, or '-' for a run that did not record them."""
+    return "-" if not w else f"{w['syncs_per_sec']:.0f} fsyncs/s, {w['mb_per_sec']:.1f} MB/s"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -132,10 +137,11 @@ def markdown(s, checks):
         "CPU is each process tree's share of one core in the window (200% is the whole",
         "machine); `steal` is CPU time the host gave to other guests while this machine",
         "wanted it (load the run did not cause); lag is the store's head minus the lowest",
-        "checkpoint at the window's end.",
+        "checkpoint at the window's end; WAL is Postgres's fsyncs and megabytes written per",
+        "second (commits wait on those fsyncs: fewer of them at the same load is a slower disk).",
         "",
-        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages | lag (events) | CPU % |",
-        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages | lag (events) | WAL | CPU % |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for w in s["windows"]:
         others = {k: v for k, v in w["failed"].items() if not k.startswith("5")}
@@ -145,6 +151,7 @@ def markdown(s, checks):
             f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
             f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | {w['sse_messages']} | "
             f"{'-' if w.get('lag_events') is None else w['lag_events']} | "
+            f"{wal(w.get('wal'))} | "
             f"{' '.join(f'{k} {v:.0f}' for k, v in (w.get('cpu_pct') or {}).items()) or '-'} |"
         )
     out.append("")

@@ -234,6 +234,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             "sse_messages": sample.messages,
             "cpu_pct": sample.cpu_pct,
             "lag_events": sample.lag_events,
+            "wal": sample.wal,
         }));
         all.merge(w.measured.clone());
         server_errors += w.server_errors;
@@ -339,6 +340,9 @@ struct Sample {
     cpu_pct: serde_json::Map<String, Value>,
     /// The store's head minus the lowest checkpoint (projections and relay) at the window's end.
     lag_events: Option<i64>,
+    /// The cluster's WAL in the window: fsyncs and MB written per second, from `pg_stat_wal`.
+    /// Commits wait on these fsyncs, so fewer of them at the same load is a slower disk.
+    wal: Option<Value>,
 }
 
 struct Sampling {
@@ -365,6 +369,10 @@ async fn sample_windows(
         .map(|(_, pid)| tree_ticks(*pid))
         .collect();
     let mut steal_before = steal_ticks();
+    let mut wal_before = match &how.lag_pool {
+        Some(pool) => wal_totals(pool).await,
+        None => None,
+    };
     let mut at_before = Instant::now();
     for i in 1..=count {
         tokio::time::sleep_until((started + window * i as u32).into()).await;
@@ -389,19 +397,36 @@ async fn sample_windows(
         }
         steal_before = steal_after;
         at_before = now;
-        let lag_events = match &how.lag_pool {
-            Some(pool) => lag_events(pool).await,
-            None => None,
+        let (lag_events, wal_after) = match &how.lag_pool {
+            Some(pool) => (lag_events(pool).await, wal_totals(pool).await),
+            None => (None, None),
         };
+        let wal = match (wal_before, wal_after) {
+            (Some((syncs_a, bytes_a)), Some((syncs_b, bytes_b))) => Some(json!({
+                "syncs_per_sec": ((syncs_b - syncs_a) as f64 / wall).round(),
+                "mb_per_sec": ((bytes_b - bytes_a) / 1e6 / wall * 10.0).round() / 10.0,
+            })),
+            _ => None,
+        };
+        wal_before = wal_after;
         samples.push(Sample {
             rss_kb: how.api_pid.and_then(rss_kb),
             messages: total - seen,
             cpu_pct,
             lag_events,
+            wal,
         });
         seen = total;
     }
     samples
+}
+
+/// The cluster's WAL fsyncs and bytes written since its statistics were reset.
+async fn wal_totals(pool: &sqlx::PgPool) -> Option<(i64, f64)> {
+    sqlx::query_as::<_, (i64, f64)>("SELECT wal_sync, wal_bytes::float8 FROM pg_stat_wal")
+        .fetch_one(pool)
+        .await
+        .ok()
 }
 
 /// The store's head minus the lowest checkpoint, read as `loadgen catchup` reads them.
