@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod kept;
 pub mod nats;
 pub mod relay;
 pub mod sagas;

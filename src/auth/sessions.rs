@@ -7,71 +7,58 @@
 //! is refused at once; other API processes refuse it once their kept answer is older than the
 //! interval (1 s by default). 0 asks the database every time.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::refresh;
 use crate::http::error::ApiResult;
+use crate::kept::Kept;
 
 /// Beyond this many kept answers the cache starts again empty: its memory stays bounded.
 const MAX_KEPT: usize = 100_000;
 
 pub struct Sessions {
     pool: PgPool,
-    keep_for: Duration,
-    live: Mutex<HashMap<Uuid, Instant>>,
+    live: Option<Kept<Uuid, ()>>,
 }
 
 impl Sessions {
     pub fn new(pool: PgPool, keep_for: Duration) -> Self {
         Self {
             pool,
-            keep_for,
-            live: Mutex::default(),
+            live: (!keep_for.is_zero()).then(|| Kept::new(MAX_KEPT, keep_for)),
         }
     }
 
     pub async fn is_live(&self, session: Uuid) -> ApiResult<bool> {
-        if self.kept(session) {
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|kept| kept.get(&session).is_some())
+        {
             return Ok(true);
         }
         let live = refresh::session_is_live(&self.pool, session).await?;
-        if live && !self.keep_for.is_zero() {
-            let mut kept = self.lock();
-            if kept.len() >= MAX_KEPT {
-                kept.clear();
-            }
-            kept.insert(session, Instant::now());
+        if let (true, Some(kept)) = (live, &self.live) {
+            kept.put(session, ());
         }
         Ok(live)
     }
 
     /// A session this process just ended (its refresh token was rotated).
     pub fn forget(&self, session: Uuid) {
-        self.lock().remove(&session);
+        if let Some(kept) = &self.live {
+            kept.forget(&session);
+        }
     }
 
     /// Sessions ended whose ids this process does not know (a logout or a reuse revokes a
     /// whole family): forget every kept answer.
     pub fn forget_all(&self) {
-        self.lock().clear();
-    }
-
-    fn kept(&self, session: Uuid) -> bool {
-        self.lock()
-            .get(&session)
-            .is_some_and(|at| at.elapsed() < self.keep_for)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
-        // A panic while holding the lock cannot leave the map half-changed in a way that
-        // matters: every entry is a whole answer.
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        if let Some(kept) = &self.live {
+            kept.forget_all();
+        }
     }
 }

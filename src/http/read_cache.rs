@@ -9,70 +9,41 @@
 //! the time to live bounds how old an answer can be. `X-Min-Position` is waited for before
 //! the cache is asked, so a hit is never older than the position a client named.
 
-use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::kept::Kept;
 
 /// A bounded map from a query to its answer at a read model's position.
 pub struct ReadCache<K, V> {
     /// The read model's name in metrics.
     read: &'static str,
-    entries: Mutex<HashMap<K, Entry<V>>>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-struct Entry<V> {
-    position: i64,
-    stored: Instant,
-    value: V,
+    answers: Kept<K, (i64, V)>,
 }
 
 impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
     pub fn new(read: &'static str, capacity: usize, ttl: Duration) -> Self {
         Self {
             read,
-            entries: Mutex::new(HashMap::new()),
-            capacity,
-            ttl,
+            answers: Kept::new(capacity, ttl),
         }
     }
 
     /// The answer to `key` if it was read at `position`, still the newest known, and lately.
     pub fn get(&self, key: &K, position: i64) -> Option<V> {
-        let hit = self.lock().get(key).and_then(|entry| {
-            (entry.position == position && entry.stored.elapsed() < self.ttl)
-                .then(|| entry.value.clone())
-        });
+        let hit = self
+            .answers
+            .get(key)
+            .and_then(|(read_at, value)| (read_at == position).then_some(value));
         let outcome = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!("bountyline_read_cache_total", "read" => self.read, "outcome" => outcome)
             .increment(1);
         hit
     }
 
-    /// Keeps the answer to `key` read after the read model was known at `position`. A full
-    /// cache is emptied first: its entries are at most one time to live from useless anyway.
+    /// Keeps the answer to `key` read after the read model was known at `position`.
     pub fn put(&self, key: K, position: i64, value: V) {
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.clear();
-        }
-        entries.insert(
-            key,
-            Entry {
-                position,
-                stored: Instant::now(),
-                value,
-            },
-        );
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Entry<V>>> {
-        // A panic while holding the lock leaves nothing half-written worth refusing.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.answers.put(key, (position, value));
     }
 }
 
@@ -107,7 +78,7 @@ mod tests {
         cache.put(1, 10, "a");
         cache.put(2, 10, "b");
         cache.put(3, 10, "c");
-        assert_eq!(cache.lock().len(), 1);
+        assert_eq!(cache.get(&1, 10), None, "emptied before the third page");
         assert_eq!(cache.get(&3, 10), Some("c"));
     }
 }
