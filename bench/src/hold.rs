@@ -117,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         Arc::new((0..window_count).map(|_| Mutex::default()).collect());
     let mut watched = args.watch.clone();
     watched.push(("loadgen".to_owned(), std::process::id()));
-    let lag_pool = match &args.database_url {
+    let run_db = match &args.database_url {
         Some(url) => Some(
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
@@ -131,7 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         Sampling {
             api_pid: args.api_pid,
             watched,
-            lag_pool,
+            run_db,
             messages: messages.clone(),
         },
         started,
@@ -348,7 +348,8 @@ struct Sample {
 struct Sampling {
     api_pid: Option<u32>,
     watched: Vec<(String, u32)>,
-    lag_pool: Option<sqlx::PgPool>,
+    /// The run's database: its lag and the cluster's WAL figures are read here.
+    run_db: Option<sqlx::PgPool>,
     messages: Arc<AtomicU64>,
 }
 
@@ -369,7 +370,7 @@ async fn sample_windows(
         .map(|(_, pid)| tree_ticks(*pid))
         .collect();
     let mut steal_before = steal_ticks();
-    let mut wal_before = match &how.lag_pool {
+    let mut wal_before = match &how.run_db {
         Some(pool) => wal_totals(pool).await,
         None => None,
     };
@@ -380,24 +381,25 @@ async fn sample_windows(
         let now = Instant::now();
         let wall = now.duration_since(at_before).as_secs_f64().max(1e-3);
         let mut cpu_pct = serde_json::Map::new();
+        // Ticks between two readings as a share of one core over the window, to 0.1%.
+        let mut record = |name: &str, before: Option<u64>, after: Option<u64>| {
+            if let (Some(a), Some(b)) = (before, after) {
+                let pct = b.saturating_sub(a) as f64 / ticks / wall * 100.0;
+                cpu_pct.insert(name.to_owned(), json!((pct * 10.0).round() / 10.0));
+            }
+        };
         for ((name, pid), before) in how.watched.iter().zip(cpu_before.iter_mut()) {
             let after = tree_ticks(*pid);
-            if let (Some(a), Some(b)) = (*before, after) {
-                let pct = b.saturating_sub(a) as f64 / ticks / wall * 100.0;
-                cpu_pct.insert(name.clone(), json!((pct * 10.0).round() / 10.0));
-            }
+            record(name, *before, after);
             *before = after;
         }
         // CPU time the host gave to others while this machine wanted it: load the run did not
         // cause, and the likeliest cause of a window where every process used less.
         let steal_after = steal_ticks();
-        if let (Some(a), Some(b)) = (steal_before, steal_after) {
-            let pct = b.saturating_sub(a) as f64 / ticks / wall * 100.0;
-            cpu_pct.insert("steal".into(), json!((pct * 10.0).round() / 10.0));
-        }
+        record("steal", steal_before, steal_after);
         steal_before = steal_after;
         at_before = now;
-        let (lag_events, wal_after) = match &how.lag_pool {
+        let (lag_events, wal_after) = match &how.run_db {
             Some(pool) => (lag_events(pool).await, wal_totals(pool).await),
             None => (None, None),
         };
