@@ -681,14 +681,7 @@ async fn a_board_page_is_served_from_memory_until_the_board_moves() {
         .await;
     assert_eq!(res.status(), 201);
     let position = res.json::<Value>().await.unwrap()["position"].clone();
-    let res = app
-        .client
-        .get(app.url("/v1/bounties"))
-        .bearer_auth(&poster.access_token)
-        .header("X-Min-Position", position.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_at(&poster, "/v1/bounties", position).await;
     assert_eq!(res.status(), 200);
     let page: Value = res.json().await.unwrap();
     assert_eq!(titles(&page), ["Write the docs", "Fix the parser"]);

@@ -9,10 +9,23 @@ use common::*;
 use serde_json::{json, Value};
 
 async fn app_with(tune: impl FnOnce(&mut bountyline::config::HttpSettings)) -> TestApp {
+    spawn_tuned(Parts::ALL, tune).await
+}
+
+/// An API without workers: its read models never catch up, so a read of one's own write
+/// waits its whole read-your-writes time (and holds its place meanwhile).
+async fn api_without_workers(tune: impl FnOnce(&mut bountyline::config::HttpSettings)) -> TestApp {
+    spawn_tuned(Parts::API, tune).await
+}
+
+async fn spawn_tuned(
+    parts: Parts,
+    tune: impl FnOnce(&mut bountyline::config::HttpSettings),
+) -> TestApp {
     let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
     let mut settings = test_settings(&fresh_database().await, &nats_url);
     tune(&mut settings.http);
-    TestApp::spawn_with(settings, Parts::ALL).await
+    TestApp::spawn_with(settings, parts).await
 }
 
 async fn problem(res: reqwest::Response, status: u16) -> Value {
@@ -167,23 +180,12 @@ async fn metrics_can_be_kept_behind_a_token() {
 
 #[tokio::test]
 async fn an_answer_that_takes_too_long_is_a_503_to_retry() {
-    // An API without workers: its read models never catch up, so a read of one's own write
-    // waits (5 s) past the time limit (1 s).
-    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
-    let mut settings = test_settings(&fresh_database().await, &nats_url);
-    settings.http.request_timeout_secs = 1;
-    let app = TestApp::spawn_with(settings, Parts::API).await;
+    // A read of one's own write waits (5 s) past the time limit (1 s).
+    let app = api_without_workers(|http| http.request_timeout_secs = 1).await;
     let alice = app.user("alice").await;
     let written = app.create_task(&alice, "q", "unseen", 0).await;
     let started = std::time::Instant::now();
-    let res = app
-        .client
-        .get(app.url("/v1/tasks"))
-        .bearer_auth(&alice.access_token)
-        .header("X-Min-Position", written["position"].to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_at(&alice, "/v1/tasks", &written["position"]).await;
     assert!(res.headers().contains_key("retry-after"));
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     let body = problem(res, 503).await;
@@ -198,22 +200,17 @@ async fn an_answer_that_takes_too_long_is_a_503_to_retry() {
 /// for one (`http.admission_wait_ms`) and is served when it frees.
 #[tokio::test]
 async fn a_request_finding_every_place_taken_waits_for_one() {
-    // One place; an API without workers, so a read of one's own write holds that place for
-    // the whole read-your-writes wait (1.5 s) and then answers 503 itself.
-    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
-    let mut settings = test_settings(&fresh_database().await, &nats_url);
-    settings.http.max_in_flight = 1;
-    settings.http.read_your_writes_timeout_ms = 1500;
-    settings.http.admission_wait_ms = 5000;
-    let app = TestApp::spawn_with(settings, Parts::API).await;
+    // One place, held by a read of one's own write for the whole read-your-writes wait
+    // (1.5 s), which then answers 503 itself.
+    let app = api_without_workers(|http| {
+        http.max_in_flight = 1;
+        http.read_your_writes_timeout_ms = 1500;
+        http.admission_wait_ms = 5000;
+    })
+    .await;
     let alice = app.user("alice").await;
     let written = app.create_task(&alice, "q", "unseen", 0).await;
-    let holder = app
-        .client
-        .get(app.url("/v1/tasks"))
-        .bearer_auth(&alice.access_token)
-        .header("X-Min-Position", written["position"].to_string())
-        .send();
+    let holder = app.get_at(&alice, "/v1/tasks", &written["position"]);
     let waiter = async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let started = std::time::Instant::now();
@@ -221,7 +218,7 @@ async fn a_request_finding_every_place_taken_waits_for_one() {
         (res.status(), started.elapsed())
     };
     let (held, (status, waited)) = tokio::join!(holder, waiter);
-    let held = problem(held.unwrap(), 503).await;
+    let held = problem(held, 503).await;
     assert!(
         held["detail"].as_str().unwrap().contains("not reached"),
         "{held}"
@@ -358,13 +355,12 @@ async fn a_known_path_with_another_method_is_a_405_that_names_the_methods() {
 /// refused (503, Retry-After), and the admitted ones finish.
 #[tokio::test]
 async fn beyond_max_in_flight_requests_are_shed_after_a_bounded_wait_and_health_still_answers() {
-    let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
-    let mut settings = test_settings(&fresh_database().await, &nats_url);
-    settings.http.max_in_flight = 1;
-    settings.http.read_your_writes_timeout_ms = 3000;
-    settings.http.admission_wait_ms = 300;
-    // No workers: a read that waits for a position waits its whole time limit.
-    let app = TestApp::spawn_with(settings, Parts::API).await;
+    let app = api_without_workers(|http| {
+        http.max_in_flight = 1;
+        http.read_your_writes_timeout_ms = 3000;
+        http.admission_wait_ms = 300;
+    })
+    .await;
     let alice = app.user("alice").await;
     let task = app.create_task(&alice, "q", "t", 1).await;
     let position = task["position"].as_i64().unwrap();

@@ -11,13 +11,8 @@ use std::time::Duration;
 
 async fn task(app: &TestApp, user: &TestUser, id: &str, min_position: i64) -> Value {
     let res = app
-        .client
-        .get(app.url(&format!("/v1/tasks/{id}")))
-        .bearer_auth(&user.access_token)
-        .header("X-Min-Position", min_position.to_string())
-        .send()
-        .await
-        .unwrap();
+        .get_at(user, &format!("/v1/tasks/{id}"), min_position)
+        .await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }

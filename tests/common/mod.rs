@@ -244,6 +244,22 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `GET path` as `user`, seeing at least `position` (`X-Min-Position`: read your writes).
+    pub async fn get_at(
+        &self,
+        user: &TestUser,
+        path: &str,
+        position: impl ToString,
+    ) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&user.access_token)
+            .header("X-Min-Position", position.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Creates a task and returns the command's answer (`{id, version, position}`).
     pub async fn create_task(
         &self,
@@ -411,14 +427,7 @@ impl TestApp {
     /// `GET /v1/wallets/me` once the wallets read model has caught up with the store.
     pub async fn balances(&self, user: &TestUser) -> Value {
         let head = self.head().await;
-        let res = self
-            .client
-            .get(self.url("/v1/wallets/me"))
-            .bearer_auth(&user.access_token)
-            .header("X-Min-Position", head.to_string())
-            .send()
-            .await
-            .expect("request");
+        let res = self.get_at(user, "/v1/wallets/me", head).await;
         assert_eq!(res.status(), 200);
         res.json().await.expect("json")
     }
