@@ -46,8 +46,13 @@ impl Names {
         self.progress("*")
     }
 
-    /// The durable consumer of one projection.
-    pub fn durable(&self, projection: &str) -> String {
+    /// The durable consumer that feeds every projection (and the process managers).
+    pub fn projections_durable(&self) -> String {
+        format!("{}-projections", self.prefix)
+    }
+
+    /// The durable consumer one projection had to itself before they shared one.
+    pub fn own_durable(&self, projection: &str) -> String {
         format!("{}-{projection}", self.prefix)
     }
 }

@@ -4,7 +4,7 @@
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use async_nats::jetstream;
-use bountyline_projections::runner::{ProjectionRunner, RunnerConfig};
+use bountyline_projections::runner::{Feed, ProjectionRunner, RunnerConfig};
 use bountyline_projections::{EventReader, Projection};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -262,19 +262,35 @@ fn spawn_workers(
     // Process managers run through the same checkpointed runner as the read models, but are
     // never rebuilt (they act; they keep no read model).
     let process_managers: Arc<dyn Projection> = Arc::new(ProcessManagers::new(commands.clone()));
-    for projection in workers::projections().into_iter().chain([process_managers]) {
-        let config = RunnerConfig {
-            stream: names.stream(),
-            durable: names.durable(projection.name()),
-            batch: settings.worker.projection_batch,
-            catch_up_batch: settings.worker.projection_catch_up_batch,
-            max_attempts: 3,
-            ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
+    let projections: Vec<_> = workers::projections()
+        .into_iter()
+        .chain([process_managers])
+        .collect();
+    tasks.push((
+        "retired-consumers",
+        tokio::spawn(retire_own_durables(
+            js.clone(),
+            names.clone(),
+            projections.iter().map(|p| p.name()).collect(),
+        )),
+    ));
+    let feeds = projections
+        .into_iter()
+        .map(|projection| Feed {
             progress_subject: names.progress(projection.name()),
-        };
-        let runner = ProjectionRunner::new(pool.clone(), js.clone(), projection, config);
-        tasks.push(("projection", tokio::spawn(runner.run(shutdown.clone()))));
-    }
+            projection,
+        })
+        .collect();
+    let config = RunnerConfig {
+        stream: names.stream(),
+        durable: names.projections_durable(),
+        batch: settings.worker.projection_batch,
+        catch_up_batch: settings.worker.projection_catch_up_batch,
+        max_attempts: 3,
+        ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
+    };
+    let runner = ProjectionRunner::new(pool.clone(), js.clone(), feeds, config);
+    tasks.push(("projections", tokio::spawn(runner.run(shutdown.clone()))));
     let interval = Duration::from_millis(settings.worker.lease_scan_interval_ms);
     tasks.push((
         "lease-expiry",
@@ -302,6 +318,21 @@ fn spawn_workers(
             shutdown.clone(),
         )),
     ));
+}
+
+/// Deletes the durable consumers each projection had to itself before one fed them all: left
+/// behind, JetStream would keep tracking what they never acknowledge. Best effort: one that
+/// cannot be deleted now (NATS down) is tried again at the next start.
+async fn retire_own_durables(js: jetstream::Context, names: Names, projections: Vec<&'static str>) {
+    let Ok(stream) = js.get_stream(names.stream()).await else {
+        return;
+    };
+    for projection in projections {
+        let durable = names.own_durable(projection);
+        if stream.delete_consumer(&durable).await.is_ok() {
+            tracing::info!(%durable, "retired the projection's own consumer");
+        }
+    }
 }
 
 fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow::Result<Server> {

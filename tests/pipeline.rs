@@ -313,7 +313,7 @@ async fn redelivered_and_republished_events_change_nothing() {
         // Copies of the whole history under new message ids: JetStream's dedupe cannot drop
         // them, so only the projection's checkpoint stands between them and the rows.
         app.republish_everything().await;
-        app.wait_for_consumer_to_drain("tasks").await;
+        app.wait_for_consumer_to_drain().await;
         assert_eq!(
             snapshot(&app).await,
             rows,

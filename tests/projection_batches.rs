@@ -9,7 +9,7 @@ mod common;
 use async_nats::jetstream;
 use async_trait::async_trait;
 use bountyline::nats::Names;
-use bountyline_projections::runner::{ProjectionRunner, RunnerConfig};
+use bountyline_projections::runner::{Feed, ProjectionRunner, RunnerConfig};
 use bountyline_projections::{checkpoint, Projection, ProjectionError, StoredEvent};
 use common::*;
 use futures::StreamExt;
@@ -84,10 +84,17 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
         catch_up_batch: 5_000,
         max_attempts: 3,
         ack_wait: Duration::from_secs(60),
-        progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
     };
     let (stop, stopped) = watch::channel(false);
-    let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
+    let runner = ProjectionRunner::new(
+        app.pool.clone(),
+        js.clone(),
+        vec![Feed {
+            projection: Arc::new(recorder),
+            progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
+        }],
+        config,
+    );
     let running = tokio::spawn(runner.run(stopped));
 
     // The runner reads the stream once it has caught up from the store (nothing to catch up
@@ -212,10 +219,17 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
         catch_up_batch: 5_000,
         max_attempts: 3,
         ack_wait: Duration::from_secs(60),
-        progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
     };
     let (stop, stopped) = watch::channel(false);
-    let runner = ProjectionRunner::new(app.pool.clone(), js.clone(), Arc::new(recorder), config);
+    let runner = ProjectionRunner::new(
+        app.pool.clone(),
+        js.clone(),
+        vec![Feed {
+            projection: Arc::new(recorder),
+            progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
+        }],
+        config,
+    );
     let running = tokio::spawn(runner.run(stopped));
     let consumer_info = || async {
         let stream = js.get_stream(&stream_name).await.ok()?;

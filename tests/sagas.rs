@@ -110,7 +110,7 @@ async fn replaying_every_event_through_the_process_managers_moves_no_money_twice
     .await
     .unwrap();
     app.republish_everything().await;
-    app.wait_for_consumer_to_drain("process-managers").await;
+    app.wait_for_consumer_to_drain().await;
     app.settle().await;
 
     let after = (

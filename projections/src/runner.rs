@@ -1,15 +1,18 @@
-//! The projection runner: one durable JetStream consumer per projection, feeding batches into
-//! the projection's apply with the checkpoint in the same transaction (DESIGN.md guarantee 6).
+//! The projection runner: one durable JetStream consumer per process, feeding batches into
+//! each projection's apply with its checkpoint in the same transaction (DESIGN.md guarantee 6).
 //!
-//! - Idempotent: events at or below the checkpoint are acknowledged and skipped.
+//! - One delivery: each event crosses NATS and is decoded once for all projections; each
+//!   projection still applies and checkpoints in a transaction of its own.
+//! - Idempotent: events at or below a projection's checkpoint are skipped.
 //! - Gap-safe: each message names the position published before it; when that is not where
-//!   the checkpoint stands (a lost or reordered delivery, or another worker took part of the
-//!   stream), the whole range is read from the event store instead.
+//!   a projection's checkpoint stands (a lost or reordered delivery, or another worker took
+//!   part of the stream), the whole range is read from the event store instead.
 //! - Ordered: events apply in global position order, hence in order per aggregate.
 //! - Never silent: an event that keeps failing is retried with backoff and then parked in
 //!   `parked_events` (logged, counted), and the projection moves on.
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use futures::future::try_join_all;
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 pub struct RunnerConfig {
     /// The JetStream stream the relay publishes to.
     pub stream: String,
-    /// The durable consumer's name (unique per projection and deployment).
+    /// The durable consumer's name (one per deployment: every projection it feeds shares it).
     pub durable: String,
     /// At most this many messages are applied in one transaction.
     pub batch: usize,
@@ -36,23 +39,41 @@ pub struct RunnerConfig {
     pub max_attempts: u32,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Where every checkpoint the runner stores is announced (core NATS, see [`Signal`]).
+}
+
+/// One projection a runner feeds, and where each checkpoint it stores is announced (core
+/// NATS, see [`Signal`]).
+pub struct Feed {
+    pub projection: Arc<dyn Projection>,
     pub progress_subject: String,
 }
 
+/// Feeds every projection of a process from one durable consumer: each event crosses NATS and
+/// is decoded once, however many projections read it. Each projection keeps its own
+/// checkpoint, transaction and failure handling ([`Applier`]); a batch is acknowledged once
+/// every projection has stored it.
 pub struct ProjectionRunner {
+    js: jetstream::Context,
+    config: RunnerConfig,
+    appliers: Vec<Applier>,
+}
+
+/// One projection's side of the runner: its checkpointed batches, catch-up from the store,
+/// and the retry-then-park path for an event that keeps failing.
+struct Applier {
     pool: PgPool,
     reader: EventReader,
-    js: jetstream::Context,
     projection: Arc<dyn Projection>,
-    config: RunnerConfig,
     progress: Signal,
+    progress_subject: String,
+    catch_up_batch: usize,
+    max_attempts: u32,
 }
 
 type RunError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One delivered event: its position, the position published before it, and the event itself
-/// unless it is of a type the projection does not read.
+/// unless it is of a type no projection fed (or, once handed to one, that projection) reads.
 struct Delivered {
     position: i64,
     prev: Option<i64>,
@@ -63,41 +84,58 @@ impl ProjectionRunner {
     pub fn new(
         pool: PgPool,
         js: jetstream::Context,
-        projection: Arc<dyn Projection>,
+        feeds: Vec<Feed>,
         config: RunnerConfig,
     ) -> Self {
+        let appliers = feeds
+            .into_iter()
+            .map(|feed| Applier {
+                reader: EventReader::new(pool.clone()),
+                pool: pool.clone(),
+                projection: feed.projection,
+                progress: Signal::default(),
+                progress_subject: feed.progress_subject,
+                catch_up_batch: config.catch_up_batch,
+                max_attempts: config.max_attempts,
+            })
+            .collect();
         Self {
-            reader: EventReader::new(pool.clone()),
-            pool,
             js,
-            projection,
             config,
-            progress: Signal::default(),
+            appliers,
         }
     }
 
     /// Consumes until shutdown, reconnecting with backoff when NATS or Postgres fail.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let name = self.projection.name();
-        let announced = tokio::spawn(self.progress.clone().publish(
-            self.js.client(),
-            self.config.progress_subject.clone(),
-            shutdown.clone(),
-        ));
+        let announced: Vec<_> = self
+            .appliers
+            .iter()
+            .map(|applier| {
+                tokio::spawn(applier.progress.clone().publish(
+                    self.js.client(),
+                    applier.progress_subject.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
         let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
-            match self.consume(&mut shutdown, &mut backoff).await {
-                Ok(()) => {}
-                Err(e) => {
-                    metrics::counter!("bountyline_projection_errors_total", "projection" => name)
-                        .increment(1);
-                    tracing::warn!(projection = name, error = %e, "projection interrupted; retrying");
-                    backoff.wait(&mut shutdown).await;
+            if let Err(e) = self.consume(&mut shutdown, &mut backoff).await {
+                for applier in &self.appliers {
+                    metrics::counter!("bountyline_projection_errors_total",
+                        "projection" => applier.projection.name())
+                    .increment(1);
                 }
+                tracing::warn!(durable = %self.config.durable, error = %e,
+                    "projections interrupted; retrying");
+                backoff.wait(&mut shutdown).await;
             }
         }
-        let _ = announced.await;
-        tracing::info!(projection = name, "projection stopped");
+        for publisher in announced {
+            let _ = publisher.await;
+        }
+        tracing::info!(durable = %self.config.durable, "projections stopped");
     }
 
     async fn consume(
@@ -107,12 +145,13 @@ impl ProjectionRunner {
     ) -> Result<(), RunError> {
         let stream = self.js.get_stream(&self.config.stream).await?;
         // One ack per batch (its last message acknowledges every one before it), not one per
-        // message: each of the seven consumers acked every event, as many acks as deliveries.
+        // message. A new consumer delivers from now on: the catch-up from the store below
+        // applies everything published before it.
         let config = pull::Config {
             durable_name: Some(self.config.durable.clone()),
             ack_policy: AckPolicy::All,
             ack_wait: self.config.ack_wait,
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy: DeliverPolicy::New,
             max_ack_pending: 20_000,
             ..Default::default()
         };
@@ -121,16 +160,10 @@ impl ProjectionRunner {
             .await?;
         if consumer.cached_info().config.ack_policy != AckPolicy::All {
             // Made by an earlier version, acknowledging message by message; a consumer's ack
-            // policy cannot change, so it is made again, delivering from now on. The store
-            // catch-up below applies everything before.
+            // policy cannot change, so it is made again.
             tracing::info!(durable = %self.config.durable, "recreating the consumer to acknowledge per batch");
             stream.delete_consumer(&self.config.durable).await?;
-            consumer = stream
-                .create_consumer(pull::Config {
-                    deliver_policy: DeliverPolicy::New,
-                    ..config
-                })
-                .await?;
+            consumer = stream.create_consumer(config).await?;
         }
         // Pull requests ask for two batches, so that the next one is arriving while this one
         // is applied (the stream only asks for more while it is polled).
@@ -143,8 +176,12 @@ impl ProjectionRunner {
         let mut chunks = messages.ready_chunks(self.config.batch);
         // Messages handed to a worker that stopped stay unacknowledged until their ack wait
         // runs out; rather than idle until then, catch up from the store right away. The
-        // redeliveries then fall below the checkpoint and are skipped.
-        self.catch_up_from_store().await?;
+        // redeliveries then fall below the checkpoints and are skipped.
+        try_join_all(self.appliers.iter().map(|applier| async move {
+            let caught_up = applier.catch_up_from_store().await;
+            caught_up.map_err(|e| applier.failed(e))
+        }))
+        .await?;
         loop {
             tokio::select! {
                 // Outside tokio's cooperative budget, which would end every chunk at 128
@@ -158,10 +195,16 @@ impl ProjectionRunner {
                     for message in chunk {
                         messages.push(message?);
                     }
-                    self.handle(&messages).await?;
+                    let delivered = self.decode(&messages);
+                    let delivered = &delivered;
+                    try_join_all(self.appliers.iter().map(|applier| async move {
+                        let applied = applier.apply_batch(applier.take(delivered)).await;
+                        applied.map_err(|e| applier.failed(e))
+                    }))
+                    .await?;
                     if let Some(last) = messages.last() {
                         // Acknowledges the whole batch. A lost ack only means redeliveries,
-                        // which the checkpoint skips; an ack that covers messages another
+                        // which the checkpoints skip; an ack that covers messages another
                         // worker was given leaves no gap either: the next batch's previous
                         // position does not match, and the range is read from the store.
                         let _ = last.ack().await;
@@ -171,6 +214,75 @@ impl ProjectionRunner {
                 _ = shutdown.changed() => return Ok(()),
             }
         }
+    }
+
+    /// The batch in position order, each event decoded once. An event of a type no projection
+    /// fed reads is passed over undecoded; its position still counts.
+    fn decode(&self, messages: &[jetstream::Message]) -> Vec<Delivered> {
+        let mut items: Vec<Delivered> = Vec::with_capacity(messages.len());
+        for message in messages {
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .and_then(|v| v.as_str().parse::<i64>().ok())
+            };
+            let prev = header(HEADER_PREV_POSITION);
+            let unread = aggregate_type_of(&message.subject).is_some_and(|t| {
+                !self.appliers.iter().any(|applier| applier.reads(t))
+            });
+            if let (true, Some(position)) = (unread, header(HEADER_POSITION)) {
+                items.push(Delivered {
+                    position,
+                    prev,
+                    event: None,
+                });
+                continue;
+            }
+            match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                Ok(event) => items.push(Delivered {
+                    position: event.position,
+                    prev,
+                    event: Some(event),
+                }),
+                // Unreadable on the wire: the store still has it, and the next message's
+                // previous position will not match, so the range is backfilled.
+                Err(e) => tracing::warn!(error = %e, "undecodable message skipped"),
+            }
+        }
+        items.sort_by_key(|item| item.position);
+        items
+    }
+}
+
+impl Applier {
+    /// `error`, naming the projection it stopped.
+    fn failed(&self, error: RunError) -> RunError {
+        format!("{}: {error}", self.projection.name()).into()
+    }
+
+    /// Whether this projection reads events of `aggregate_type`.
+    fn reads(&self, aggregate_type: &str) -> bool {
+        self.projection
+            .aggregate_types()
+            .is_none_or(|types| types.contains(&aggregate_type))
+    }
+
+    /// This projection's share of a batch: every position, with the events it reads.
+    fn take(&self, delivered: &[Delivered]) -> Vec<Delivered> {
+        delivered
+            .iter()
+            .map(|item| Delivered {
+                position: item.position,
+                prev: item.prev,
+                event: item
+                    .event
+                    .as_ref()
+                    .filter(|event| self.reads(&event.aggregate_type))
+                    .cloned(),
+            })
+            .collect()
     }
 
     /// Applies everything the store holds beyond the checkpoint, batch by batch. A projection
@@ -183,7 +295,7 @@ impl ProjectionRunner {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
             let events = self
                 .reader
-                .after(at, self.config.catch_up_batch as i64)
+                .after(at, self.catch_up_batch as i64)
                 .await?;
             if events.is_empty() {
                 return Ok(());
@@ -209,7 +321,7 @@ impl ProjectionRunner {
     /// (an append draws its position under a transaction-scoped advisory lock), so every
     /// event of the range is already readable and the checkpoint may move to its end.
     async fn catch_up_by_types(&self, types: &[&str]) -> Result<(), RunError> {
-        let span = self.config.catch_up_batch as i64;
+        let span = self.catch_up_batch as i64;
         loop {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
             let up_to = self.reader.head().await?.min(at.saturating_add(span));
@@ -219,45 +331,6 @@ impl ProjectionRunner {
             let events = self.reader.of_types_in(types, at, up_to).await?;
             self.apply_range(events, up_to).await?;
         }
-    }
-
-    async fn handle(&self, messages: &[jetstream::Message]) -> Result<(), RunError> {
-        let types = self.projection.aggregate_types();
-        let mut items: Vec<Delivered> = Vec::with_capacity(messages.len());
-        for message in messages {
-            let header = |name: &str| {
-                message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .and_then(|v| v.as_str().parse::<i64>().ok())
-            };
-            let prev = header(HEADER_PREV_POSITION);
-            // Another type's event is passed over undecoded; its position still counts.
-            let other_type = types.is_some_and(|types| {
-                aggregate_type_of(&message.subject).is_some_and(|t| !types.contains(&t))
-            });
-            if let (true, Some(position)) = (other_type, header(HEADER_POSITION)) {
-                items.push(Delivered {
-                    position,
-                    prev,
-                    event: None,
-                });
-                continue;
-            }
-            match serde_json::from_slice::<StoredEvent>(&message.payload) {
-                Ok(event) => items.push(Delivered {
-                    position: event.position,
-                    prev,
-                    event: Some(event),
-                }),
-                // Unreadable on the wire: the store still has it, and the next message's
-                // previous position will not match, so the range is backfilled.
-                Err(e) => tracing::warn!(error = %e, "undecodable message skipped"),
-            }
-        }
-        items.sort_by_key(|item| item.position);
-        self.apply_batch(items).await
     }
 
     /// Applies everything after the checkpoint up to the batch's last position.
@@ -357,7 +430,7 @@ impl ProjectionRunner {
                         break;
                     }
                     Err(e) if is_transient(&e) => return Err(e.into()),
-                    Err(e) if attempt >= self.config.max_attempts => {
+                    Err(e) if attempt >= self.max_attempts => {
                         tx.rollback().await?;
                         self.park(event, &e, attempt).await?;
                         break;

@@ -476,8 +476,9 @@ impl TestApp {
         }
     }
 
-    /// Waits until the durable consumer of `projection` has nothing pending or unacknowledged.
-    pub async fn wait_for_consumer_to_drain(&self, projection: &str) {
+    /// Waits until the durable consumer that feeds the projections has nothing pending or
+    /// unacknowledged.
+    pub async fn wait_for_consumer_to_drain(&self) {
         let js = async_nats::jetstream::new(
             async_nats::connect(&self.settings.nats_url)
                 .await
@@ -485,10 +486,10 @@ impl TestApp {
         );
         let names = bountyline::nats::Names::new(&self.settings.nats_prefix);
         let stream = js.get_stream(names.stream()).await.expect("stream");
-        let durable = names.durable(projection);
+        let durable = names.projections_durable();
         wait_until(
             Duration::from_secs(30),
-            &format!("{projection} to drain"),
+            "the projections' consumer to drain",
             || {
                 let (stream, durable) = (&stream, &durable);
                 async move {
