@@ -229,9 +229,8 @@ impl ProjectionRunner {
                     .and_then(|v| v.as_str().parse::<i64>().ok())
             };
             let prev = header(HEADER_PREV_POSITION);
-            let unread = aggregate_type_of(&message.subject).is_some_and(|t| {
-                !self.appliers.iter().any(|applier| applier.reads(t))
-            });
+            let unread = aggregate_type_of(&message.subject)
+                .is_some_and(|t| !self.appliers.iter().any(|applier| applier.reads(t)));
             if let (true, Some(position)) = (unread, header(HEADER_POSITION)) {
                 items.push(Delivered {
                     position,
@@ -293,10 +292,7 @@ impl Applier {
         }
         loop {
             let at = checkpoint::read(&self.pool, self.projection.name()).await?;
-            let events = self
-                .reader
-                .after(at, self.catch_up_batch as i64)
-                .await?;
+            let events = self.reader.after(at, self.catch_up_batch as i64).await?;
             if events.is_empty() {
                 return Ok(());
             }
