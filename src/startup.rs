@@ -4,7 +4,6 @@
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use async_nats::jetstream;
-use bountyline_projections::runner::{Feed, ProjectionRunner, RunnerConfig};
 use bountyline_projections::{EventReader, Projection};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -274,22 +273,14 @@ fn spawn_workers(
             projections.iter().map(|p| p.name()).collect(),
         )),
     ));
-    let feeds = projections
-        .into_iter()
-        .map(|projection| Feed {
-            progress_subject: names.progress(projection.name()),
-            projection,
-        })
-        .collect();
-    let config = RunnerConfig {
-        stream: names.stream(),
-        durable: names.projections_durable(),
-        batch: settings.worker.projection_batch,
-        catch_up_batch: settings.worker.projection_catch_up_batch,
-        max_attempts: 3,
-        ack_wait: Duration::from_secs(settings.worker.ack_wait_secs),
-    };
-    let runner = ProjectionRunner::new(pool.clone(), js.clone(), feeds, config);
+    let runner = workers::projection_runner(
+        pool,
+        js,
+        names,
+        &settings.worker,
+        names.projections_durable(),
+        projections,
+    );
     tasks.push(("projections", tokio::spawn(runner.run(shutdown.clone()))));
     let interval = Duration::from_millis(settings.worker.lease_scan_interval_ms);
     tasks.push((

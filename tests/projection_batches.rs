@@ -9,7 +9,6 @@ mod common;
 use async_nats::jetstream;
 use async_trait::async_trait;
 use bountyline::nats::Names;
-use bountyline_projections::runner::{Feed, ProjectionRunner, RunnerConfig};
 use bountyline_projections::{checkpoint, Projection, ProjectionError, StoredEvent};
 use common::*;
 use futures::StreamExt;
@@ -77,24 +76,8 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
             .await
             .expect("connect to NATS"),
     );
-    let config = RunnerConfig {
-        stream: stream.clone(),
-        durable: format!("{}-batch-recorder", app.settings.nats_prefix),
-        batch: 2_000,
-        catch_up_batch: 5_000,
-        max_attempts: 3,
-        ack_wait: Duration::from_secs(60),
-    };
     let (stop, stopped) = watch::channel(false);
-    let runner = ProjectionRunner::new(
-        app.pool.clone(),
-        js.clone(),
-        vec![Feed {
-            projection: Arc::new(recorder),
-            progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
-        }],
-        config,
-    );
+    let runner = app.runner(js.clone(), "batch-recorder", vec![Arc::new(recorder)]);
     let running = tokio::spawn(runner.run(stopped));
 
     // The runner reads the stream once it has caught up from the store (nothing to catch up
@@ -212,24 +195,8 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
         sizes: Arc::new(Mutex::new(Vec::new())),
         gate: Arc::new(Semaphore::new(1)),
     };
-    let config = RunnerConfig {
-        stream: stream_name.clone(),
-        durable: durable.clone(),
-        batch: 2_000,
-        catch_up_batch: 5_000,
-        max_attempts: 3,
-        ack_wait: Duration::from_secs(60),
-    };
     let (stop, stopped) = watch::channel(false);
-    let runner = ProjectionRunner::new(
-        app.pool.clone(),
-        js.clone(),
-        vec![Feed {
-            projection: Arc::new(recorder),
-            progress_subject: format!("{}.signal.progress.recorder", app.settings.nats_prefix),
-        }],
-        config,
-    );
+    let runner = app.runner(js.clone(), "batch-recorder", vec![Arc::new(recorder)]);
     let running = tokio::spawn(runner.run(stopped));
     let consumer_info = || async {
         let stream = js.get_stream(&stream_name).await.ok()?;

@@ -8,7 +8,6 @@ mod common;
 use async_nats::jetstream;
 use async_trait::async_trait;
 use bountyline::nats::Names;
-use bountyline_projections::runner::{Feed, ProjectionRunner, RunnerConfig};
 use bountyline_projections::{checkpoint, Projection, ProjectionError, StoredEvent};
 use common::*;
 use futures::TryStreamExt;
@@ -81,34 +80,22 @@ async fn one_delivery_feeds_each_projection_the_events_of_its_types() {
             .await
             .expect("connect to NATS"),
     );
-    let names = Names::new(&app.settings.nats_prefix);
     let everything = Arc::new(Mutex::new(Vec::new()));
     let tasks_only = Arc::new(Mutex::new(Vec::new()));
-    let feed = |name: &'static str,
-                types: Option<&'static [&'static str]>,
-                seen: &Arc<Mutex<Vec<String>>>| Feed {
-        projection: Arc::new(Seen {
+    let seen = |name, types, seen: &Arc<Mutex<Vec<String>>>| -> Arc<dyn Projection> {
+        Arc::new(Seen {
             name,
             types,
             seen: seen.clone(),
-        }),
-        progress_subject: names.progress(name),
+        })
     };
-    let runner = ProjectionRunner::new(
-        app.pool.clone(),
+    let runner = app.runner(
         js,
+        "seen",
         vec![
-            feed("seen-everything", None, &everything),
-            feed("seen-tasks", Some(&["Task"]), &tasks_only),
+            seen("seen-everything", None, &everything),
+            seen("seen-tasks", Some(&["Task"]), &tasks_only),
         ],
-        RunnerConfig {
-            stream: names.stream(),
-            durable: format!("{}-seen", app.settings.nats_prefix),
-            batch: 500,
-            catch_up_batch: 5_000,
-            max_attempts: 3,
-            ack_wait: Duration::from_secs(60),
-        },
     );
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(runner.run(stopped));

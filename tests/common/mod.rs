@@ -476,6 +476,27 @@ impl TestApp {
         }
     }
 
+    /// A projection runner on this app's stream feeding `projections` through the durable
+    /// consumer `<prefix>-<durable>`, taking live batches of up to 2,000 (the workers' default).
+    pub fn runner(
+        &self,
+        js: async_nats::jetstream::Context,
+        durable: &str,
+        projections: Vec<Arc<dyn bountyline_projections::Projection>>,
+    ) -> bountyline_projections::runner::ProjectionRunner {
+        bountyline::workers::projection_runner(
+            &self.pool,
+            &js,
+            &bountyline::nats::Names::new(&self.settings.nats_prefix),
+            &WorkerSettings {
+                projection_batch: 2_000,
+                ..self.settings.worker.clone()
+            },
+            format!("{}-{durable}", self.settings.nats_prefix),
+            projections,
+        )
+    }
+
     /// Waits until the durable consumer that feeds the projections has nothing pending or
     /// unacknowledged.
     pub async fn wait_for_consumer_to_drain(&self) {
