@@ -54,6 +54,7 @@ pub struct Feed {
 /// every projection has stored it.
 pub struct ProjectionRunner {
     js: jetstream::Context,
+    reader: EventReader,
     config: RunnerConfig,
     appliers: Vec<Applier>,
 }
@@ -66,7 +67,6 @@ struct Applier {
     projection: Arc<dyn Projection>,
     progress: Signal,
     progress_subject: String,
-    catch_up_batch: usize,
     max_attempts: u32,
 }
 
@@ -95,12 +95,12 @@ impl ProjectionRunner {
                 projection: feed.projection,
                 progress: Signal::default(),
                 progress_subject: feed.progress_subject,
-                catch_up_batch: config.catch_up_batch,
                 max_attempts: config.max_attempts,
             })
             .collect();
         Self {
             js,
+            reader: EventReader::new(pool),
             config,
             appliers,
         }
@@ -177,11 +177,7 @@ impl ProjectionRunner {
         // Messages handed to a worker that stopped stay unacknowledged until their ack wait
         // runs out; rather than idle until then, catch up from the store right away. The
         // redeliveries then fall below the checkpoints and are skipped.
-        try_join_all(self.appliers.iter().map(|applier| async move {
-            let caught_up = applier.catch_up_from_store().await;
-            caught_up.map_err(|e| applier.failed(e))
-        }))
-        .await?;
+        self.catch_up_from_store().await?;
         loop {
             tokio::select! {
                 // Outside tokio's cooperative budget, which would end every chunk at 128
@@ -214,6 +210,96 @@ impl ProjectionRunner {
                 _ = shutdown.changed() => return Ok(()),
             }
         }
+    }
+
+    /// Applies everything the store holds beyond each projection's checkpoint. The backlog is
+    /// read once for every projection, a span of `catch_up_batch` positions at a time (the
+    /// next span is read while this one is applied), and each projection applies its share
+    /// beyond its own checkpoint in a transaction of its own. Spans end at or below the
+    /// store's head, and positions become visible in commit order (an append draws its
+    /// position under a transaction-scoped advisory lock), so a span holds every event in it
+    /// and a checkpoint may move to its end.
+    async fn catch_up_from_store(&self) -> Result<(), RunError> {
+        let span = self.config.catch_up_batch.max(1) as i64;
+        let mut at = Vec::with_capacity(self.appliers.len());
+        for applier in &self.appliers {
+            at.push(checkpoint::read(&applier.pool, applier.projection.name()).await?);
+        }
+        let types = self.types_read();
+        let read = |after: i64, up_to: i64| {
+            let types = types.clone();
+            async move {
+                match types {
+                    Some(types) => self.reader.of_types_in(&types, after, up_to).await,
+                    None => self.reader.range(after, up_to).await,
+                }
+            }
+        };
+        loop {
+            let head = self.reader.head().await?;
+            let Some(from) = at.iter().copied().min().filter(|from| *from < head) else {
+                return Ok(());
+            };
+            let mut up_to = head.min(from.saturating_add(span));
+            let mut events = read(from, up_to).await?;
+            loop {
+                let next = (up_to < head).then(|| head.min(up_to.saturating_add(span)));
+                let following = async {
+                    match next {
+                        Some(next) => read(up_to, next).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                let applied = self.apply_span(&mut at, &events, up_to, next.is_none());
+                let (applied, following) = tokio::join!(applied, following);
+                applied?;
+                match (next, following?) {
+                    (Some(next), Some(following)) => (up_to, events) = (next, following),
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Applies a span of the store, `events` up to `up_to`, to every projection behind it,
+    /// side by side; `at` holds each one's checkpoint. A projection with no events in the span
+    /// stores its checkpoint with its next events, or on the `last` span.
+    async fn apply_span(
+        &self,
+        at: &mut [i64],
+        events: &[StoredEvent],
+        up_to: i64,
+        last: bool,
+    ) -> Result<(), RunError> {
+        try_join_all(
+            self.appliers
+                .iter()
+                .zip(at.iter_mut())
+                .map(|(applier, at)| async move {
+                    if *at >= up_to || !(last || applier.has_share(events, *at)) {
+                        return Ok(());
+                    }
+                    applier
+                        .apply_range(events, up_to)
+                        .await
+                        .map_err(|e| applier.failed(e))?;
+                    *at = up_to;
+                    Ok::<_, RunError>(())
+                }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The aggregate types any projection fed reads, or `None` when one reads every event.
+    fn types_read(&self) -> Option<Vec<&'static str>> {
+        let mut types: Vec<&'static str> = Vec::new();
+        for applier in &self.appliers {
+            types.extend(applier.projection.aggregate_types()?);
+        }
+        types.sort_unstable();
+        types.dedup();
+        Some(types)
     }
 
     /// The batch in position order, each event decoded once. An event of a type no projection
@@ -284,49 +370,10 @@ impl Applier {
             .collect()
     }
 
-    /// Applies everything the store holds beyond the checkpoint, batch by batch. A projection
-    /// that names its aggregate types reads only those (see [`Self::catch_up_by_types`]).
-    async fn catch_up_from_store(&self) -> Result<(), RunError> {
-        if let Some(types) = self.projection.aggregate_types() {
-            return self.catch_up_by_types(types).await;
-        }
-        loop {
-            let at = checkpoint::read(&self.pool, self.projection.name()).await?;
-            let events = self.reader.after(at, self.catch_up_batch as i64).await?;
-            if events.is_empty() {
-                return Ok(());
-            }
-            let mut prev = at;
-            let items = events
-                .into_iter()
-                .map(|e| {
-                    let before = std::mem::replace(&mut prev, e.position);
-                    Delivered {
-                        position: e.position,
-                        prev: Some(before),
-                        event: Some(e),
-                    }
-                })
-                .collect();
-            self.apply_batch(items).await?;
-        }
-    }
-
-    /// Catches up a range of positions at a time, reading only the events of `types`. Every
-    /// range ends at or below the store's head, and positions become visible in commit order
-    /// (an append draws its position under a transaction-scoped advisory lock), so every
-    /// event of the range is already readable and the checkpoint may move to its end.
-    async fn catch_up_by_types(&self, types: &[&str]) -> Result<(), RunError> {
-        let span = self.catch_up_batch as i64;
-        loop {
-            let at = checkpoint::read(&self.pool, self.projection.name()).await?;
-            let up_to = self.reader.head().await?.min(at.saturating_add(span));
-            if up_to <= at {
-                return Ok(());
-            }
-            let events = self.reader.of_types_in(types, at, up_to).await?;
-            self.apply_range(events, up_to).await?;
-        }
+    /// Whether `events` (in position order) hold any this projection reads beyond `at`.
+    fn has_share(&self, events: &[StoredEvent], at: i64) -> bool {
+        let beyond = &events[events.partition_point(|e| e.position <= at)..];
+        beyond.iter().any(|e| self.reads(&e.aggregate_type))
     }
 
     /// Applies everything after the checkpoint up to the batch's last position.
@@ -352,22 +399,43 @@ impl Applier {
         if !contiguous {
             metrics::counter!("bountyline_projection_backfills_total", "projection" => name)
                 .increment(1);
-            events = self.reader.range(at, up_to).await?;
+            let range = self.reader.range(at, up_to).await?;
+            return self.apply_share(tx, at, &range, up_to).await;
         }
-        self.apply_locked(tx, events, up_to).await
+        self.apply_locked(tx, &events, up_to).await
     }
 
-    /// Applies `events`, every event of its projection's types in a range ending at `up_to`,
-    /// and moves the checkpoint to `up_to`.
-    async fn apply_range(&self, events: Vec<StoredEvent>, up_to: i64) -> Result<(), RunError> {
+    /// Applies this projection's share of `events` (every event of a range of the store, in
+    /// position order, ending at `up_to`) and moves the checkpoint to `up_to`.
+    async fn apply_range(&self, events: &[StoredEvent], up_to: i64) -> Result<(), RunError> {
         let mut tx = self.pool.begin().await?;
         let at = checkpoint::lock(&mut tx, self.projection.name()).await?;
         if up_to <= at {
             tx.commit().await?;
             return Ok(());
         }
-        let events = events.into_iter().filter(|e| e.position > at).collect();
-        self.apply_locked(tx, events, up_to).await
+        self.apply_share(tx, at, events, up_to).await
+    }
+
+    /// Applies this projection's share of `events` beyond the checkpoint `at`, which `tx`
+    /// holds locked, and moves it to `up_to`.
+    async fn apply_share(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        at: i64,
+        events: &[StoredEvent],
+        up_to: i64,
+    ) -> Result<(), RunError> {
+        let beyond = &events[events.partition_point(|e| e.position <= at)..];
+        if beyond.iter().all(|e| self.reads(&e.aggregate_type)) {
+            return self.apply_locked(tx, beyond, up_to).await;
+        }
+        let share: Vec<StoredEvent> = beyond
+            .iter()
+            .filter(|e| self.reads(&e.aggregate_type))
+            .cloned()
+            .collect();
+        self.apply_locked(tx, &share, up_to).await
     }
 
     /// Applies `events` in the transaction that holds the checkpoint lock and stores `up_to`
@@ -375,12 +443,12 @@ impl Applier {
     async fn apply_locked(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-        events: Vec<StoredEvent>,
+        events: &[StoredEvent],
         up_to: i64,
     ) -> Result<(), RunError> {
         let name = self.projection.name();
         let started = std::time::Instant::now();
-        match self.projection.apply_batch(&mut tx, &events).await {
+        match self.projection.apply_batch(&mut tx, events).await {
             Ok(()) => {
                 let applied = started.elapsed();
                 checkpoint::store(&mut tx, name, up_to).await?;
@@ -401,7 +469,7 @@ impl Applier {
             Err(e) => {
                 tx.rollback().await?;
                 tracing::warn!(projection = name, error = %e, "batch failed; applying one by one");
-                self.apply_one_by_one(&events, up_to).await
+                self.apply_one_by_one(events, up_to).await
             }
         }
     }
