@@ -1,7 +1,8 @@
 //! The `bountyline` command line: one binary, one subcommand per way of running it.
 
+use bountyline_projections::Projection;
 use clap::{Parser, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
@@ -187,42 +188,33 @@ async fn replay(
         (None, false) => anyhow::bail!("name a projection or pass --all"),
     };
     let pool = db::connect(&settings).await?;
-    // Each projection rebuilds into its own shadow schema and swaps in on its own, so they run
-    // side by side: one waits on Postgres while another decodes.
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template(
-        "{prefix:>13} [{bar:40}] position {pos}/{len}  {per_sec}  eta {eta}",
-    )?
-    .progress_chars("=> ");
-    let rebuilds = chosen.into_iter().map(|projection| {
-        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
-        bar.set_prefix(projection.name());
-        let (pool, bars) = (&pool, &bars);
-        async move {
-            let started = std::time::Instant::now();
-            let report =
-                bountyline_projections::rebuild::rebuild(pool, projection.as_ref(), &|at, head| {
-                    bar.set_length(head.max(0) as u64);
-                    bar.set_position(at.max(0) as u64);
-                })
-                .await?;
-            bar.finish();
-            let secs = started.elapsed().as_secs_f64();
-            bars.suspend(|| {
-                eprintln!(
-                    "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), \
-                     swapped in",
-                    projection.name(),
-                    report.events,
-                    report.position,
-                    secs,
-                    report.events as f64 / secs.max(1e-9)
-                )
-            });
-            anyhow::Ok(())
-        }
-    });
-    futures::future::try_join_all(rebuilds).await?;
+    // Every chosen projection rebuilds into its own shadow schema from one read of the store,
+    // side by side (one waits on Postgres while another decodes), and swaps in on its own.
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("[{bar:40}] position {pos}/{len}  {per_sec}  eta {eta}")?
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let projections: Vec<&dyn Projection> = chosen.iter().map(|p| p.as_ref()).collect();
+    let reports = bountyline_projections::rebuild::rebuild_all(&pool, &projections, &|at, head| {
+        bar.set_length(head.max(0) as u64);
+        bar.set_position(at.max(0) as u64);
+    })
+    .await?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    for (projection, report) in projections.iter().zip(reports) {
+        eprintln!(
+            "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), \
+             swapped in; {:.2} s applying",
+            projection.name(),
+            report.events,
+            report.position,
+            secs,
+            report.events as f64 / secs.max(1e-9),
+            report.applying.as_secs_f64(),
+        );
+    }
     Ok(())
 }
 

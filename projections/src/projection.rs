@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
+use std::borrow::Cow;
 
 use crate::StoredEvent;
 
@@ -47,6 +48,12 @@ pub trait Projection: Send + Sync + 'static {
         None
     }
 
+    /// Whether this projection reads events of `aggregate_type`.
+    fn reads(&self, aggregate_type: &str) -> bool {
+        self.aggregate_types()
+            .is_none_or(|types| types.contains(&aggregate_type))
+    }
+
     /// Applies one event. Table names are unqualified: the runner points `search_path` at the
     /// live schema or at a rebuild's shadow schema, so live and rebuild share this code.
     /// Events the projection does not care about are ignored.
@@ -69,4 +76,22 @@ pub trait Projection: Send + Sync + 'static {
         }
         Ok(())
     }
+}
+
+/// The events of `events` that `projection` reads: borrowed when it reads them all (events
+/// read for several projections are shared, not copied), copied out otherwise.
+pub fn share_of<'a>(
+    projection: &dyn Projection,
+    events: &'a [StoredEvent],
+) -> Cow<'a, [StoredEvent]> {
+    if events.iter().all(|e| projection.reads(&e.aggregate_type)) {
+        return Cow::Borrowed(events);
+    }
+    Cow::Owned(
+        events
+            .iter()
+            .filter(|e| projection.reads(&e.aggregate_type))
+            .cloned()
+            .collect(),
+    )
 }

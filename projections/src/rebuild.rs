@@ -6,9 +6,12 @@
 //! that holds the projection's checkpoint row, so the live runner pauses and queries see
 //! either the old tables or the new ones, never half of either.
 
+use futures::future::try_join_all;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::time::{Duration, Instant};
 
-use crate::{checkpoint, EventReader, Projection, ProjectionError};
+use crate::projection::share_of;
+use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 
 const CHUNK: i64 = 5_000;
 
@@ -20,6 +23,8 @@ pub fn shadow_schema(projection: &dyn Projection) -> String {
 pub struct RebuildReport {
     pub events: u64,
     pub position: i64,
+    /// Time spent applying this projection's events (reading the store is shared).
+    pub applying: Duration,
 }
 
 /// Rebuilds `projection` from position 0 and swaps it in. `progress(position, head)` is
@@ -34,14 +39,113 @@ pub async fn rebuild(
     Ok(report)
 }
 
-/// Builds the shadow tables from scratch up to `until` (or the current head), reading only
-/// the events the projection takes and applying them a chunk per transaction.
+/// Rebuilds every projection of `projections` from one read of the store (see
+/// [`build_shadows`]) and swaps each in; the reports are in the same order.
+pub async fn rebuild_all(
+    pool: &PgPool,
+    projections: &[&dyn Projection],
+    progress: &(dyn Fn(i64, i64) + Sync),
+) -> Result<Vec<RebuildReport>, ProjectionError> {
+    let reports = build_shadows(pool, projections, None, progress).await?;
+    try_join_all(
+        projections
+            .iter()
+            .zip(&reports)
+            .map(|(projection, report)| swap_in(pool, *projection, report.position)),
+    )
+    .await?;
+    Ok(reports)
+}
+
+/// Builds the shadow tables of one projection from scratch up to `until` (or the current
+/// head); see [`build_shadows`].
 pub async fn build_shadow(
     pool: &PgPool,
     projection: &dyn Projection,
     until: Option<i64>,
     progress: &(dyn Fn(i64, i64) + Sync),
 ) -> Result<RebuildReport, ProjectionError> {
+    let mut reports = build_shadows(pool, &[projection], until, progress).await?;
+    Ok(reports.remove(0))
+}
+
+/// Builds the shadow tables of several projections from scratch up to `until` (or the
+/// current head). The store is read once for all of them, `CHUNK` events of the types they
+/// read at a time (the next chunk is read while this one is applied), and each applies its
+/// share of a chunk to its shadow tables in a transaction of its own, side by side.
+pub async fn build_shadows(
+    pool: &PgPool,
+    projections: &[&dyn Projection],
+    until: Option<i64>,
+    progress: &(dyn Fn(i64, i64) + Sync),
+) -> Result<Vec<RebuildReport>, ProjectionError> {
+    for projection in projections {
+        create_shadow(pool, *projection).await?;
+    }
+    let reader = EventReader::new(pool.clone());
+    let head = match until {
+        Some(until) => until,
+        None => reader.head().await?,
+    };
+    let types = types_read(projections);
+    let read = |after: i64| {
+        let (reader, types) = (&reader, types.clone());
+        async move {
+            let events = match types {
+                Some(types) => reader.of_types_after(&types, after, CHUNK).await?,
+                None => reader.after(after, CHUNK).await?,
+            };
+            Ok::<_, ProjectionError>(events.into_iter().filter(|e| e.position <= head).collect())
+        }
+    };
+    let mut reports = vec![
+        RebuildReport {
+            events: 0,
+            position: 0,
+            applying: Duration::ZERO,
+        };
+        projections.len()
+    ];
+    let mut events: Vec<StoredEvent> = read(0).await?;
+    while let Some(last) = events.last().map(|e| e.position) {
+        let applied = try_join_all(projections.iter().zip(reports.iter_mut()).map(
+            |(projection, report)| {
+                let events = &events;
+                async move {
+                    let started = Instant::now();
+                    let share = share_of(*projection, events);
+                    if !share.is_empty() {
+                        let mut tx = pool.begin().await?;
+                        point_at(&mut tx, &shadow_schema(*projection)).await?;
+                        projection.apply_batch(&mut tx, &share).await?;
+                        tx.commit().await?;
+                    }
+                    report.events += share.len() as u64;
+                    report.applying += started.elapsed();
+                    Ok::<_, ProjectionError>(())
+                }
+            },
+        ));
+        let following = async {
+            if last < head {
+                read(last).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (applied, following) = tokio::join!(applied, following);
+        applied?;
+        events = following?;
+        progress(last, head);
+    }
+    for report in &mut reports {
+        report.position = head;
+    }
+    Ok(reports)
+}
+
+/// Empty shadow tables for `projection`, in its shadow schema (made anew).
+async fn create_shadow(pool: &PgPool, projection: &dyn Projection) -> Result<(), ProjectionError> {
     let shadow = shadow_schema(projection);
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
@@ -58,35 +162,18 @@ pub async fn build_shadow(
         .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
 
-    let reader = EventReader::new(pool.clone());
-    let head = match until {
-        Some(until) => until,
-        None => reader.head().await?,
-    };
-    let mut report = RebuildReport {
-        events: 0,
-        position: 0,
-    };
-    while report.position < head {
-        let events = match projection.aggregate_types() {
-            Some(types) => reader.of_types_after(types, report.position, CHUNK).await?,
-            None => reader.after(report.position, CHUNK).await?,
-        };
-        let events: Vec<_> = events.into_iter().filter(|e| e.position <= head).collect();
-        let Some(last) = events.last().map(|e| e.position) else {
-            break;
-        };
-        let mut tx = pool.begin().await?;
-        point_at(&mut tx, &shadow).await?;
-        projection.apply_batch(&mut tx, &events).await?;
-        tx.commit().await?;
-        report.events += events.len() as u64;
-        report.position = last;
-        progress(report.position, head);
+/// The aggregate types any of `projections` reads, or `None` when one reads every event.
+pub fn types_read(projections: &[&dyn Projection]) -> Option<Vec<&'static str>> {
+    let mut types: Vec<&'static str> = Vec::new();
+    for projection in projections {
+        types.extend(projection.aggregate_types()?);
     }
-    report.position = head;
-    Ok(report)
+    types.sort_unstable();
+    types.dedup();
+    Some(types)
 }
 
 /// Rows that differ between the live tables and the shadow ones, per table (0 everywhere

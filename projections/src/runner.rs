@@ -20,9 +20,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::projection::share_of;
 use crate::signal::Signal;
 use crate::wire::{aggregate_type_of, HEADER_POSITION, HEADER_PREV_POSITION};
-use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
+use crate::{checkpoint, rebuild, EventReader, Projection, ProjectionError, StoredEvent};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -225,7 +226,12 @@ impl ProjectionRunner {
         for applier in &self.appliers {
             at.push(checkpoint::read(&applier.pool, applier.projection.name()).await?);
         }
-        let types = self.types_read();
+        let projections: Vec<&dyn Projection> = self
+            .appliers
+            .iter()
+            .map(|a| a.projection.as_ref())
+            .collect();
+        let types = rebuild::types_read(&projections);
         let read = |after: i64, up_to: i64| {
             let types = types.clone();
             async move {
@@ -291,17 +297,6 @@ impl ProjectionRunner {
         Ok(())
     }
 
-    /// The aggregate types any projection fed reads, or `None` when one reads every event.
-    fn types_read(&self) -> Option<Vec<&'static str>> {
-        let mut types: Vec<&'static str> = Vec::new();
-        for applier in &self.appliers {
-            types.extend(applier.projection.aggregate_types()?);
-        }
-        types.sort_unstable();
-        types.dedup();
-        Some(types)
-    }
-
     /// The batch in position order, each event decoded once. An event of a type no projection
     /// fed reads is passed over undecoded; its position still counts.
     fn decode(&self, messages: &[jetstream::Message]) -> Vec<Delivered> {
@@ -349,9 +344,7 @@ impl Applier {
 
     /// Whether this projection reads events of `aggregate_type`.
     fn reads(&self, aggregate_type: &str) -> bool {
-        self.projection
-            .aggregate_types()
-            .is_none_or(|types| types.contains(&aggregate_type))
+        self.projection.reads(aggregate_type)
     }
 
     /// This projection's share of a batch: every position, with the events it reads.
@@ -427,14 +420,7 @@ impl Applier {
         up_to: i64,
     ) -> Result<(), RunError> {
         let beyond = &events[events.partition_point(|e| e.position <= at)..];
-        if beyond.iter().all(|e| self.reads(&e.aggregate_type)) {
-            return self.apply_locked(tx, beyond, up_to).await;
-        }
-        let share: Vec<StoredEvent> = beyond
-            .iter()
-            .filter(|e| self.reads(&e.aggregate_type))
-            .cloned()
-            .collect();
+        let share = share_of(self.projection.as_ref(), beyond);
         self.apply_locked(tx, &share, up_to).await
     }
 
