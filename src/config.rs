@@ -118,8 +118,8 @@ pub struct WorkerSettings {
     pub lease_scan_interval_ms: u64,
     /// Messages from the stream applied in one transaction.
     pub projection_batch: usize,
-    /// Events read from the store and applied in one transaction when a projection catches
-    /// up (after a restart, or when it fell behind the stream).
+    /// Positions read from the store at a time, for every projection at once, and applied in
+    /// one transaction per projection when projections catch up (after a restart).
     pub projection_catch_up_batch: usize,
     pub relay_batch: i64,
     /// The longest the relay sleeps with nothing to publish; appends wake it at once (a core

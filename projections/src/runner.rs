@@ -33,8 +33,9 @@ pub struct RunnerConfig {
     pub durable: String,
     /// At most this many messages are applied in one transaction.
     pub batch: usize,
-    /// At most this many events are read from the store and applied in one transaction
-    /// while catching up; larger than `batch`, since the whole range is waiting already.
+    /// Positions read from the store at a time (for every projection) and applied in one
+    /// transaction per projection while catching up; larger than `batch`, since the whole
+    /// range is waiting already.
     pub catch_up_batch: usize,
     /// Tries of one failing event before it is parked.
     pub max_attempts: u32,
