@@ -32,7 +32,9 @@ def main():
     args = ap.parse_args()
     run = load(os.path.join(args.out, "run.json"))
     hold = load(os.path.join(args.out, "hold.json"))
-    lag = load(os.path.join(args.out, "lag.json"))["lag_zero_seconds"]
+    after = load(os.path.join(args.out, "lag.json"))
+    lag = after["lag_zero_seconds"]
+    rss_after = after.get("rss_kb_after_load")
     peak = None
     if os.path.exists(os.path.join(args.out, "commands.json")):
         peak = load(os.path.join(args.out, "commands.json"))["commands_per_sec"]
@@ -46,6 +48,14 @@ def main():
         ("lag back to zero after the load", f"{lag:.1f} s", f"≤ {GOAL_LAG_SECONDS:.0f} s",
          lag <= GOAL_LAG_SECONDS),
     ]
+    # Not a goal of its own: the end-of-load figure includes whatever was in flight at that
+    # moment (the RSS follows the requests in flight); this one is what stays once they are done.
+    if rss_after is not None and hold["rss_kb_after_warmup"]:
+        kept = 100.0 * (rss_after - hold["rss_kb_after_warmup"]) / hold["rss_kb_after_warmup"]
+        info = [("RSS 12 s after the load (informational)",
+                 f"{kept:+.1f}% ({kb(hold['rss_kb_after_warmup'])} → {kb(rss_after)})")]
+    else:
+        info = []
     # The 5xx that fell in windows where the host stole a noticeable share of a core: the
     # machine had less CPU than the run was sized for (see the per-window table).
     stolen = [w for w in hold["windows"] if (w.get("cpu_pct") or {}).get("steal", 0) >= STEAL_PCT]
@@ -73,6 +83,7 @@ def main():
         "rss_kb_max": hold["rss_kb_max"],
         "rss_growth_pct_after_warmup": growth,
         "lag_zero_seconds": lag,
+        "rss_kb_after_load": rss_after,
         "goals_met": all(c[3] for c in checks),
         "windows": hold["windows"],
     }
@@ -87,6 +98,8 @@ def main():
     ]
     for name, got, goal, met in checks:
         lines.append(f"  {name}: {got} (goal {goal}): {'meets' if met else 'MISSES'}")
+    for name, got in info:
+        lines.append(f"  {name}: {got}")
     print("\n".join("bench: " + l for l in lines), file=sys.stderr)
 
     if args.json:
@@ -95,14 +108,14 @@ def main():
             f.write("\n")
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(markdown(summary, checks))
+            f.write(markdown(summary, checks, info))
 
 
 def kb(value):
     return "n/a" if value is None else f"{value / 1024:.1f} MiB"
 
 
-def markdown(s, checks):
+def markdown(s, checks, info):
     out = [
         "# Held load",
         "",
@@ -123,6 +136,8 @@ def markdown(s, checks):
     ]
     for name, got, goal, met in checks:
         out.append(f"| {name} | {got} | {goal} | {'meets' if met else '**misses**'} |")
+    for name, got in info:
+        out.append(f"| {name} | {got} | | |")
     if s["server_errors"]:
         out.append(
             f"| of them, in the {s['stolen_windows']} windows where the host stole "
