@@ -15,7 +15,7 @@ use futures::StreamExt;
 use sqlx::{Postgres, Transaction};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Records the size of every batch it is given; its first batch waits for the test.
 struct Recorder {
@@ -71,14 +71,9 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
         sizes: sizes.clone(),
         gate: gate.clone(),
     };
-    let js = jetstream::new(
-        async_nats::connect(&app.settings.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
-    let (stop, stopped) = watch::channel(false);
+    let js = app.jetstream().await;
     let runner = app.runner(js.clone(), "batch-recorder", vec![Arc::new(recorder)]);
-    let running = tokio::spawn(runner.run(stopped));
+    let running = RunningRunner::start(runner);
 
     // The runner reads the stream once it has caught up from the store (nothing to catch up
     // here): only then is the first event sure to come live, with a pull request out.
@@ -159,8 +154,7 @@ async fn a_projection_behind_applies_what_waits_in_large_batches() {
         "the waiting events came in batches of {after_first:?}"
     );
 
-    let _ = stop.send(true);
-    let _ = running.await;
+    running.stop().await;
     app.shutdown.trigger().await;
 }
 
@@ -173,11 +167,7 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
     let user = app.user("acks").await;
     let stream_name = Names::new(&app.settings.nats_prefix).stream();
     let durable = format!("{}-batch-recorder", app.settings.nats_prefix);
-    let js = jetstream::new(
-        async_nats::connect(&app.settings.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
+    let js = app.jetstream().await;
     app.create_task(&user, "acks", "before the runner", 1).await;
     app.wait_for_relay(app.head().await, Duration::from_secs(20))
         .await;
@@ -195,9 +185,8 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
         sizes: Arc::new(Mutex::new(Vec::new())),
         gate: Arc::new(Semaphore::new(1)),
     };
-    let (stop, stopped) = watch::channel(false);
     let runner = app.runner(js.clone(), "batch-recorder", vec![Arc::new(recorder)]);
-    let running = tokio::spawn(runner.run(stopped));
+    let running = RunningRunner::start(runner);
     let consumer_info = || async {
         let stream = js.get_stream(&stream_name).await.ok()?;
         let mut consumer: jetstream::consumer::PullConsumer =
@@ -239,7 +228,6 @@ async fn a_batch_is_acknowledged_whole_even_on_a_consumer_made_to_ack_each_messa
     )
     .await;
 
-    let _ = stop.send(true);
-    let _ = running.await;
+    running.stop().await;
     app.shutdown.trigger().await;
 }

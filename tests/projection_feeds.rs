@@ -5,7 +5,6 @@
 
 mod common;
 
-use async_nats::jetstream;
 use async_trait::async_trait;
 use bountyline::nats::Names;
 use bountyline_projections::{checkpoint, Projection, ProjectionError, StoredEvent};
@@ -14,7 +13,6 @@ use futures::TryStreamExt;
 use sqlx::{Postgres, Transaction};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 
 #[tokio::test]
 async fn a_worker_process_follows_the_event_stream_through_one_durable_consumer() {
@@ -23,11 +21,7 @@ async fn a_worker_process_follows_the_event_stream_through_one_durable_consumer(
     app.create_task(&user, "feeds", "one", 1).await;
     app.settle().await;
 
-    let js = jetstream::new(
-        async_nats::connect(&app.settings.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
+    let js = app.jetstream().await;
     let names = Names::new(&app.settings.nats_prefix);
     let stream = js.get_stream(names.stream()).await.expect("stream");
     let infos: Vec<_> = stream.consumers().try_collect().await.expect("consumers");
@@ -97,11 +91,7 @@ impl Projection for Seen {
 async fn one_delivery_feeds_each_projection_the_events_of_its_types() {
     let app = TestApp::spawn().await;
     let user = app.user("typed").await;
-    let js = jetstream::new(
-        async_nats::connect(&app.settings.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
+    let js = app.jetstream().await;
     let everything = Record::default();
     let tasks_only = Record::default();
     let runner = app.runner(
@@ -112,8 +102,7 @@ async fn one_delivery_feeds_each_projection_the_events_of_its_types() {
             seen("seen-tasks", Some(&["Task"]), &tasks_only),
         ],
     );
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(runner.run(stopped));
+    let running = RunningRunner::start(runner);
 
     app.create_task(&user, "typed", "a task", 1).await;
     app.deposit(&user, 2_500, "USD").await;
@@ -137,8 +126,7 @@ async fn one_delivery_feeds_each_projection_the_events_of_its_types() {
     assert_eq!(*everything.lock().expect("seen"), stored);
     assert_eq!(*tasks_only.lock().expect("seen"), tasks);
 
-    let _ = stop.send(true);
-    let _ = running.await;
+    running.stop().await;
     app.shutdown.trigger().await;
 }
 
@@ -164,11 +152,7 @@ async fn projections_behind_catch_up_from_one_read_of_the_store_each_from_its_ow
     tx.commit().await.expect("commit");
 
     let (all, late, bounties) = (Record::default(), Record::default(), Record::default());
-    let js = jetstream::new(
-        async_nats::connect(&app.settings.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
+    let js = app.jetstream().await;
     // Spans of three positions: the backlog is read and applied in several.
     let runner = bountyline::workers::projection_runner(
         &app.pool,
@@ -185,8 +169,7 @@ async fn projections_behind_catch_up_from_one_read_of_the_store_each_from_its_ow
             seen("seen-bounties", Some(&["Bounty"]), &bounties),
         ],
     );
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(runner.run(stopped));
+    let running = RunningRunner::start(runner);
     for name in ["seen-all", "seen-late", "seen-bounties"] {
         wait_until(Duration::from_secs(20), name, || async {
             checkpoint::read(&app.pool, name).await.expect("checkpoint") >= head
@@ -219,7 +202,6 @@ async fn projections_behind_catch_up_from_one_read_of_the_store_each_from_its_ow
         "a projection given nothing still reaches the head"
     );
 
-    let _ = stop.send(true);
-    let _ = running.await;
+    running.stop().await;
     app.shutdown.trigger().await;
 }

@@ -81,13 +81,17 @@ impl EventReader {
         .await
     }
 
-    /// Up to `limit` events of the given aggregate types after `after`, in position order.
+    /// Up to `limit` events of the given aggregate types (every type for `None`) after
+    /// `after`, in position order.
     pub async fn of_types_after(
         &self,
-        types: &[&str],
+        types: Option<&[&str]>,
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let Some(types) = types else {
+            return self.after(after, limit).await;
+        };
         let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
         sqlx::query_as::<_, StoredEvent>(&format!(
             "{SELECT_EVENTS} WHERE position > $1 AND aggregate_type = ANY($2) \
@@ -100,13 +104,17 @@ impl EventReader {
         .await
     }
 
-    /// Every event of the given aggregate types in `(after, up_to]`, in position order.
+    /// Every event of the given aggregate types (every type for `None`) in `(after, up_to]`,
+    /// in position order.
     pub async fn of_types_in(
         &self,
-        types: &[&str],
+        types: Option<&[&str]>,
         after: i64,
         up_to: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let Some(types) = types else {
+            return self.range(after, up_to).await;
+        };
         let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
         sqlx::query_as::<_, StoredEvent>(&format!(
             "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 AND aggregate_type = ANY($3) \

@@ -95,3 +95,14 @@ pub fn share_of<'a>(
             .collect(),
     )
 }
+
+/// The aggregate types any of `projections` reads, or `None` when one reads every event.
+pub fn types_read(projections: &[&dyn Projection]) -> Option<Vec<&'static str>> {
+    let mut types: Vec<&'static str> = Vec::new();
+    for projection in projections {
+        types.extend(projection.aggregate_types()?);
+    }
+    types.sort_unstable();
+    types.dedup();
+    Some(types)
+}

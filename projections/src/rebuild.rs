@@ -10,7 +10,7 @@ use futures::future::try_join_all;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::time::{Duration, Instant};
 
-use crate::projection::share_of;
+use crate::projection::{share_of, types_read};
 use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 
 const CHUNK: i64 = 5_000;
@@ -88,15 +88,10 @@ pub async fn build_shadows(
         None => reader.head().await?,
     };
     let types = types_read(projections);
-    let read = |after: i64| {
-        let (reader, types) = (&reader, types.clone());
-        async move {
-            let events = match types {
-                Some(types) => reader.of_types_after(&types, after, CHUNK).await?,
-                None => reader.after(after, CHUNK).await?,
-            };
-            Ok::<_, ProjectionError>(events.into_iter().filter(|e| e.position <= head).collect())
-        }
+    let (reader, types) = (&reader, types.as_deref());
+    let read = |after: i64| async move {
+        let events = reader.of_types_after(types, after, CHUNK).await?;
+        Ok::<_, ProjectionError>(events.into_iter().filter(|e| e.position <= head).collect())
     };
     let mut reports = vec![
         RebuildReport {
@@ -163,17 +158,6 @@ async fn create_shadow(pool: &PgPool, projection: &dyn Projection) -> Result<(),
     }
     tx.commit().await?;
     Ok(())
-}
-
-/// The aggregate types any of `projections` reads, or `None` when one reads every event.
-pub fn types_read(projections: &[&dyn Projection]) -> Option<Vec<&'static str>> {
-    let mut types: Vec<&'static str> = Vec::new();
-    for projection in projections {
-        types.extend(projection.aggregate_types()?);
-    }
-    types.sort_unstable();
-    types.dedup();
-    Some(types)
 }
 
 /// Rows that differ between the live tables and the shadow ones, per table (0 everywhere

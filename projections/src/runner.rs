@@ -20,10 +20,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
-use crate::projection::share_of;
+use crate::projection::{share_of, types_read};
 use crate::signal::Signal;
 use crate::wire::{aggregate_type_of, HEADER_POSITION, HEADER_PREV_POSITION};
-use crate::{checkpoint, rebuild, EventReader, Projection, ProjectionError, StoredEvent};
+use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -232,16 +232,9 @@ impl ProjectionRunner {
             .iter()
             .map(|a| a.projection.as_ref())
             .collect();
-        let types = rebuild::types_read(&projections);
-        let read = |after: i64, up_to: i64| {
-            let types = types.clone();
-            async move {
-                match types {
-                    Some(types) => self.reader.of_types_in(&types, after, up_to).await,
-                    None => self.reader.range(after, up_to).await,
-                }
-            }
-        };
+        let types = types_read(&projections);
+        let types = types.as_deref();
+        let read = |after: i64, up_to: i64| self.reader.of_types_in(types, after, up_to);
         loop {
             let head = self.reader.head().await?;
             let Some(from) = at.iter().copied().min().filter(|from| *from < head) else {

@@ -262,14 +262,10 @@ impl Client {
         mut after: i64,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
-            let events = match self.topic.aggregate_types() {
-                Some(types) => {
-                    self.reader
-                        .of_types_after(types, after, CATCH_UP_CHUNK)
-                        .await?
-                }
-                None => self.reader.after(after, CATCH_UP_CHUNK).await?,
-            };
+            let events = self
+                .reader
+                .of_types_after(self.topic.aggregate_types(), after, CATCH_UP_CHUNK)
+                .await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(());
             };

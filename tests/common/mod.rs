@@ -438,11 +438,7 @@ impl TestApp {
     /// deduplication cannot drop it), as a relay would after its dedupe window passed.
     pub async fn republish_everything(&self) {
         use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION, HEADER_PREV_POSITION};
-        let js = async_nats::jetstream::new(
-            async_nats::connect(&self.settings.nats_url)
-                .await
-                .expect("nats"),
-        );
+        let js = self.jetstream().await;
         let names = bountyline::nats::Names::new(&self.settings.nats_prefix);
         let events = bountyline_projections::EventReader::new(self.pool.clone())
             .after(0, 100_000)
@@ -478,6 +474,15 @@ impl TestApp {
 
     /// A projection runner on this app's stream feeding `projections` through the durable
     /// consumer `<prefix>-<durable>`, taking live batches of up to 2,000 (the workers' default).
+    /// A JetStream context on this app's NATS.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(
+            async_nats::connect(&self.settings.nats_url)
+                .await
+                .expect("connect to NATS"),
+        )
+    }
+
     pub fn runner(
         &self,
         js: async_nats::jetstream::Context,
@@ -500,11 +505,7 @@ impl TestApp {
     /// Waits until the durable consumer that feeds the projections has nothing pending or
     /// unacknowledged.
     pub async fn wait_for_consumer_to_drain(&self) {
-        let js = async_nats::jetstream::new(
-            async_nats::connect(&self.settings.nats_url)
-                .await
-                .expect("nats"),
-        );
+        let js = self.jetstream().await;
         let names = bountyline::nats::Names::new(&self.settings.nats_prefix);
         let stream = js.get_stream(names.stream()).await.expect("stream");
         let durable = names.projections_durable();
@@ -585,4 +586,24 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str, limit: Duration) {
         }
     })
     .await;
+}
+
+/// A projection runner running in the background until [`RunningRunner::stop`].
+pub struct RunningRunner {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningRunner {
+    pub fn start(runner: bountyline_projections::runner::ProjectionRunner) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(runner.run(stopped));
+        Self { stop, task }
+    }
+
+    /// Asks the runner to stop and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
