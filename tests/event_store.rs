@@ -172,3 +172,50 @@ async fn analyzing_events_skips_the_documents_and_keeps_the_index_expressions() 
         "the actor expression index lost its statistics"
     );
 }
+
+/// The pool every process uses keeps a connection's lifetime itself, closing it on its way
+/// back, and leaves sqlx's idle timeout and maximum lifetime unset: either one starts sqlx
+/// 0.8's maintenance task, which can spin a runtime thread for good (see `db::pool_options`).
+#[tokio::test]
+async fn the_pool_closes_a_connection_past_its_lifetime_without_a_maintenance_task() {
+    let url = fresh_database().await;
+    let pool = bountyline::db::pool_options(1, Duration::from_millis(300))
+        .connect(&url)
+        .await
+        .expect("connect");
+    let options = pool.options();
+    assert_eq!(
+        options.get_idle_timeout(),
+        None,
+        "an idle timeout starts the task"
+    );
+    assert_eq!(
+        options.get_max_lifetime(),
+        None,
+        "a maximum lifetime starts the task"
+    );
+    assert_eq!(
+        options.get_min_connections(),
+        0,
+        "a minimum starts the task"
+    );
+    let backend = || async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("backend pid")
+    };
+    let first = backend().await;
+    assert_eq!(backend().await, first, "a young connection is used again");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        backend().await,
+        first,
+        "still the same connection until it comes back"
+    );
+    assert_ne!(
+        backend().await,
+        first,
+        "closed when it came back past its lifetime"
+    );
+}

@@ -9,8 +9,7 @@
 //! beside it, not in it.
 
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -34,15 +33,14 @@ struct Progress {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Value> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&args.database_url)
-        .await?;
+    // One connection, no pool: sqlx 0.8's pool maintenance can spin for good (see
+    // bountyline::db::pool_options), and this polls every few milliseconds for minutes.
+    let mut db = PgConnection::connect(&args.database_url).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_seconds);
-    let start_head = head(&pool).await?;
+    let start_head = head(&mut db).await?;
     let mut progress: BTreeMap<String, Progress> = BTreeMap::new();
-    for (name, position) in checkpoints(&pool).await? {
+    for (name, position) in checkpoints(&mut db).await? {
         progress.insert(
             name,
             Progress {
@@ -58,10 +56,10 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         if now >= deadline {
             break true;
         }
-        let head = head(&pool).await?;
+        let head = head(&mut db).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let mut all = true;
-        for (name, position) in checkpoints(&pool).await? {
+        for (name, position) in checkpoints(&mut db).await? {
             let p = progress.entry(name).or_insert(Progress {
                 start: 0,
                 reached: None,
@@ -87,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     };
     let (quiet_seconds, end_head) = match done_at {
         Some(d) if !timed_out => d,
-        _ => (started.elapsed().as_secs_f64(), head(&pool).await?),
+        _ => (started.elapsed().as_secs_f64(), head(&mut db).await?),
     };
     let reached = |relay: bool| -> Option<f64> {
         let mut latest: Option<f64> = Some(0.0);
@@ -139,10 +137,10 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     }))
 }
 
-pub async fn head(pool: &PgPool) -> anyhow::Result<i64> {
+pub async fn head(db: &mut PgConnection) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
-            .fetch_one(pool)
+            .fetch_one(db)
             .await?,
     )
 }
@@ -150,11 +148,11 @@ pub async fn head(pool: &PgPool) -> anyhow::Result<i64> {
 const RELAY: &str = "relay:";
 
 /// Every projection's checkpoint, and the relay's as `relay:<stream>`.
-pub async fn checkpoints(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
+pub async fn checkpoints(db: &mut PgConnection) -> anyhow::Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(
         "SELECT projection, position FROM projection_checkpoints \
          UNION ALL SELECT 'relay:' || stream, position FROM relay_checkpoints",
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?)
 }

@@ -119,9 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     watched.push(("loadgen".to_owned(), std::process::id()));
     let run_db = match &args.database_url {
         Some(url) => Some(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(url)
+            <sqlx::PgConnection as sqlx::Connection>::connect(url)
                 .await
                 .context("connecting to the run's database")?,
         ),
@@ -349,14 +347,15 @@ struct Sampling {
     api_pid: Option<u32>,
     watched: Vec<(String, u32)>,
     /// The run's database: its lag and the cluster's WAL figures are read here.
-    run_db: Option<sqlx::PgPool>,
+    /// One connection, not a pool (see `catchup::run`).
+    run_db: Option<sqlx::PgConnection>,
     messages: Arc<AtomicU64>,
 }
 
 /// At the end of each window: the API's resident memory, the SSE messages received in it,
 /// the CPU each watched process tree used, and the read side's lag.
 async fn sample_windows(
-    how: Sampling,
+    mut how: Sampling,
     started: Instant,
     window: Duration,
     count: usize,
@@ -370,8 +369,8 @@ async fn sample_windows(
         .map(|(_, pid)| tree_ticks(*pid))
         .collect();
     let mut steal_before = steal_ticks();
-    let mut wal_before = match &how.run_db {
-        Some(pool) => wal_totals(pool).await,
+    let mut wal_before = match how.run_db.as_mut() {
+        Some(db) => wal_totals(db).await,
         None => None,
     };
     let mut at_before = Instant::now();
@@ -399,8 +398,8 @@ async fn sample_windows(
         record("steal", steal_before, steal_after);
         steal_before = steal_after;
         at_before = now;
-        let (lag_events, wal_after) = match &how.run_db {
-            Some(pool) => (lag_events(pool).await, wal_totals(pool).await),
+        let (lag_events, wal_after) = match how.run_db.as_mut() {
+            Some(db) => (lag_events(db).await, wal_totals(db).await),
             None => (None, None),
         };
         let wal = match (wal_before, wal_after) {
@@ -424,17 +423,17 @@ async fn sample_windows(
 }
 
 /// The cluster's WAL fsyncs and bytes written since its statistics were reset.
-async fn wal_totals(pool: &sqlx::PgPool) -> Option<(i64, f64)> {
+async fn wal_totals(db: &mut sqlx::PgConnection) -> Option<(i64, f64)> {
     sqlx::query_as::<_, (i64, f64)>("SELECT wal_sync, wal_bytes::float8 FROM pg_stat_wal")
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
         .ok()
 }
 
 /// The store's head minus the lowest checkpoint, read as `loadgen catchup` reads them.
-async fn lag_events(pool: &sqlx::PgPool) -> Option<i64> {
-    let head = crate::catchup::head(pool).await.ok()?;
-    let lowest = crate::catchup::checkpoints(pool)
+async fn lag_events(db: &mut sqlx::PgConnection) -> Option<i64> {
+    let head = crate::catchup::head(db).await.ok()?;
+    let lowest = crate::catchup::checkpoints(db)
         .await
         .ok()?
         .into_iter()

@@ -15,7 +15,6 @@ use anyhow::Context;
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -183,9 +182,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
         let took = process.start().await?;
         say(&format!("{} ready in {took:.1?}", process.name));
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
+    let pool = bountyline::db::pool_options(4, bountyline::db::CONNECTION_LIFETIME)
         .connect(&pg.url("bountyline"))
         .await?;
     let apis: Vec<String> = processes.iter().filter_map(Process::base_url).collect();
