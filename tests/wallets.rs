@@ -102,6 +102,88 @@ async fn a_webhook_for_an_unknown_user_is_refused_and_claims_no_reference() {
     assert_eq!(app.balances(&alice).await["balances"][0]["available"], 250);
 }
 
+/// A delivery costs one durable commit: the claim on its reference goes into the transaction
+/// that appends its events, and the event names the delivery it carried out.
+#[tokio::test]
+async fn a_delivery_is_claimed_in_the_transaction_that_appends_its_events() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let body = json!({"event": "deposit.succeeded", "reference": "one-commit", "user_id": alice.id,
+                      "amount": 300, "currency": "USD"});
+    assert_eq!(app.webhook(&body, true).await.status(), 200);
+    let (claim_tx, body_sha256): (String, String) = sqlx::query_as(
+        "SELECT xmin::text, encode(body_hash, 'hex') FROM webhook_deliveries \
+         WHERE reference = 'one-commit'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let (event_tx, metadata): (String, Value) = sqlx::query_as(
+        "SELECT xmin::text, metadata FROM events \
+                        WHERE event_type = 'DepositConfirmed' AND aggregate_id = $1",
+    )
+    .bind(alice.id.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        claim_tx, event_tx,
+        "the claim and the deposit in one transaction"
+    );
+    let raw = serde_json::to_vec(&body).unwrap();
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(&raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(body_sha256, expected);
+    assert_eq!(metadata["delivery_reference"], "one-commit");
+    assert_eq!(metadata["delivery_body_sha256"], expected.as_str());
+}
+
+/// Two deliveries of one reference for two users at once (a provider's mix-up): one is carried
+/// out, the other refused as a reused reference, whichever order the commits take.
+#[tokio::test]
+async fn one_reference_delivered_for_two_users_at_once_credits_one_of_them() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    for round in 0..8 {
+        let reference = format!("mixed-up-{round}");
+        let body = |user: &common::TestUser| {
+            json!({"event": "deposit.succeeded", "reference": reference, "user_id": user.id,
+                   "amount": 100, "currency": "USD"})
+        };
+        let (a, b) = (body(&alice), body(&bob));
+        let (a, b) = futures::future::join(app.webhook(&a, true), app.webhook(&b, true)).await;
+        let mut answers = Vec::new();
+        for res in [a, b] {
+            let status = res.status().as_u16();
+            let answer: Value = res.json().await.unwrap();
+            answers.push((status, answer["status"].clone(), answer["type"].clone()));
+        }
+        answers.sort_by_key(|(status, _, _)| *status);
+        assert_eq!(answers[0].0, 200, "{answers:?}");
+        assert_eq!(answers[0].1, "processed", "{answers:?}");
+        assert_eq!(answers[1].0, 409, "{answers:?}");
+        assert!(
+            answers[1]
+                .2
+                .as_str()
+                .unwrap_or("")
+                .ends_with("reference-reused"),
+            "{answers:?}"
+        );
+    }
+    let credited = |balances: Value| balances["balances"][0]["available"].as_i64().unwrap_or(0);
+    let total = credited(app.balances(&alice).await) + credited(app.balances(&bob).await);
+    assert_eq!(total, 800, "one credit of 100 per reference");
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(claims, 8);
+}
+
 #[tokio::test]
 async fn a_hundred_parallel_withdrawals_of_one_from_fifty_give_exactly_fifty() {
     let app = TestApp::spawn().await;

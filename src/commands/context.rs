@@ -3,6 +3,8 @@
 
 use bountyline_domain::Actor;
 use std::collections::HashMap;
+
+use crate::store::delivery_keys;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -16,6 +18,21 @@ pub struct CommandContext {
     pub idempotency_key: Option<String>,
     /// Tries a command gets against concurrency conflicts before its caller hears 409.
     pub tries_on_conflict: u32,
+    /// The payment provider's delivery the command carries out, claimed with its events.
+    pub delivery: Option<DeliveryClaim>,
+}
+
+/// A payment provider's delivery: its reference is one delivery's for good, and the claim on
+/// it goes into the transaction that appends the command's events (see `store::group`), so
+/// that carrying out a delivery costs one durable commit. A command whose reference turns out
+/// claimed with another body loses like a concurrency conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryClaim {
+    pub reference: String,
+    /// The SHA-256 of the delivery's body, in lowercase hex.
+    pub body_sha256: String,
+    /// The provider's event name (`deposit.succeeded`, ...).
+    pub event: String,
 }
 
 /// Tries against conflicts for a command a person (or the payment provider) waits for.
@@ -35,6 +52,7 @@ impl CommandContext {
             causation_id: None,
             idempotency_key,
             tries_on_conflict: TRIES_ON_CONFLICT,
+            delivery: None,
         }
     }
 
@@ -48,6 +66,7 @@ impl CommandContext {
             causation_id: Some(cause.to_owned()),
             idempotency_key: None,
             tries_on_conflict: TRIES_ON_CONFLICT,
+            delivery: None,
         }
     }
 
@@ -65,6 +84,7 @@ impl CommandContext {
             causation_id: Some(event.event_id.to_string()),
             idempotency_key: None,
             tries_on_conflict: TRIES_FOR_FOLLOW_UPS,
+            delivery: None,
         }
     }
 
@@ -85,6 +105,14 @@ impl CommandContext {
         ]);
         if let Some(key) = &self.idempotency_key {
             m.insert("idempotency_key".to_owned(), key.clone());
+        }
+        if let Some(claim) = &self.delivery {
+            m.insert(delivery_keys::REFERENCE.to_owned(), claim.reference.clone());
+            m.insert(
+                delivery_keys::BODY_SHA256.to_owned(),
+                claim.body_sha256.clone(),
+            );
+            m.insert(delivery_keys::EVENT.to_owned(), claim.event.clone());
         }
         m
     }

@@ -7,7 +7,7 @@ mod context;
 mod turns;
 mod wallet_history;
 
-pub use context::CommandContext;
+pub use context::{CommandContext, DeliveryClaim};
 use turns::Turns;
 use wallet_history::StoreWalletHistory;
 

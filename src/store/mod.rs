@@ -12,6 +12,15 @@ mod group;
 pub use cached::{CachedStore, CACHED_AGGREGATES};
 pub use committer::AppendError;
 
+/// The metadata keys under which a command names the payment provider's delivery it carries
+/// out (`commands::DeliveryClaim`); the group commit claims the delivery's reference in the
+/// transaction that appends the command's events.
+pub(crate) mod delivery_keys {
+    pub const REFERENCE: &str = "delivery_reference";
+    pub const BODY_SHA256: &str = "delivery_body_sha256";
+    pub const EVENT: &str = "delivery_event";
+}
+
 use bountyline_projections::signal::Signal;
 use committer::Committer;
 use cqrs_es::persist::{

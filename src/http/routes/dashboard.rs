@@ -131,7 +131,7 @@ fn etags() -> &'static [String] {
             .iter()
             .map(|a| {
                 let digest = Sha256::digest(a.body);
-                digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+                crate::http::signature::to_hex(&digest[..12])
             })
             .collect()
     })

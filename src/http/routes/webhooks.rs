@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::commands::CommandContext;
+use crate::commands::{CommandContext, CommandError, DeliveryClaim};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::request_id;
 use crate::http::openapi::problems::{Conflict, Forbidden, NotFound, RawJsonBody, Unauthenticated};
@@ -143,30 +143,27 @@ async fn payments(
             ))
         }
     };
-    let hash = Sha256::digest(&body).to_vec();
-    match claim(
-        &state.pool,
-        owner,
-        reference.as_str(),
-        &hash,
-        &delivery.event,
-    )
-    .await?
-    {
-        Claim::UnknownUser => return Err(ApiError::invalid_field("user_id", "no such user")),
-        Claim::ClaimedWith(claimed) if claimed != hash => {
-            return Err(ApiError::Conflict {
-                kind: "reference-reused",
-                detail: "this reference was already delivered with a different body".into(),
-            })
-        }
-        Claim::ClaimedWith(_) => {}
-    }
+    let claim = DeliveryClaim {
+        reference: reference.as_str().to_owned(),
+        body_sha256: signature::to_hex(&Sha256::digest(&body)),
+        event: delivery.event.clone(),
+    };
+    check_claim(&state.pool, owner, &claim).await?;
     // The wallet is idempotent on the reference: a delivery already carried out (or one that
-    // died half way and is run again) appends nothing the second time.
+    // died half way and is run again) appends nothing the second time. Otherwise its events
+    // and the claim on its reference commit together.
     let mut ctx = CommandContext::system(&format!("webhook:{}", reference.as_str()));
     ctx.request_id = request_id(&req);
-    let committed = state.commands.wallet(owner, command, &ctx).await?;
+    ctx.delivery = Some(claim.clone());
+    let committed = match state.commands.wallet(owner, command, &ctx).await {
+        // Lost to a delivery of the same reference with another body, for another wallet,
+        // that committed first: answered as that, not as a retryable conflict.
+        Err(conflict @ CommandError::Conflict(_)) => {
+            check_claim(&state.pool, owner, &claim).await?;
+            return Err(conflict.into());
+        }
+        result => result?,
+    };
     if !committed.appended {
         metrics::counter!("bountyline_webhooks_total", "outcome" => "duplicate").increment(1);
         return Ok(HttpResponse::Ok().json(Delivered {
@@ -185,53 +182,26 @@ async fn payments(
     }))
 }
 
-/// What became of a delivery's claim on its reference.
-enum Claim {
-    /// The delivery names no user: nothing is claimed.
-    UnknownUser,
-    /// The reference is claimed with this body hash: the delivery's own when this is its
-    /// first delivery or a repeat of it, another when the reference came with a different
-    /// body before.
-    ClaimedWith(Vec<u8>),
-}
-
-/// Claims `reference` for a delivery to `owner` with body hash `hash`. The claim is what keeps
-/// one reference to one wallet (the wallets each know only their own references). One round
-/// trip; read again only when a concurrent first delivery of the same reference was still
-/// committing.
-async fn claim(
-    pool: &PgPool,
-    owner: Uuid,
-    reference: &str,
-    hash: &[u8],
-    event: &str,
-) -> ApiResult<Claim> {
-    let (known, claimed): (bool, Option<Vec<u8>>) = sqlx::query_as(
-        "WITH owner AS (SELECT EXISTS (SELECT 1 FROM users WHERE id = $4) AS known), \
-         claimed AS ( \
-             INSERT INTO webhook_deliveries (reference, body_hash, event) \
-             SELECT $1, $2, $3 FROM owner WHERE known \
-             ON CONFLICT (reference) DO NOTHING RETURNING body_hash) \
-         SELECT known, coalesce((SELECT body_hash FROM claimed), \
-             (SELECT body_hash FROM webhook_deliveries WHERE reference = $1)) FROM owner",
+/// Refuses a delivery for a user bountyline does not know, and one whose reference is claimed
+/// with another body. Reads only: the claim itself commits with the delivery's events (see
+/// `store::group`), and a claim that lands in between makes the command lose as a conflict.
+async fn check_claim(pool: &PgPool, owner: Uuid, claim: &DeliveryClaim) -> ApiResult<()> {
+    let (known, claimed): (bool, Option<String>) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), \
+                (SELECT encode(body_hash, 'hex') FROM webhook_deliveries WHERE reference = $2)",
     )
-    .bind(reference)
-    .bind(hash)
-    .bind(event)
     .bind(owner)
+    .bind(&claim.reference)
     .fetch_one(pool)
     .await?;
     if !known {
-        return Ok(Claim::UnknownUser);
+        return Err(ApiError::invalid_field("user_id", "no such user"));
     }
-    let claimed = match claimed {
-        Some(claimed) => claimed,
-        None => {
-            sqlx::query_scalar("SELECT body_hash FROM webhook_deliveries WHERE reference = $1")
-                .bind(reference)
-                .fetch_one(pool)
-                .await?
-        }
-    };
-    Ok(Claim::ClaimedWith(claimed))
+    match claimed {
+        Some(body) if body != claim.body_sha256 => Err(ApiError::Conflict {
+            kind: "reference-reused",
+            detail: "this reference was already delivered with a different body".into(),
+        }),
+        _ => Ok(()),
+    }
 }
