@@ -4,6 +4,7 @@
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use async_nats::jetstream;
+use bountyline_projections::tasks::{self, TaskView};
 use bountyline_projections::{EventReader, Projection};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -17,6 +18,7 @@ use crate::auth::sessions::Sessions;
 use crate::auth::tokens::AuthKeys;
 use crate::commands::CommandBus;
 use crate::config::Settings;
+use crate::http::batched::Batched;
 use crate::http::consistency::ProjectionProgress;
 use crate::http::limits::Limits;
 use crate::http::read_cache::ReadCache;
@@ -33,6 +35,9 @@ use crate::{db, http, nats, telemetry, workers};
 /// announcements be lost.
 const BOARD_PAGES_KEPT: usize = 64;
 const BOARD_PAGE_TTL: Duration = Duration::from_secs(1);
+/// Task lookups by id read at once (each a connection of the pool), and ids per read.
+const TASK_LOOKUP_SLOTS: usize = 4;
+const TASK_LOOKUPS_PER_READ: usize = 64;
 
 /// Which parts this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +339,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     ));
     let pool = web::Data::new(state.pool.clone());
     let state = web::Data::new(state);
+    let lookups_pool = state.pool.clone();
     let openapi = web::Data::new(http::openapi::Document::build()?);
     let body_limit = settings.http.body_limit_bytes;
     let server = HttpServer::new(move || {
@@ -351,6 +357,9 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
             .app_data(auth_keys.clone())
             .app_data(sessions.clone())
             .app_data(openapi.clone())
+            // One per worker thread, its reads run on that thread: no hand-over between
+            // threads on a lookup's way to Postgres and back.
+            .app_data(web::Data::new(tasks_by_id(&lookups_pool)))
             .configure(|cfg| http::configure(cfg, body_limit))
     })
     .listen(listener)?
@@ -358,4 +367,13 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     .shutdown_timeout(settings.http.shutdown_timeout_secs)
     .run();
     Ok(server)
+}
+
+/// `GET /v1/tasks/{id}`'s reads: concurrent lookups gathered into shared queries.
+fn tasks_by_id(pool: &PgPool) -> Batched<TaskView> {
+    let pool = pool.clone();
+    Batched::start(TASK_LOOKUP_SLOTS, TASK_LOOKUPS_PER_READ, move |ids| {
+        let pool = pool.clone();
+        async move { tasks::query::get_many(&pool, &ids).await }
+    })
 }

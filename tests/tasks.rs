@@ -530,3 +530,47 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let events = app.event_count().await;
     assert_eq!(events, 0, "refused commands append nothing");
 }
+
+/// Lookups by id are read together when they arrive at once (`http::batched`): each still gets
+/// its own task, an unknown id gets 404, and a task stays hidden from a user who neither
+/// created nor holds it.
+#[tokio::test]
+async fn concurrent_lookups_each_get_their_own_task_and_no_one_elses() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let mut owned = Vec::new();
+    for i in 0..20 {
+        let user = if i % 2 == 0 { &alice } else { &bob };
+        let created = app.create_task(user, "lookups", &format!("task {i}"), 0).await;
+        owned.push((user, created["id"].as_str().unwrap().to_owned()));
+    }
+    let head = app.head().await;
+    let lookups = owned.iter().flat_map(|(owner, id)| {
+        let stranger = if std::ptr::eq(*owner, &alice) { &bob } else { &alice };
+        [(*owner, id.clone(), true), (stranger, id.clone(), false)]
+    });
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let app = &app;
+    let answers = futures::future::join_all(
+        lookups
+            .chain([(&alice, unknown, false)])
+            .cycle()
+            .take(41 * 3)
+            .map(|(user, id, visible)| async move {
+                let res = app.get_at(user, &format!("/v1/tasks/{id}"), head).await;
+                let status = res.status();
+                let body: Value = res.json().await.unwrap();
+                (id, visible, status, body)
+            }),
+    )
+    .await;
+    for (id, visible, status, body) in answers {
+        if visible {
+            assert_eq!(status, StatusCode::OK, "{id}: {body}");
+            assert_eq!(body["id"], id.as_str(), "its own task");
+        } else {
+            assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+            assert_eq!(body["type"].as_str().map(|t| t.ends_with("not-found")), Some(true));
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, extractors, errors as problem+json, idempotency and read-your-writes.
 
+pub mod batched;
 pub mod command;
 pub mod consistency;
 pub mod error;
