@@ -541,12 +541,18 @@ async fn concurrent_lookups_each_get_their_own_task_and_no_one_elses() {
     let mut owned = Vec::new();
     for i in 0..20 {
         let user = if i % 2 == 0 { &alice } else { &bob };
-        let created = app.create_task(user, "lookups", &format!("task {i}"), 0).await;
+        let created = app
+            .create_task(user, "lookups", &format!("task {i}"), 0)
+            .await;
         owned.push((user, created["id"].as_str().unwrap().to_owned()));
     }
     let head = app.head().await;
     let lookups = owned.iter().flat_map(|(owner, id)| {
-        let stranger = if std::ptr::eq(*owner, &alice) { &bob } else { &alice };
+        let stranger = if std::ptr::eq(*owner, &alice) {
+            &bob
+        } else {
+            &alice
+        };
         [(*owner, id.clone(), true), (stranger, id.clone(), false)]
     });
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -570,7 +576,10 @@ async fn concurrent_lookups_each_get_their_own_task_and_no_one_elses() {
             assert_eq!(body["id"], id.as_str(), "its own task");
         } else {
             assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
-            assert_eq!(body["type"].as_str().map(|t| t.ends_with("not-found")), Some(true));
+            assert_eq!(
+                body["type"].as_str().map(|t| t.ends_with("not-found")),
+                Some(true)
+            );
         }
     }
 }
