@@ -339,7 +339,6 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     ));
     let pool = web::Data::new(state.pool.clone());
     let state = web::Data::new(state);
-    let lookups_pool = state.pool.clone();
     let openapi = web::Data::new(http::openapi::Document::build()?);
     let body_limit = settings.http.body_limit_bytes;
     let server = HttpServer::new(move || {
@@ -359,7 +358,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
             .app_data(openapi.clone())
             // One per worker thread, its reads run on that thread: no hand-over between
             // threads on a lookup's way to Postgres and back.
-            .app_data(web::Data::new(tasks_by_id(&lookups_pool)))
+            .app_data(web::Data::new(tasks_by_id(&pool)))
             .configure(|cfg| http::configure(cfg, body_limit))
     })
     .listen(listener)?

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{deposit_body, TestApp};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -31,8 +31,7 @@ async fn a_signed_deposit_credits_the_wallet_and_shows_in_the_ledger() {
 async fn unsigned_or_badly_signed_webhooks_are_refused_and_change_nothing() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let body = json!({"event": "deposit.succeeded", "reference": "r-1", "user_id": alice.id,
-                      "amount": 100, "currency": "USD"});
+    let body = deposit_body("r-1", alice.id, 100, "USD");
     assert_eq!(app.webhook(&body, false).await.status(), 401);
     let forged = app
         .client
@@ -56,8 +55,7 @@ async fn unsigned_or_badly_signed_webhooks_are_refused_and_change_nothing() {
 async fn a_webhook_delivered_five_times_credits_once() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let body = json!({"event": "deposit.succeeded", "reference": "once-only", "user_id": alice.id,
-                      "amount": 700, "currency": "EUR"});
+    let body = deposit_body("once-only", alice.id, 700, "EUR");
     let answers = futures::future::join_all((0..5).map(|_| app.webhook(&body, true))).await;
     for a in &answers {
         assert!(a.status() == 200 || a.status() == 409, "{}", a.status());
@@ -108,8 +106,7 @@ async fn a_webhook_for_an_unknown_user_is_refused_and_claims_no_reference() {
 async fn a_delivery_is_claimed_in_the_transaction_that_appends_its_events() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let body = json!({"event": "deposit.succeeded", "reference": "one-commit", "user_id": alice.id,
-                      "amount": 300, "currency": "USD"});
+    let body = deposit_body("one-commit", alice.id, 300, "USD");
     assert_eq!(app.webhook(&body, true).await.status(), 200);
     let (claim_tx, body_sha256): (String, String) = sqlx::query_as(
         "SELECT xmin::text, encode(body_hash, 'hex') FROM webhook_deliveries \
@@ -132,10 +129,7 @@ async fn a_delivery_is_claimed_in_the_transaction_that_appends_its_events() {
     );
     let raw = serde_json::to_vec(&body).unwrap();
     use sha2::Digest;
-    let expected: String = sha2::Sha256::digest(&raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected = bountyline::http::signature::to_hex(&sha2::Sha256::digest(&raw));
     assert_eq!(body_sha256, expected);
     assert_eq!(metadata["delivery_reference"], "one-commit");
     assert_eq!(metadata["delivery_body_sha256"], expected.as_str());
@@ -149,10 +143,7 @@ async fn one_reference_delivered_for_two_users_at_once_credits_one_of_them() {
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     for round in 0..8 {
         let reference = format!("mixed-up-{round}");
-        let body = |user: &common::TestUser| {
-            json!({"event": "deposit.succeeded", "reference": reference, "user_id": user.id,
-                   "amount": 100, "currency": "USD"})
-        };
+        let body = |user: &common::TestUser| deposit_body(&reference, user.id, 100, "USD");
         let (a, b) = (body(&alice), body(&bob));
         let (a, b) = futures::future::join(app.webhook(&a, true), app.webhook(&b, true)).await;
         let mut answers = Vec::new();

@@ -8,6 +8,7 @@
 use anyhow::Context;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     watched.push(("loadgen".to_owned(), std::process::id()));
     let run_db = match &args.database_url {
         Some(url) => Some(
-            <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            sqlx::PgConnection::connect(url)
                 .await
                 .context("connecting to the run's database")?,
         ),

@@ -46,7 +46,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// Lowercase hex, as Postgres's `encode(..., 'hex')` writes it.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
+pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

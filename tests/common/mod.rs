@@ -412,13 +412,8 @@ impl TestApp {
 
     /// Deposits through a signed `deposit.succeeded` webhook and returns its answer.
     pub async fn deposit(&self, user: &TestUser, amount: i64, currency: &str) -> Value {
-        let body = serde_json::json!({
-            "event": "deposit.succeeded",
-            "reference": format!("dep-{}", Uuid::new_v4()),
-            "user_id": user.id,
-            "amount": amount,
-            "currency": currency,
-        });
+        let reference = format!("dep-{}", Uuid::new_v4());
+        let body = deposit_body(&reference, user.id, amount, currency);
         let res = self.webhook(&body, true).await;
         assert_eq!(res.status(), 200, "deposit");
         res.json().await.expect("json")
@@ -606,4 +601,15 @@ impl RunningRunner {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// The payment provider's `deposit.succeeded` delivery of `amount` to `user_id`.
+pub fn deposit_body(reference: &str, user_id: Uuid, amount: i64, currency: &str) -> Value {
+    serde_json::json!({
+        "event": "deposit.succeeded",
+        "reference": reference,
+        "user_id": user_id,
+        "amount": amount,
+        "currency": currency,
+    })
 }
