@@ -182,6 +182,7 @@ def stage_rows(metrics_dir, phase):
         "http": rows("bountyline_http_request_duration_seconds", ["method", "route", "status"]),
         "commands": rows("bountyline_command_duration_seconds", ["command"]),
         "command_outcomes": outcomes,
+        "sse_age": rows("bountyline_sse_event_age_seconds", ["stage"]),
     }
 
 
@@ -400,6 +401,21 @@ def markdown(r, svg_name):
                f"{fmt(g(s, 'command', 'latency_ms', 'p99_ms'), 1)} ms, failures "
                f"{failures_text(s.get('command'))}.")
     out.append("")
+    ages = {x["stage"]: x for x in (g(r, "stages", "screen", "sse_age") or [])}
+    if ages:
+        out.append("How old each event was, from its insert into the store (in its append's transaction), "
+                   "when the SSE hub in `serve` had it (`bountyline_sse_event_age_seconds`, all events of "
+                   "the phase; percentiles estimated from buckets of 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50 ms). "
+                   "The rest of a screen's wait is the command's way in (before its insert) and the hub's "
+                   "way out to the client.")
+        out.append("")
+        labels = {"stored": "stored by JetStream (the append's commit, the relay's wake-up, read and publish)",
+                  "received": "received by the hub (JetStream's fsync and delivery too)"}
+        out.append(md_table(("stage", "events", "mean ms", "p50 ms (est)", "p99 ms (est)"),
+                            [(labels.get(k, k), x["count"], fmt(x["mean_ms"], 1), fmt(x["p50_ms_est"], 1),
+                              fmt(x["p99_ms_est"], 1))
+                             for k, x in sorted(ages.items(), key=lambda kv: kv[0] != "stored")]))
+        out.append("")
 
     cu = r.get("catchup") or {}
     fill = r.get("catchup_fill") or {}

@@ -9,6 +9,16 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How old a live event is when the SSE hub has it, by stage (`sse::hub`).
+pub const SSE_EVENT_AGE: &str = "bountyline_sse_event_age_seconds";
+
+/// Finer at the low end than `LATENCY_BUCKETS`: an event's way from the store to a screen is
+/// a matter of milliseconds, and its target (PERFORMANCE.md) is 50 ms.
+const AGE_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
+    1.0, 5.0,
+];
+
 /// Installs the tracing subscriber once; later calls (tests) keep the first.
 pub fn init_tracing(format: &str) {
     let filter = EnvFilter::try_from_default_env()
@@ -29,6 +39,9 @@ pub fn metrics() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SSE_EVENT_AGE.into()), AGE_BUCKETS)
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(handle) => {

@@ -60,6 +60,51 @@ async fn sse_resumes_with_every_missed_event_once_in_order() {
     .await;
 }
 
+/// The hub measures how old each live event is when JetStream stored it and when it arrived,
+/// from its insert into the store: seconds, not the time since 1970 nor a negative age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_reports_how_old_live_events_are_by_stage() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let alice = app.user("alice").await;
+        wait_for_hub(&app, 2).await;
+
+        let mut stream = SseStream::open(&app, &alice, "tasks", None).await;
+        let created = create_tasks(&app, &alice, 3).await;
+        let got = stream.next_messages(3).await;
+        assert_eq!(ids(&got), positions(&created));
+
+        for stage in ["stored", "received"] {
+            let series = |part: &str| {
+                format!("bountyline_sse_event_age_seconds_{part}{{stage=\"{stage}\"}}")
+            };
+            let count = app.counter(&series("count")).await;
+            assert!(count >= 1, "no {stage} age recorded");
+            let sum: f64 = app
+                .sample(&series("sum"))
+                .await
+                .expect("the ages' sum")
+                .trim()
+                .parse()
+                .expect("a number");
+            assert!(
+                (0.0..60.0 * count as f64).contains(&sum),
+                "{stage}: {count} ages summing to {sum} s"
+            );
+            // The buckets are fine enough to tell milliseconds apart.
+            let fine = format!(
+                "bountyline_sse_event_age_seconds_bucket{{stage=\"{stage}\",le=\"0.002\"}}"
+            );
+            assert!(
+                app.sample(&fine).await.is_some(),
+                "no 2 ms bucket for {stage}"
+            );
+        }
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_reconnects_from_zero_gets_the_whole_history() {
     within(async {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::topic::{Message, Topic};
 use crate::nats::Names;
+use crate::telemetry::SSE_EVENT_AGE;
 
 const CATCH_UP_CHUNK: i64 = 500;
 
@@ -146,6 +147,7 @@ impl Hub {
                     let Ok(event) = serde_json::from_slice::<StoredEvent>(&message.payload) else {
                         continue;
                     };
+                    record_age(&message, &event);
                     let prev = message
                         .headers
                         .as_ref()
@@ -296,5 +298,24 @@ impl Client {
         }
         self.sent = event.position;
         Ok(())
+    }
+}
+
+/// How old a live event is when the hub has it, counted from its insert into the store
+/// (`recorded_at`, in its append's transaction): `stage="stored"` when JetStream stored it
+/// (the append's commit, the relay's wake-up, read and publish), `stage="received"` when it
+/// reached this hub (JetStream's fsync and delivery as well). What a live screen waits for
+/// beyond its command's own answer, by stage; the benchmark reports both.
+fn record_age(message: &jetstream::Message, event: &StoredEvent) {
+    let Some(recorded) = event.recorded_at.timestamp_nanos_opt() else {
+        return;
+    };
+    let age = |nanos: i128| (nanos - i128::from(recorded)).max(0) as f64 / 1e9;
+    if let Ok(info) = message.info() {
+        metrics::histogram!(SSE_EVENT_AGE, "stage" => "stored")
+            .record(age(info.published.unix_timestamp_nanos()));
+    }
+    if let Some(now) = chrono::Utc::now().timestamp_nanos_opt() {
+        metrics::histogram!(SSE_EVENT_AGE, "stage" => "received").record(age(i128::from(now)));
     }
 }

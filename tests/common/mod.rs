@@ -311,6 +311,13 @@ impl TestApp {
     /// A counter's value in this process's `/metrics` (`series` with its labels, as the
     /// exposition writes them); 0 when it was never incremented.
     pub async fn counter(&self, series: &str) -> u64 {
+        self.sample(series)
+            .await
+            .map_or(0, |count| count.trim().parse().expect("a count"))
+    }
+
+    /// The value of one series in `/metrics` (name and labels as rendered), if present.
+    pub async fn sample(&self, series: &str) -> Option<String> {
         let metrics = self
             .client
             .get(self.url("/metrics"))
@@ -322,8 +329,7 @@ impl TestApp {
             .expect("metrics text");
         metrics
             .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0, |count| count.trim().parse().expect("a count"))
+            .find_map(|line| Some(line.strip_prefix(series)?.strip_prefix(' ')?.to_owned()))
     }
 
     pub async fn head(&self) -> i64 {
