@@ -232,6 +232,177 @@ async fn racing_http_commands_on_one_task_take_turns_beside_other_commands() {
     assert_eq!(stored_tasks(&app.pool, &id).await, before + 8);
 }
 
+/// `append_group` (migrations/0018) decides in arrival order: the first command at a version
+/// wins, one decided on the same version loses, one decided on the winner's version follows
+/// it; streams do not interfere; a loser appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_group_statement_decides_each_stream_in_arrival_order() {
+    let app = TestApp::spawn().await;
+    let (t1, t2) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let first = append_group(&app.pool, &[(&t1, 1..=2, "first", None)]).await;
+    assert!(first[0] > 0, "{first:?}");
+
+    let positions = append_group(
+        &app.pool,
+        &[
+            (&t1, 3..=3, "a", None),
+            (&t1, 3..=4, "b", None),
+            (&t1, 4..=4, "c", None),
+            (&t2, 5..=5, "d", None),
+            (&t2, 1..=1, "e", None),
+        ],
+    )
+    .await;
+    let won: Vec<bool> = positions.iter().map(|p| *p > 0).collect();
+    assert_eq!(won, [true, false, true, false, true], "{positions:?}");
+    assert!(positions[0] < positions[2] && positions[2] < positions[4]);
+    assert_eq!(
+        stored(&app.pool, &t1).await,
+        [
+            (1, "first".to_owned()),
+            (2, "first".to_owned()),
+            (3, "a".to_owned()),
+            (4, "c".to_owned())
+        ]
+    );
+    assert_eq!(stored(&app.pool, &t2).await, [(1, "e".to_owned())]);
+}
+
+/// A delivery's reference is claimed with the winner's events: a command whose reference is
+/// claimed with another body, stored or by a winner before it in the group, loses and moves
+/// neither its stream nor the claim; the same body again (a delivery run again) does not lose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_group_statement_claims_deliveries_with_their_events() {
+    let app = TestApp::spawn().await;
+    sqlx::query("INSERT INTO webhook_deliveries (reference, body_hash, event) VALUES ('r1', '\\xaa', 'deposit.succeeded')")
+        .execute(&app.pool)
+        .await
+        .expect("a stored claim");
+    let [w1, w2, w3, w5] = [(); 4].map(|_| Uuid::new_v4().to_string());
+    let positions = append_group(
+        &app.pool,
+        &[
+            (&w1, 1..=1, "w1", Some(("r1", "aa"))),
+            (&w2, 1..=1, "w2", Some(("r2", "bb"))),
+            (&w3, 1..=1, "w3", Some(("r2", "cc"))),
+            (&w3, 1..=1, "w4", None),
+            (&w5, 1..=1, "w5", Some(("r1", "ff"))),
+        ],
+    )
+    .await;
+    let won: Vec<bool> = positions.iter().map(|p| *p > 0).collect();
+    assert_eq!(won, [true, true, false, true, false], "{positions:?}");
+    assert_eq!(stored(&app.pool, &w3).await, [(1, "w4".to_owned())]);
+    assert!(stored(&app.pool, &w5).await.is_empty());
+    let claims: Vec<(String, String)> = sqlx::query_as(
+        "SELECT reference, encode(body_hash, 'hex') FROM webhook_deliveries ORDER BY reference",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("claims");
+    assert_eq!(
+        claims,
+        [
+            ("r1".to_owned(), "aa".to_owned()),
+            ("r2".to_owned(), "bb".to_owned())
+        ]
+    );
+}
+
+/// One probe command: its stream, its events' sequences, the mark they carry, and the
+/// delivery (reference, body hash) it claims.
+type ProbeCommand<'a> = (
+    &'a str,
+    RangeInclusive<usize>,
+    &'a str,
+    Option<(&'a str, &'a str)>,
+);
+
+/// Runs `append_group` as the committer does (one statement, no transaction around it).
+async fn append_group(pool: &PgPool, commands: &[ProbeCommand<'_>]) -> Vec<i64> {
+    let events: Vec<(i32, SerializedEvent)> = (1..)
+        .zip(commands)
+        .flat_map(|(n, (stream, sequences, mark, _))| {
+            probe(stream, sequences.clone(), mark)
+                .into_iter()
+                .map(move |e| (n, e))
+        })
+        .collect();
+    let references: Vec<Option<&str>> = commands.iter().map(|c| Some(c.3?.0)).collect();
+    let bodies: Vec<Option<&str>> = commands.iter().map(|c| Some(c.3?.1)).collect();
+    sqlx::query_scalar(
+        "SELECT append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(commands.iter().map(|_| "Probe").collect::<Vec<_>>())
+    .bind(commands.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(
+        commands
+            .iter()
+            .map(|c| *c.1.start() as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        commands
+            .iter()
+            .map(|c| *c.1.end() as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(references)
+    .bind(bodies)
+    .bind(
+        commands
+            .iter()
+            .map(|c| c.3.map(|_| "deposit.succeeded"))
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.aggregate_type.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.aggregate_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.sequence as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.event_type.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.event_version.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.payload.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.metadata.clone())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_one(pool)
+    .await
+    .expect("append_group")
+}
+
 /// A transaction holding the append lock: every append waits until it ends.
 async fn hold_appends(pool: &PgPool) -> Transaction<'static, Postgres> {
     let mut held = pool.begin().await.expect("begin");

@@ -3,7 +3,7 @@
 //! everything queued (up to a cap) into one transaction, so that one fsync acknowledges the
 //! whole group. While it commits, the next group gathers in the queue.
 
-use super::group::{self, Failure, Verdict};
+use super::group::{self, Verdict};
 use super::Receipt;
 use bountyline_projections::signal::Signal;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
@@ -106,35 +106,32 @@ async fn commit(
             if let Some(head) = head.max() {
                 appended.raise(head);
             }
-            answer(appends, verdicts, None)
+            answer(appends, verdicts);
         }
-        Err(Failure::Refused(error)) => {
-            let refusal = matches!(error, sqlx::Error::Database(_));
-            if !refusal {
-                // The connection may be broken; the next group makes a new one.
-                *conn = None;
-            } else if appends.len() > 1 {
+        // The database refused the statement: nothing of the group is stored.
+        Err(error @ sqlx::Error::Database(_)) => {
+            if appends.len() > 1 {
                 return Some(appends);
             }
             fail(appends, AppendError(Arc::new(error)));
         }
-        Err(Failure::Commit { error, verdicts }) => {
+        // The connection failed (maybe broken): the outcome is unknown, as for any commit
+        // whose answer never came, and the next group makes a new connection.
+        Err(error) => {
             *conn = None;
-            answer(appends, verdicts, Some(&AppendError(Arc::new(error))));
+            fail(appends, AppendError(Arc::new(error)));
         }
     }
     None
 }
 
-/// Answers each command by its verdict; `failed` is the error of a commit that failed. A
-/// command that stopped waiting is no longer interested.
-fn answer(appends: Vec<Append>, verdicts: Vec<Verdict>, failed: Option<&AppendError>) {
+/// Answers each command by its verdict. A command that stopped waiting is no longer
+/// interested.
+fn answer(appends: Vec<Append>, verdicts: Vec<Verdict>) {
     for (append, verdict) in appends.into_iter().zip(verdicts) {
-        let outcome = match (verdict, failed) {
-            // The aggregate had moved on before this group: the commit changes nothing to that.
-            (Verdict::Conflict, _) => Err(PersistenceError::OptimisticLockError),
-            (Verdict::Appended { .. }, Some(error)) => Err(error.to_persistence()),
-            (Verdict::Appended { position }, None) => Ok(Receipt::of(&append.events, position)),
+        let outcome = match verdict {
+            Verdict::Conflict => Err(PersistenceError::OptimisticLockError),
+            Verdict::Appended { position } => Ok(Receipt::of(&append.events, position)),
         };
         let _ = append.answer.send(outcome);
     }

@@ -1,54 +1,29 @@
 //! One group commit: the appends of many commands in one transaction, each command's events
 //! all or nothing, optimistic concurrency exact per aggregate.
 //!
-//! The transaction takes the append lock first (the one every insert into `events` takes, see
-//! migrations/0001), so that no other transaction, in this process or any other, can append
-//! while it decides. Under the lock the stored version of every aggregate in the group is
-//! exact; a command wins when its first event follows that version (counting the winners
-//! before it in the group), and loses with a conflict otherwise. The winners' events go in as
-//! one multi-row insert in arrival order, which the position and hash-chain triggers process
-//! row by row, so positions stay commit-ordered and each stream's chain unbroken.
+//! The work is one statement, `append_group` (migrations/0018_append_group.sql), sent outside
+//! any explicit transaction, so that the statement is the transaction and one round trip
+//! carries the whole group: it takes the append lock (the one every insert into `events`
+//! takes, see migrations/0001), reads the stored version of every aggregate in the group and
+//! the claims on its deliveries, decides each command in arrival order, inserts the winners'
+//! events in that order and claims their deliveries, and commits before it answers.
 //!
 //! A command that carries out a payment provider's delivery (its events' metadata names it,
-//! see `commands::DeliveryClaim`) also claims the delivery's reference here, in the same
-//! transaction: a reference is one delivery's for good, and claiming it on its own would cost
-//! every deposit a second durable commit. A command whose reference is already claimed with
-//! another body, in the table or by a winner before it in the group, loses as a conflict.
+//! see `commands::DeliveryClaim`) claims the delivery's reference in the same transaction: a
+//! reference is one delivery's for good, and claiming it on its own would cost every deposit a
+//! second durable commit. A command whose reference is already claimed with another body, in
+//! the table or by a winner before it in the group, loses as a conflict.
 
 use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
-use std::collections::HashMap;
+use sqlx::PgConnection;
 
 use super::delivery_keys;
 
-/// Opens the transaction holding the append lock, in one round trip. The key must be the one
-/// `events_assign_position()` takes (migrations/0001_event_store.sql, 0x626c6576 = 'blev').
-const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1651271030)";
-
-const STORED_VERSIONS: &str = "\
-SELECT coalesce((SELECT max(e.sequence) FROM events e \
-                  WHERE e.aggregate_type = s.aggregate_type AND e.aggregate_id = s.aggregate_id), 0) \
-  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(aggregate_type, aggregate_id, n) \
- ORDER BY s.n";
-
-const INSERT_EVENTS: &str = "\
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
-  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-       WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n) \
- ORDER BY e.n \
-RETURNING aggregate_type, aggregate_id, sequence, position";
-
-/// The references among $1 already claimed, with the SHA-256 of their delivery's body.
-const CLAIMED: &str = "\
-SELECT reference, encode(body_hash, 'hex') FROM webhook_deliveries WHERE reference = ANY($1)";
-
-const CLAIM: &str = "\
-INSERT INTO webhook_deliveries (reference, body_hash, event) \
-SELECT reference, decode(body_sha256, 'hex'), event \
-  FROM unnest($1::text[], $2::text[], $3::text[]) AS c(reference, body_sha256, event) \
-ON CONFLICT (reference) DO NOTHING";
+const APPEND_GROUP: &str = "\
+SELECT append_group($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
+                    $7::text[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::text[], \
+                    $13::text[], $14::jsonb[], $15::jsonb[])";
 
 /// The delivery a command carries out, as its first event's metadata names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,217 +49,106 @@ impl<'a> Claim<'a> {
 /// What became of one command's append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
-    /// Its events are in the group's transaction, the last one at `position`.
+    /// Its events are committed, the last one at `position`.
     Appended { position: i64 },
-    /// Its aggregate had moved past the version the command was decided on.
+    /// Its aggregate had moved past the version the command was decided on, or its delivery
+    /// was claimed with another body.
     Conflict,
 }
 
-/// Whether a command's events follow its aggregate's version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    Wins,
-    Conflicts,
-}
-
-/// How a group failed.
-#[derive(Debug)]
-pub(super) enum Failure {
-    /// Before the commit was sent: nothing of the group is stored.
-    Refused(sqlx::Error),
-    /// The commit itself failed: the outcome is unknown, as for any failed commit. The
-    /// conflicts among the verdicts hold whatever the commit did.
-    Commit {
-        error: sqlx::Error,
-        verdicts: Vec<Verdict>,
-    },
-}
-
-/// Appends `commands` (each one command's events, in order) in one transaction and commits it.
-/// The verdicts are in the order of `commands`.
+/// Appends `commands` (each one command's events, at least one, in order) in one transaction
+/// and commits it; the verdicts are in the order of `commands`. `conn` must not be in a
+/// transaction. An error the database answered (`sqlx::Error::Database`) means nothing of the
+/// group is stored; any other error leaves the outcome unknown.
 pub(super) async fn commit(
     conn: &mut PgConnection,
     commands: &[&[SerializedEvent]],
-) -> Result<Vec<Verdict>, Failure> {
-    let refused = Failure::Refused;
-    let mut tx = conn.begin_with(BEGIN_LOCKED).await.map_err(refused)?;
-
-    let streams = streams_of(commands);
-    let stored: Vec<i64> = sqlx::query_scalar(STORED_VERSIONS)
-        .bind(streams.iter().map(|s| s.0).collect::<Vec<_>>())
-        .bind(streams.iter().map(|s| s.1).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(refused)?;
-    let versions = streams.into_iter().zip(stored).collect();
+) -> Result<Vec<Verdict>, sqlx::Error> {
+    let heads: Vec<&SerializedEvent> = commands.iter().filter_map(|c| c.first()).collect();
+    let lasts: Vec<i64> = commands
+        .iter()
+        .filter_map(|c| c.last())
+        .map(|e| e.sequence as i64)
+        .collect();
+    if heads.len() != commands.len() {
+        return Err(sqlx::Error::Protocol("a command without events".into()));
+    }
     let claims: Vec<Option<Claim>> = commands.iter().map(|events| Claim::of(events)).collect();
-    let claimed = claimed(&mut tx, &claims).await.map_err(refused)?;
-    let decisions = decide(commands, &claims, versions, claimed);
-
-    let winners: Vec<&SerializedEvent> = commands
+    let references: Vec<Option<&str>> =
+        claims.iter().map(|c| Some(c.as_ref()?.reference)).collect();
+    let bodies: Vec<Option<&str>> = claims
         .iter()
-        .zip(&decisions)
-        .filter(|(_, d)| **d == Decision::Wins)
-        .flat_map(|(events, _)| events.iter())
+        .map(|c| Some(c.as_ref()?.body_sha256))
         .collect();
-    let mut positions = if winners.is_empty() {
-        Vec::new()
-    } else {
-        insert(&mut tx, &winners).await.map_err(refused)?
-    }
-    .into_iter();
-    let won: Vec<Claim> = claims
-        .iter()
-        .zip(&decisions)
-        .filter(|(_, d)| **d == Decision::Wins)
-        .filter_map(|(claim, _)| *claim)
+    let deliveries: Vec<Option<&str>> = claims.iter().map(|c| Some(c.as_ref()?.event)).collect();
+    let events: Vec<(i32, &SerializedEvent)> = (1..)
+        .zip(commands)
+        .flat_map(|(n, events)| events.iter().map(move |e| (n, e)))
         .collect();
-    if !won.is_empty() {
-        claim(&mut tx, &won).await.map_err(refused)?;
-    }
-    // Each winner's events took the next positions, in order: its last is its position.
-    // (`persist` never queues a command without events.)
-    let verdicts = commands
-        .iter()
-        .zip(decisions)
-        .map(|(events, decision)| match decision {
-            Decision::Conflicts => Verdict::Conflict,
-            Decision::Wins => Verdict::Appended {
-                position: positions.by_ref().take(events.len()).last().unwrap_or(0),
-            },
-        })
-        .collect();
-    match tx.commit().await {
-        Ok(()) => Ok(verdicts),
-        Err(error) => Err(Failure::Commit { error, verdicts }),
-    }
-}
-
-/// Inserts the events in order; returns their positions, in the same order.
-async fn insert(
-    conn: &mut PgConnection,
-    events: &[&SerializedEvent],
-) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(INSERT_EVENTS)
+    let event = |part: fn(&SerializedEvent) -> &str| -> Vec<&str> {
+        events.iter().map(|(_, e)| part(e)).collect()
+    };
+    let positions: Vec<i64> = sqlx::query_scalar(APPEND_GROUP)
         .bind(
-            events
+            heads
                 .iter()
                 .map(|e| e.aggregate_type.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            events
+            heads
                 .iter()
                 .map(|e| e.aggregate_id.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_version.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| &e.metadata).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await?;
-    // Postgres returns the rows in the order it inserted them; checked, since the positions
-    // are matched to the commands by that order.
-    let in_order = rows.len() == events.len()
-        && rows.iter().zip(events).all(|(row, e)| {
-            (row.0.as_str(), row.1.as_str(), row.2)
-                == (
-                    e.aggregate_type.as_str(),
-                    e.aggregate_id.as_str(),
-                    e.sequence as i64,
-                )
-        });
-    if !in_order {
-        return Err(sqlx::Error::Protocol(
-            "the inserted events came back out of order".into(),
-        ));
-    }
-    Ok(rows.into_iter().map(|row| row.3).collect())
-}
-
-/// Which of the references the commands claim are claimed already, and with what body.
-async fn claimed(
-    conn: &mut PgConnection,
-    claims: &[Option<Claim<'_>>],
-) -> Result<HashMap<String, String>, sqlx::Error> {
-    let references: Vec<&str> = claims.iter().flatten().map(|c| c.reference).collect();
-    if references.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(String, String)> = sqlx::query_as(CLAIMED)
+        .bind(heads.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+        .bind(&lasts)
         .bind(references)
-        .fetch_all(conn)
+        .bind(bodies)
+        .bind(deliveries)
+        .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        .bind(event(|e| &e.aggregate_type))
+        .bind(event(|e| &e.aggregate_id))
+        .bind(
+            events
+                .iter()
+                .map(|(_, e)| e.sequence as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(event(|e| &e.event_type))
+        .bind(event(|e| &e.event_version))
+        .bind(events.iter().map(|(_, e)| &e.payload).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| &e.metadata).collect::<Vec<_>>())
+        .fetch_one(conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    verdicts(commands, &positions)
 }
 
-/// Claims the winners' references (those already claimed with the same body stay as they are).
-async fn claim(conn: &mut PgConnection, claims: &[Claim<'_>]) -> Result<(), sqlx::Error> {
-    sqlx::query(CLAIM)
-        .bind(claims.iter().map(|c| c.reference).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.body_sha256).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.event).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The distinct (aggregate type, aggregate id) streams the commands append to.
-fn streams_of<'a>(commands: &[&'a [SerializedEvent]]) -> Vec<(&'a str, &'a str)> {
-    let mut streams: Vec<(&str, &str)> = commands
-        .iter()
-        .filter_map(|events| events.first())
-        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
-        .collect();
-    streams.sort_unstable();
-    streams.dedup();
-    streams
-}
-
-/// Decides each command in arrival order against its stream's version and its delivery's
-/// claim: the stored ones, moved on by the winners before it in the group. A loser moves
-/// neither.
-fn decide<'a>(
-    commands: &[&'a [SerializedEvent]],
-    claims: &[Option<Claim<'_>>],
-    mut versions: HashMap<(&'a str, &'a str), i64>,
-    mut claimed: HashMap<String, String>,
-) -> Vec<Decision> {
+/// The verdicts from the positions `append_group` returned, checked: one per command, and the
+/// winners' positions rising with arrival order by their events' count at least (each
+/// winner's events took the next positions, in order). The positions are what the receipts
+/// carry, so a mismatch is refused rather than answered.
+fn verdicts(
+    commands: &[&[SerializedEvent]],
+    positions: &[i64],
+) -> Result<Vec<Verdict>, sqlx::Error> {
+    let mismatch = || sqlx::Error::Protocol("append_group answered positions out of order".into());
+    if positions.len() != commands.len() {
+        return Err(mismatch());
+    }
+    let mut previous = 0;
     commands
         .iter()
-        .zip(claims)
-        .map(|(events, claim)| {
-            let (Some(first), Some(last)) = (events.first(), events.last()) else {
-                return Decision::Wins;
-            };
-            let stream = (first.aggregate_type.as_str(), first.aggregate_id.as_str());
-            let version = versions.entry(stream).or_insert(0);
-            let follows = first.sequence as i64 == *version + 1;
-            let unclaimed = claim.is_none_or(|c| {
-                claimed
-                    .get(c.reference)
-                    .is_none_or(|body| body == c.body_sha256)
-            });
-            if !(follows && unclaimed) {
-                return Decision::Conflicts;
+        .zip(positions)
+        .map(|(events, &position)| {
+            if position == 0 {
+                return Ok(Verdict::Conflict);
             }
-            *version = last.sequence as i64;
-            if let Some(c) = claim {
-                claimed.insert(c.reference.to_owned(), c.body_sha256.to_owned());
+            if position < previous + events.len() as i64 {
+                return Err(mismatch());
             }
-            Decision::Wins
+            previous = position;
+            Ok(Verdict::Appended { position })
         })
         .collect()
 }
@@ -311,82 +175,6 @@ mod tests {
     }
 
     #[test]
-    fn the_first_command_at_a_version_wins_and_the_rest_conflict() {
-        let (a, b, c) = (
-            events("t1", 3..=3),
-            events("t1", 3..=4),
-            events("t1", 4..=4),
-        );
-        let versions = HashMap::from([(("Task", "t1"), 2)]);
-        let verdicts = decide(&[&a, &b, &c], &[None; 3], versions, HashMap::new());
-        // a takes version 3; b was decided on 2 too; c was decided on a's 3 and follows it.
-        assert_eq!(
-            verdicts,
-            [Decision::Wins, Decision::Conflicts, Decision::Wins]
-        );
-    }
-
-    #[test]
-    fn commands_on_different_aggregates_do_not_interfere() {
-        let (a, b) = (events("t1", 1..=2), events("t2", 5..=5));
-        let versions = HashMap::from([(("Task", "t1"), 0), (("Task", "t2"), 3)]);
-        assert_eq!(
-            decide(&[&a, &b], &[None; 2], versions, HashMap::new()),
-            [Decision::Wins, Decision::Conflicts]
-        );
-    }
-
-    fn delivery<'a>(reference: &'a str, body_sha256: &'a str) -> Option<Claim<'a>> {
-        Some(Claim {
-            reference,
-            body_sha256,
-            event: "deposit.succeeded",
-        })
-    }
-
-    #[test]
-    fn a_reference_claimed_with_another_body_conflicts_and_moves_nothing() {
-        // w1 claims r1 (stored with body aa), w2 claims r2 (free); w3 claims r2 with another
-        // body than w2's; w4 follows w3's version on w3's stream.
-        let (w1, w2, w3, w4) = (
-            events("w1", 1..=1),
-            events("w2", 1..=1),
-            events("w3", 1..=1),
-            events("w3", 1..=1),
-        );
-        let claims = [
-            delivery("r1", "aa"),
-            delivery("r2", "bb"),
-            delivery("r2", "cc"),
-            None,
-        ];
-        let versions = HashMap::from([
-            (("Task", "w1"), 0),
-            (("Task", "w2"), 0),
-            (("Task", "w3"), 0),
-        ]);
-        let stored = HashMap::from([("r1".to_owned(), "aa".to_owned())]);
-        assert_eq!(
-            decide(&[&w1, &w2, &w3, &w4], &claims, versions, stored),
-            // w1: r1 claimed with its own body (a delivery run again); w3 lost on r2, so w4,
-            // decided on the same version of w3, wins.
-            [
-                Decision::Wins,
-                Decision::Wins,
-                Decision::Conflicts,
-                Decision::Wins
-            ]
-        );
-        let versions = HashMap::from([(("Task", "w1"), 0)]);
-        let stored = HashMap::from([("r1".to_owned(), "ff".to_owned())]);
-        assert_eq!(
-            decide(&[&w1], &claims[..1], versions, stored),
-            [Decision::Conflicts],
-            "claimed with another body before the group"
-        );
-    }
-
-    #[test]
     fn a_claim_is_read_from_the_first_events_metadata() {
         let mut deposit = events("w1", 1..=1);
         assert_eq!(Claim::of(&deposit), None);
@@ -395,16 +183,37 @@ mod tests {
             delivery_keys::BODY_SHA256: "aa",
             delivery_keys::EVENT: "deposit.succeeded",
         });
-        assert_eq!(Claim::of(&deposit), delivery("r1", "aa"));
+        assert_eq!(
+            Claim::of(&deposit),
+            Some(Claim {
+                reference: "r1",
+                body_sha256: "aa",
+                event: "deposit.succeeded"
+            })
+        );
     }
 
     #[test]
-    fn each_stream_is_looked_up_once() {
+    fn positions_become_verdicts_in_order_and_out_of_order_ones_are_refused() {
         let (a, b, c) = (
+            events("t1", 1..=2),
             events("t2", 1..=1),
-            events("t1", 1..=1),
-            events("t2", 2..=2),
+            events("t3", 1..=1),
         );
-        assert_eq!(streams_of(&[&a, &b, &c]), [("Task", "t1"), ("Task", "t2")]);
+        let commands: [&[SerializedEvent]; 3] = [&a, &b, &c];
+        assert_eq!(
+            verdicts(&commands, &[12, 0, 13]).expect("in order"),
+            [
+                Verdict::Appended { position: 12 },
+                Verdict::Conflict,
+                Verdict::Appended { position: 13 }
+            ]
+        );
+        assert!(verdicts(&commands, &[13, 0, 12]).is_err(), "falling");
+        assert!(
+            verdicts(&commands, &[12, 13, 13]).is_err(),
+            "two commands at one position"
+        );
+        assert!(verdicts(&commands, &[12, 0]).is_err(), "one position short");
     }
 }
