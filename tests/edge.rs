@@ -416,3 +416,46 @@ async fn beyond_max_in_flight_requests_are_shed_after_a_bounded_wait_and_health_
     );
     assert_eq!(app.get(&alice, "/v1/me").await.status(), 200);
 }
+
+/// Accepted connections send without delay (TCP_NODELAY): with Nagle's algorithm a stream's
+/// small messages wait for the client to acknowledge the ones before them, which a client may
+/// delay by 40 ms (the benchmark's command-to-screen p99 lost 15-20 ms to it). The server runs
+/// in this process, so its end of a connection is found among this process's sockets.
+#[tokio::test]
+async fn accepted_connections_send_without_delay() {
+    use std::io::{Read, Write};
+    use std::os::fd::BorrowedFd;
+
+    let app = TestApp::spawn().await;
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", app.port)).expect("connect");
+    client
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).expect("an answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    let ours = client.local_addr().expect("client address");
+    let server_side: Vec<bool> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|fd| {
+            // SAFETY: fd is open in this process (listed just now) and only borrowed for the
+            // calls below, while the connection it belongs to is still open.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let socket = socket2::SockRef::from(&fd);
+            let peer = socket.peer_addr().ok()?.as_socket()?;
+            (peer == ours).then(|| socket.tcp_nodelay().expect("TCP_NODELAY"))
+        })
+        .collect();
+    assert_eq!(
+        server_side,
+        [true],
+        "the server's end of the connection, with TCP_NODELAY"
+    );
+    drop(client);
+    app.shutdown.trigger().await;
+}
