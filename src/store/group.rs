@@ -65,69 +65,53 @@ pub(super) async fn commit(
     commands: &[&[SerializedEvent]],
 ) -> Result<Vec<Verdict>, sqlx::Error> {
     let heads: Vec<&SerializedEvent> = commands.iter().filter_map(|c| c.first()).collect();
-    let lasts: Vec<i64> = commands
-        .iter()
-        .filter_map(|c| c.last())
-        .map(|e| e.sequence as i64)
-        .collect();
+    let lasts: Vec<&SerializedEvent> = commands.iter().filter_map(|c| c.last()).collect();
     if heads.len() != commands.len() {
         return Err(sqlx::Error::Protocol("a command without events".into()));
     }
     let claims: Vec<Option<Claim>> = commands.iter().map(|events| Claim::of(events)).collect();
-    let references: Vec<Option<&str>> =
-        claims.iter().map(|c| Some(c.as_ref()?.reference)).collect();
-    let bodies: Vec<Option<&str>> = claims
-        .iter()
-        .map(|c| Some(c.as_ref()?.body_sha256))
-        .collect();
-    let deliveries: Vec<Option<&str>> = claims.iter().map(|c| Some(c.as_ref()?.event)).collect();
-    let events: Vec<(i32, &SerializedEvent)> = (1..)
+    let claimed = |part: for<'c> fn(&'c Claim<'c>) -> &'c str| -> Vec<Option<&str>> {
+        claims.iter().map(|c| c.as_ref().map(part)).collect()
+    };
+    // Each event with the index (from 1) of its command.
+    let (of_command, events): (Vec<i32>, Vec<&SerializedEvent>) = (1..)
         .zip(commands)
         .flat_map(|(n, events)| events.iter().map(move |e| (n, e)))
-        .collect();
-    let event = |part: fn(&SerializedEvent) -> &str| -> Vec<&str> {
-        events.iter().map(|(_, e)| part(e)).collect()
-    };
+        .unzip();
     let positions: Vec<i64> = sqlx::query_scalar(APPEND_GROUP)
-        .bind(
-            heads
-                .iter()
-                .map(|e| e.aggregate_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            heads
-                .iter()
-                .map(|e| e.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(heads.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-        .bind(&lasts)
-        .bind(references)
-        .bind(bodies)
-        .bind(deliveries)
-        .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
-        .bind(event(|e| &e.aggregate_type))
-        .bind(event(|e| &e.aggregate_id))
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.sequence as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(event(|e| &e.event_type))
-        .bind(event(|e| &e.event_version))
-        .bind(events.iter().map(|(_, e)| &e.payload).collect::<Vec<_>>())
-        .bind(events.iter().map(|(_, e)| &e.metadata).collect::<Vec<_>>())
+        .bind(column(&heads, |e| e.aggregate_type.as_str()))
+        .bind(column(&heads, |e| e.aggregate_id.as_str()))
+        .bind(column(&heads, |e| e.sequence as i64))
+        .bind(column(&lasts, |e| e.sequence as i64))
+        .bind(claimed(|c| c.reference))
+        .bind(claimed(|c| c.body_sha256))
+        .bind(claimed(|c| c.event))
+        .bind(of_command)
+        .bind(column(&events, |e| e.aggregate_type.as_str()))
+        .bind(column(&events, |e| e.aggregate_id.as_str()))
+        .bind(column(&events, |e| e.sequence as i64))
+        .bind(column(&events, |e| e.event_type.as_str()))
+        .bind(column(&events, |e| e.event_version.as_str()))
+        .bind(column(&events, |e| &e.payload))
+        .bind(column(&events, |e| &e.metadata))
         .fetch_one(conn)
         .await?;
     verdicts(commands, &positions)
 }
 
+/// One parameter array of `append_group`: a part of each event.
+fn column<'a, T>(
+    events: &[&'a SerializedEvent],
+    part: impl Fn(&'a SerializedEvent) -> T,
+) -> Vec<T> {
+    events.iter().map(|e| part(e)).collect()
+}
+
 /// The verdicts from the positions `append_group` returned, checked: one per command, and the
 /// winners' positions rising with arrival order by their events' count at least (each
 /// winner's events took the next positions, in order). The positions are what the receipts
-/// carry, so a mismatch is refused rather than answered.
+/// carry, so on a mismatch no command is answered with one: the group is committed, and each
+/// command gets an error, an unknown outcome to retry with its `Idempotency-Key`.
 fn verdicts(
     commands: &[&[SerializedEvent]],
     positions: &[i64],
