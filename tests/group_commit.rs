@@ -320,87 +320,40 @@ type ProbeCommand<'a> = (
 
 /// Runs `append_group` as the committer does (one statement, no transaction around it).
 async fn append_group(pool: &PgPool, commands: &[ProbeCommand<'_>]) -> Vec<i64> {
-    let events: Vec<(i32, SerializedEvent)> = (1..)
+    let (of_command, events): (Vec<i32>, Vec<SerializedEvent>) = (1..)
         .zip(commands)
         .flat_map(|(n, (stream, sequences, mark, _))| {
             probe(stream, sequences.clone(), mark)
                 .into_iter()
                 .map(move |e| (n, e))
         })
-        .collect();
-    let references: Vec<Option<&str>> = commands.iter().map(|c| Some(c.3?.0)).collect();
-    let bodies: Vec<Option<&str>> = commands.iter().map(|c| Some(c.3?.1)).collect();
+        .unzip();
     sqlx::query_scalar(
         "SELECT append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
-    .bind(commands.iter().map(|_| "Probe").collect::<Vec<_>>())
-    .bind(commands.iter().map(|c| c.0).collect::<Vec<_>>())
-    .bind(
-        commands
-            .iter()
-            .map(|c| *c.1.start() as i64)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        commands
-            .iter()
-            .map(|c| *c.1.end() as i64)
-            .collect::<Vec<_>>(),
-    )
-    .bind(references)
-    .bind(bodies)
-    .bind(
-        commands
-            .iter()
-            .map(|c| c.3.map(|_| "deposit.succeeded"))
-            .collect::<Vec<_>>(),
-    )
-    .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.aggregate_type.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.aggregate_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.sequence as i64)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.event_type.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.event_version.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.payload.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|(_, e)| e.metadata.clone())
-            .collect::<Vec<_>>(),
-    )
+    .bind(each(commands, |_| "Probe"))
+    .bind(each(commands, |c| c.0))
+    .bind(each(commands, |c| *c.1.start() as i64))
+    .bind(each(commands, |c| *c.1.end() as i64))
+    .bind(each(commands, |c| Some(c.3?.0)))
+    .bind(each(commands, |c| Some(c.3?.1)))
+    .bind(each(commands, |c| c.3.map(|_| "deposit.succeeded")))
+    .bind(of_command)
+    .bind(each(&events, |e| e.aggregate_type.clone()))
+    .bind(each(&events, |e| e.aggregate_id.clone()))
+    .bind(each(&events, |e| e.sequence as i64))
+    .bind(each(&events, |e| e.event_type.clone()))
+    .bind(each(&events, |e| e.event_version.clone()))
+    .bind(each(&events, |e| e.payload.clone()))
+    .bind(each(&events, |e| e.metadata.clone()))
     .fetch_one(pool)
     .await
     .expect("append_group")
+}
+
+/// One parameter array: a part of each item.
+fn each<S, T>(items: &[S], part: impl Fn(&S) -> T) -> Vec<T> {
+    items.iter().map(part).collect()
 }
 
 /// A transaction holding the append lock: every append waits until it ends.
