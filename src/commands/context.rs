@@ -58,7 +58,8 @@ impl CommandContext {
 
     /// A command bountyline issued itself (a scheduler); `cause` names what triggered it.
     pub fn system(cause: &str) -> Self {
-        let id = Uuid::new_v4().to_string();
+        // In time order, as the request ids the HTTP edge makes (migration 0019).
+        let id = Uuid::now_v7().to_string();
         Self {
             actor: Actor::system(),
             request_id: id.clone(),
