@@ -374,8 +374,13 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
 /// `GET /v1/tasks/{id}`'s reads: concurrent lookups gathered into shared queries.
 fn tasks_by_id(pool: &PgPool) -> Batched<TaskView> {
     let pool = pool.clone();
-    Batched::start(TASK_LOOKUP_SLOTS, TASK_LOOKUPS_PER_READ, move |ids| {
-        let pool = pool.clone();
-        async move { tasks::query::get_many(&pool, &ids).await }
-    })
+    Batched::start(
+        TASK_LOOKUP_SLOTS,
+        TASK_LOOKUPS_PER_READ,
+        |t| t.id,
+        move |ids| {
+            let pool = pool.clone();
+            async move { tasks::query::get_many(&pool, &ids).await }
+        },
+    )
 }

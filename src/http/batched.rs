@@ -30,12 +30,13 @@ pub struct Batched<V> {
 
 impl<V: Clone + Send + 'static> Batched<V> {
     /// Starts the gathering task; must be called within the Tokio runtime. `fetch` reads the
-    /// rows of some ids, each with its id; at most `slots` fetches run at once, each of at most
-    /// `max` ids. The task ends when the last handle is dropped.
-    pub fn start<F, Fut>(slots: usize, max: usize, fetch: F) -> Self
+    /// rows of some ids (those that exist, in any order), `id` tells a row's id; at most
+    /// `slots` fetches run at once, each of at most `max` ids. The task ends when the last
+    /// handle is dropped.
+    pub fn start<F, Fut>(slots: usize, max: usize, id: fn(&V) -> Uuid, fetch: F) -> Self
     where
         F: Fn(Vec<Uuid>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<(Uuid, V)>, sqlx::Error>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<V>, sqlx::Error>> + Send + 'static,
     {
         let (queue, mut waiting) = mpsc::channel::<(Uuid, Answer<V>)>(QUEUE);
         let (fetch, slots) = (Arc::new(fetch), Arc::new(Semaphore::new(slots)));
@@ -52,7 +53,7 @@ impl<V: Clone + Send + 'static> Batched<V> {
                     let ids = batch.iter().map(|(id, _)| *id).collect();
                     let rows = fetch(ids).await;
                     drop(slot);
-                    answer(batch, rows);
+                    answer(batch, id, rows);
                 });
             }
         });
@@ -70,10 +71,14 @@ impl<V: Clone + Send + 'static> Batched<V> {
     }
 }
 
-fn answer<V: Clone>(batch: Vec<(Uuid, Answer<V>)>, rows: Result<Vec<(Uuid, V)>, sqlx::Error>) {
+fn answer<V: Clone>(
+    batch: Vec<(Uuid, Answer<V>)>,
+    id: fn(&V) -> Uuid,
+    rows: Result<Vec<V>, sqlx::Error>,
+) {
     match rows {
         Ok(rows) => {
-            let rows: HashMap<Uuid, V> = rows.into_iter().collect();
+            let rows: HashMap<Uuid, V> = rows.into_iter().map(|row| (id(&row), row)).collect();
             for (id, answer) in batch {
                 let _ = answer.send(Ok(rows.get(&id).cloned()));
             }
@@ -93,11 +98,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    /// The test rows are their ids, as text.
+    const ROW_ID: fn(&String) -> Uuid = |row| row.parse().expect("a row is its id");
+
     #[tokio::test]
     async fn lookups_that_arrive_while_the_slot_is_busy_share_one_fetch() {
         let fetches = Arc::new(AtomicUsize::new(0));
         let counted = fetches.clone();
-        let batched = Arc::new(Batched::start(1, 64, move |ids: Vec<Uuid>| {
+        let batched = Arc::new(Batched::start(1, 64, ROW_ID, move |ids: Vec<Uuid>| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -105,7 +113,7 @@ mod tests {
                 Ok(ids
                     .into_iter()
                     .filter(|id| !id.is_nil())
-                    .map(|id| (id, id.to_string()))
+                    .map(|id| id.to_string())
                     .collect())
             }
         }));
@@ -136,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_tells_each_of_its_lookups() {
-        let batched = Batched::<String>::start(2, 8, |_ids: Vec<Uuid>| async {
+        let batched = Batched::<String>::start(2, 8, ROW_ID, |_ids: Vec<Uuid>| async {
             Err(sqlx::Error::PoolTimedOut)
         });
         assert_eq!(batched.get(Uuid::new_v4()).await, Err(BatchFailed));

@@ -88,15 +88,14 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<TaskView>, sqlx::Erro
         .await
 }
 
-/// The tasks of `ids` that exist, each with its id, in no particular order.
-pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, TaskView)>, sqlx::Error> {
-    let tasks: Vec<TaskView> = sqlx::query_as(&format!(
+/// The tasks of `ids` that exist, in no particular order.
+pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<TaskView>, sqlx::Error> {
+    sqlx::query_as(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1)"
     ))
     .bind(ids)
     .fetch_all(pool)
-    .await?;
-    Ok(tasks.into_iter().map(|t| (t.id, t)).collect())
+    .await
 }
 
 /// How many unexpired leases `worker` holds, as the read model knows it. Claims a worker has
