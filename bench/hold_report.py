@@ -24,6 +24,16 @@ def wal(w):
     return "-" if not w else f"{w['syncs_per_sec']:.0f} fsyncs/s, {w['mb_per_sec']:.1f} MB/s"
 
 
+def server(w):
+    """A window's group commits and admission figures, or '-' for a run that did not record them."""
+    if not w:
+        return "-"
+    parts = [f"{w['groups_per_sec']:.0f}/s × {w['commands_per_group']:.1f}, busy {w['committer_busy_pct']:.0f}%"]
+    if w["waited"] or w["shed"]:
+        parts.append(f"waited {w['waited']:.0f}, shed {w['shed']:.0f}")
+    return "; ".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -153,10 +163,14 @@ def markdown(s, checks, info):
         "machine); `steal` is CPU time the host gave to other guests while this machine",
         "wanted it (load the run did not cause); lag is the store's head minus the lowest",
         "checkpoint at the window's end; WAL is Postgres's fsyncs and megabytes written per",
-        "second (commits wait on those fsyncs: fewer of them at the same load is a slower disk).",
+        "second (commits wait on those fsyncs: fewer of them at the same load is a slower disk);",
+        "group commits are the API's committer in the window: groups per second × commands per",
+        "group, and the share of the window it spent committing (from its `/metrics`), with the",
+        "requests that waited for a place or were shed; sockets are the API process's open ones",
+        "(client connections mostly) at the window's end.",
         "",
-        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | SSE messages | lag (events) | WAL | CPU % |",
-        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| ends at | sent | ok | 5xx | other failures | p50 ms | p99 ms | RSS | sockets | SSE messages | lag (events) | WAL | group commits | CPU % |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for w in s["windows"]:
         others = {k: v for k, v in w["failed"].items() if not k.startswith("5")}
@@ -164,9 +178,10 @@ def markdown(s, checks, info):
         out.append(
             f"| {label} | {w['sent']} | {w['ok']} | {w['server_errors']} | "
             f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
-            f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | {w['sse_messages']} | "
+            f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {kb(w['rss_kb'])} | "
+            f"{(w.get('server') or {}).get('sockets') or '-'} | {w['sse_messages']} | "
             f"{'-' if w.get('lag_events') is None else w['lag_events']} | "
-            f"{wal(w.get('wal'))} | "
+            f"{wal(w.get('wal'))} | {server(w.get('server'))} | "
             f"{' '.join(f'{k} {v:.0f}' for k, v in (w.get('cpu_pct') or {}).items()) or '-'} |"
         )
     out.append("")

@@ -129,6 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let sampler = tokio::spawn(sample_windows(
         Sampling {
             api_pid: args.api_pid,
+            metrics_url: format!("{}/metrics", args.url),
             watched,
             run_db,
             messages: messages.clone(),
@@ -234,6 +235,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             "cpu_pct": sample.cpu_pct,
             "lag_events": sample.lag_events,
             "wal": sample.wal,
+            "server": sample.server,
         }));
         all.merge(w.measured.clone());
         server_errors += w.server_errors;
@@ -342,10 +344,14 @@ struct Sample {
     /// The cluster's WAL in the window: fsyncs and MB written per second, from `pg_stat_wal`.
     /// Commits wait on these fsyncs, so fewer of them at the same load is a slower disk.
     wal: Option<Value>,
+    /// What the API process did in the window, from its `/metrics` and /proc: see `Server`.
+    server: Option<Value>,
 }
 
 struct Sampling {
     api_pid: Option<u32>,
+    /// The API's `/metrics`, read at each window's end.
+    metrics_url: String,
     watched: Vec<(String, u32)>,
     /// The run's database: its lag and the cluster's WAL figures are read here.
     /// One connection, not a pool (see `catchup::run`).
@@ -374,6 +380,8 @@ async fn sample_windows(
         Some(db) => wal_totals(db).await,
         None => None,
     };
+    let metrics = client::http(1, Some(Duration::from_secs(2))).ok();
+    let mut server_before = Server::read(metrics.as_ref(), &how.metrics_url).await;
     let mut at_before = Instant::now();
     for i in 1..=count {
         tokio::time::sleep_until((started + window * i as u32).into()).await;
@@ -411,16 +419,90 @@ async fn sample_windows(
             _ => None,
         };
         wal_before = wal_after;
+        let server_after = Server::read(metrics.as_ref(), &how.metrics_url).await;
+        let server = match (&server_before, &server_after) {
+            (Some(a), Some(b)) => Some(b.since(a, wall, how.api_pid.and_then(sockets))),
+            _ => None,
+        };
+        server_before = server_after;
         samples.push(Sample {
             rss_kb: how.api_pid.and_then(rss_kb),
             messages: total - seen,
             cpu_pct,
             lag_events,
             wal,
+            server,
         });
         seen = total;
     }
     samples
+}
+
+/// The API's own counters, as its `/metrics` shows them: the group commits (how many, how
+/// many commands, how long the committer spent in them) and the requests that waited for a
+/// place or were shed (`guard::shed_load`). A window where commands slow down shows here
+/// whether the committer was busy (the store) or idle (waiting on something else).
+struct Server {
+    groups: f64,
+    grouped_commands: f64,
+    committing_seconds: f64,
+    waited: f64,
+    shed: f64,
+}
+
+impl Server {
+    async fn read(http: Option<&reqwest::Client>, url: &str) -> Option<Self> {
+        let text = http?.get(url).send().await.ok()?.text().await.ok()?;
+        let total = |name: &str| series_total(&text, name);
+        Some(Self {
+            groups: total("bountyline_append_group_commands_count"),
+            grouped_commands: total("bountyline_append_group_commands_sum"),
+            committing_seconds: total("bountyline_append_commit_duration_seconds_sum"),
+            waited: total("bountyline_http_waited_total"),
+            shed: total("bountyline_http_shed_total"),
+        })
+    }
+
+    /// The window between `before` and `self`, `wall` seconds long.
+    fn since(&self, before: &Self, wall: f64, sockets: Option<usize>) -> Value {
+        let groups = self.groups - before.groups;
+        let commands = self.grouped_commands - before.grouped_commands;
+        let busy = (self.committing_seconds - before.committing_seconds) / wall * 100.0;
+        json!({
+            "groups_per_sec": (groups / wall).round(),
+            "commands_per_group": if groups > 0.0 { (commands / groups * 10.0).round() / 10.0 } else { 0.0 },
+            "committer_busy_pct": busy.round(),
+            "waited": self.waited - before.waited,
+            "shed": self.shed - before.shed,
+            "sockets": sockets,
+        })
+    }
+}
+
+/// The sum of every series of `name` in a Prometheus text exposition (0 if it has none yet:
+/// a counter appears with its first increment).
+fn series_total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Open sockets of `pid` (its client connections, and its pools' and listeners'), from
+/// /proc/PID/fd.
+fn sockets(pid: u32) -> Option<usize> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count(),
+    )
 }
 
 /// The cluster's WAL fsyncs and bytes written since its statistics were reset.
@@ -521,4 +603,25 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::series_total;
+
+    #[test]
+    fn a_series_total_adds_every_label_set_of_that_name_only() {
+        let text = "# TYPE bountyline_http_shed_total counter\n\
+                    bountyline_http_shed_total 3\n\
+                    bountyline_append_group_commands_sum 40\n\
+                    bountyline_append_group_commands_count{process=\"a\"} 4\n\
+                    bountyline_append_group_commands_count{process=\"b\"} 6\n\
+                    bountyline_append_group_commands_count_other 100\n";
+        assert_eq!(
+            series_total(text, "bountyline_append_group_commands_count"),
+            10.0
+        );
+        assert_eq!(series_total(text, "bountyline_http_shed_total"), 3.0);
+        assert_eq!(series_total(text, "bountyline_http_waited_total"), 0.0);
+    }
 }
