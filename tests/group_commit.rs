@@ -497,3 +497,33 @@ async fn a_command_that_loses_to_another_process_is_decided_again() {
     versions.sort_unstable();
     assert_eq!(versions, vec![2, 3]);
 }
+
+/// A command's wait for its append is measured from its queueing to its answer
+/// (`bountyline_append_wait_seconds`): a command held behind the append lock shows the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commands_wait_for_its_append_is_measured() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let waited = || async {
+        app.sample("bountyline_append_wait_seconds_sum")
+            .await
+            .map_or(0.0, |sum| sum.trim().parse::<f64>().expect("a number"))
+    };
+    let before = (
+        app.counter("bountyline_append_wait_seconds_count").await,
+        waited().await,
+    );
+    let held = hold_appends(&app.pool).await;
+    let hold = Duration::from_millis(500);
+    let (created, ()) = tokio::join!(app.create_task(&alice, "q", "held", 1), async {
+        tokio::time::sleep(hold).await;
+        held.rollback().await.expect("release the append lock");
+    });
+    assert!(created["position"].as_i64() > Some(0), "{created}");
+    assert!(app.counter("bountyline_append_wait_seconds_count").await > before.0);
+    let wait = waited().await - before.1;
+    assert!(
+        wait >= hold.as_secs_f64() * 0.9,
+        "the append waited {wait} s behind a lock held for {hold:?}"
+    );
+}

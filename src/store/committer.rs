@@ -49,11 +49,17 @@ impl Committer {
     ) -> Result<Receipt, PersistenceError> {
         let stopped = || PersistenceError::UnknownError("the event committer has stopped".into());
         let (answer, answered) = oneshot::channel();
+        let queued = Instant::now();
         self.queue
             .send(Append { events, answer })
             .await
             .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let outcome = answered.await.map_err(|_| stopped())?;
+        // What the command waited for its append: the group before its own, its own group's
+        // statement and commit, and the append lock while another process held it.
+        metrics::histogram!("bountyline_append_wait_seconds")
+            .record(queued.elapsed().as_secs_f64());
+        outcome
     }
 }
 
