@@ -129,7 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let sampler = tokio::spawn(sample_windows(
         Sampling {
             api_pid: args.api_pid,
-            metrics_url: format!("{}/metrics", args.url),
+            url: args.url.clone(),
             watched,
             run_db,
             messages: messages.clone(),
@@ -350,8 +350,8 @@ struct Sample {
 
 struct Sampling {
     api_pid: Option<u32>,
-    /// The API's `/metrics`, read at each window's end.
-    metrics_url: String,
+    /// The API, whose `/metrics` is read at each window's end.
+    url: String,
     watched: Vec<(String, u32)>,
     /// The run's database: its lag and the cluster's WAL figures are read here.
     /// One connection, not a pool (see `catchup::run`).
@@ -381,7 +381,7 @@ async fn sample_windows(
         None => None,
     };
     let metrics = client::http(1, Some(Duration::from_secs(2))).ok();
-    let mut server_before = Server::read(metrics.as_ref(), &how.metrics_url).await;
+    let mut server_before = Server::read(metrics.as_ref(), &how.url).await;
     let mut at_before = Instant::now();
     for i in 1..=count {
         tokio::time::sleep_until((started + window * i as u32).into()).await;
@@ -419,7 +419,7 @@ async fn sample_windows(
             _ => None,
         };
         wal_before = wal_after;
-        let server_after = Server::read(metrics.as_ref(), &how.metrics_url).await;
+        let server_after = Server::read(metrics.as_ref(), &how.url).await;
         let server = match (&server_before, &server_after) {
             (Some(a), Some(b)) => Some(b.since(a, wall, how.api_pid.and_then(sockets))),
             _ => None,
@@ -452,7 +452,7 @@ struct Server {
 
 impl Server {
     async fn read(http: Option<&reqwest::Client>, url: &str) -> Option<Self> {
-        let text = http?.get(url).send().await.ok()?.text().await.ok()?;
+        let text = crate::ops::metrics_text(http?, url).await.ok()?;
         let total = |name: &str| series_total(&text, name);
         Some(Self {
             groups: total("bountyline_append_group_commands_count"),

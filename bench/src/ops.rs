@@ -43,16 +43,21 @@ pub struct ScrapeArgs {
     out: PathBuf,
 }
 
-/// Saves `/metrics` to a file.
-pub async fn scrape(args: ScrapeArgs) -> anyhow::Result<Value> {
-    let http = crate::client::http(1, Some(Duration::from_secs(10)))?;
-    let text = http
-        .get(format!("{}/metrics", args.url))
+/// The API's `/metrics` exposition, as text.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    Ok(http
+        .get(format!("{url}/metrics"))
         .send()
         .await?
         .error_for_status()?
         .text()
-        .await?;
+        .await?)
+}
+
+/// Saves `/metrics` to a file.
+pub async fn scrape(args: ScrapeArgs) -> anyhow::Result<Value> {
+    let http = crate::client::http(1, Some(Duration::from_secs(10)))?;
+    let text = metrics_text(&http, &args.url).await?;
     std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(json!({"phase": "scrape", "bytes": text.len()}))
 }

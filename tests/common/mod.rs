@@ -316,6 +316,12 @@ impl TestApp {
             .map_or(0, |count| count.trim().parse().expect("a count"))
     }
 
+    /// One series' value in `/metrics` as a number (a histogram's sum, say), if present.
+    pub async fn value(&self, series: &str) -> Option<f64> {
+        let sample = self.sample(series).await?;
+        Some(sample.trim().parse().expect("a number"))
+    }
+
     /// The value of one series in `/metrics` (name and labels as rendered), if present.
     pub async fn sample(&self, series: &str) -> Option<String> {
         let metrics = self
