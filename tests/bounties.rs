@@ -14,21 +14,6 @@ use std::time::Duration;
 
 const REWARD: i64 = 1_500;
 
-/// `(available, held)` of `user` in USD, 0 where the wallet has none.
-async fn usd(app: &TestApp, user: &TestUser) -> (i64, i64) {
-    let balances = app.balances(user).await;
-    balances["balances"]
-        .as_array()
-        .and_then(|all| all.iter().find(|b| b["currency"] == "USD"))
-        .map(|b| {
-            (
-                b["available"].as_i64().unwrap(),
-                b["held"].as_i64().unwrap(),
-            )
-        })
-        .unwrap_or((0, 0))
-}
-
 async fn post_bounty(app: &TestApp, poster: &TestUser, body: Value) -> String {
     let res = app.post(poster, "/v1/bounties", &body).await;
     let status = res.status();
@@ -152,7 +137,7 @@ fn assert_problem(res: &reqwest::Response, status: u16, what: &str) {
 async fn posting_holds_the_reward_and_approval_pays_the_hunter() {
     let app = TestApp::spawn().await;
     let (poster, id) = posted(&app, 5_000).await;
-    assert_eq!(usd(&app, &poster).await, (5_000 - REWARD, REWARD));
+    assert_eq!(app.usd(&poster).await, (5_000 - REWARD, REWARD));
     let bounty = detail(&app, &poster, &id).await;
     assert_eq!(bounty["status"], "open");
     assert_eq!(
@@ -187,8 +172,8 @@ async fn posting_holds_the_reward_and_approval_pays_the_hunter() {
     assert_eq!(answer["id"], id.as_str());
     app.settle().await;
 
-    assert_eq!(usd(&app, &hunter).await, (REWARD, 0));
-    assert_eq!(usd(&app, &poster).await, (5_000 - REWARD, 0));
+    assert_eq!(app.usd(&hunter).await, (REWARD, 0));
+    assert_eq!(app.usd(&poster).await, (5_000 - REWARD, 0));
     let bounty = detail(&app, &poster, &id).await;
     assert_eq!(bounty["status"], "completed");
     assert_eq!(bounty["hunter"], hunter.id.to_string());
@@ -211,7 +196,7 @@ async fn cancelling_before_anyone_is_assigned_refunds_the_poster() {
     ok(&app, &poster, &id, "cancel", Value::Null).await;
     app.settle().await;
 
-    assert_eq!(usd(&app, &poster).await, (2_000, 0));
+    assert_eq!(app.usd(&poster).await, (2_000, 0));
     let bounty = detail(&app, &poster, &id).await;
     assert_eq!(bounty["status"], "cancelled");
     assert_eq!(bounty["refunded"], true);
@@ -262,7 +247,7 @@ async fn rejected_work_goes_back_for_rework_and_the_second_submission_is_approve
 
     ok(&app, &poster, &id, "approve", json!({})).await;
     app.settle().await;
-    assert_eq!(usd(&app, &hunter).await, (REWARD, 0));
+    assert_eq!(app.usd(&hunter).await, (REWARD, 0));
     assert_eq!(detail(&app, &poster, &id).await["status"], "completed");
 }
 
@@ -292,8 +277,8 @@ async fn an_admin_resolves_a_dispute_by_paying_the_hunter_or_refunding_the_poste
         .await;
     assert_eq!(res.status(), 200);
     app.settle().await;
-    assert_eq!(usd(&app, &hunter).await, (REWARD, 0));
-    assert_eq!(usd(&app, &poster).await, (5_000 - REWARD, 0));
+    assert_eq!(app.usd(&hunter).await, (REWARD, 0));
+    assert_eq!(app.usd(&poster).await, (5_000 - REWARD, 0));
     assert_eq!(detail(&app, &poster, &id).await["status"], "completed");
 
     let (poster, hunter, id) = submitted(&app).await;
@@ -314,8 +299,8 @@ async fn an_admin_resolves_a_dispute_by_paying_the_hunter_or_refunding_the_poste
         .await;
     assert_eq!(res.status(), 200);
     app.settle().await;
-    assert_eq!(usd(&app, &hunter).await, (0, 0));
-    assert_eq!(usd(&app, &poster).await, (5_000, 0));
+    assert_eq!(app.usd(&hunter).await, (0, 0));
+    assert_eq!(app.usd(&poster).await, (5_000, 0));
     let bounty = detail(&app, &poster, &id).await;
     assert_eq!(
         (bounty["status"].as_str(), bounty["refunded"].as_bool()),
@@ -334,7 +319,7 @@ async fn an_open_bounty_past_its_deadline_expires_and_is_refunded() {
     let id = post_bounty(&app, &poster, body).await;
     app.settle().await;
     assert_eq!(detail(&app, &poster, &id).await["status"], "open");
-    assert_eq!(usd(&app, &poster).await, (3_000 - REWARD, REWARD));
+    assert_eq!(app.usd(&poster).await, (3_000 - REWARD, REWARD));
 
     let (app_ref, poster_ref, id_ref) = (&app, &poster, &id);
     wait_until(
@@ -347,7 +332,7 @@ async fn an_open_bounty_past_its_deadline_expires_and_is_refunded() {
         },
     )
     .await;
-    assert_eq!(usd(&app, &poster).await, (3_000, 0));
+    assert_eq!(app.usd(&poster).await, (3_000, 0));
     let hunter = app.user("hunter").await;
     let (status, _) = act(&app, &hunter, &id, "applications", json!({"pitch": "late"})).await;
     assert_eq!(status, 409, "an expired bounty takes no applications");
@@ -363,7 +348,7 @@ async fn cancelling_while_the_hold_is_under_way_still_leaves_the_poster_whole() 
         let id = post_bounty(&app, &poster, bounty_body("Changed my mind", REWARD)).await;
         ok(&app, &poster, &id, "cancel", Value::Null).await;
         app.settle().await;
-        assert_eq!(usd(&app, &poster).await, (2_000, 0));
+        assert_eq!(app.usd(&poster).await, (2_000, 0));
         // Usually cancelled while the hold was under way: it is refunded once it lands.
         let bounty = detail(&app, &poster, &id).await;
         assert_eq!(
@@ -383,7 +368,7 @@ async fn cancelling_while_a_hold_that_will_fail_is_under_way_holds_nothing_and_e
         let id = post_bounty(&app, &poster, bounty_body("Cannot pay", REWARD)).await;
         ok(&app, &poster, &id, "cancel", Value::Null).await;
         app.settle().await;
-        assert_eq!(usd(&app, &poster).await, (REWARD - 1, 0));
+        assert_eq!(app.usd(&poster).await, (REWARD - 1, 0));
         let bounty = detail(&app, &poster, &id).await;
         assert_eq!(
             (bounty["status"].as_str(), bounty["refunded"].as_bool()),
@@ -420,7 +405,7 @@ async fn posting_again_with_the_same_idempotency_key_posts_and_holds_once() {
             .len(),
         1
     );
-    assert_eq!(usd(&app, &poster).await, (5_000 - REWARD, REWARD));
+    assert_eq!(app.usd(&poster).await, (5_000 - REWARD, REWARD));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -429,11 +414,11 @@ async fn a_reward_the_wallet_cannot_cover_leaves_the_bounty_unfunded_and_holds_n
     let (poster, id) = posted(&app, REWARD - 1).await;
     let bounty = detail(&app, &poster, &id).await;
     assert_eq!(bounty["status"], "unfunded");
-    assert_eq!(usd(&app, &poster).await, (REWARD - 1, 0));
+    assert_eq!(app.usd(&poster).await, (REWARD - 1, 0));
 
     let (nobody, id) = posted(&app, 0).await;
     assert_eq!(detail(&app, &nobody, &id).await["status"], "unfunded");
-    assert_eq!(usd(&app, &nobody).await, (0, 0));
+    assert_eq!(app.usd(&nobody).await, (0, 0));
     let hunter = app.user("hunter").await;
     let (status, _) = act(&app, &hunter, &id, "applications", json!({"pitch": "hi"})).await;
     assert_eq!(status, 409, "an unfunded bounty is not open");
@@ -528,7 +513,7 @@ async fn a_stranger_may_not_accept_submit_or_approve_and_a_member_may_not_resolv
         404
     );
     app.settle().await;
-    assert_eq!(usd(&app, &hunter).await, (0, 0));
+    assert_eq!(app.usd(&hunter).await, (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -614,7 +599,7 @@ async fn approve_racing_an_admin_cancel_moves_the_money_exactly_one_way() {
         );
         app.settle().await;
 
-        let (poster_money, hunter_money) = (usd(&app, &poster).await, usd(&app, &hunter).await);
+        let (poster_money, hunter_money) = (app.usd(&poster).await, app.usd(&hunter).await);
         assert_eq!(
             poster_money.1 + hunter_money.1,
             0,

@@ -232,7 +232,7 @@ async fn racing_http_commands_on_one_task_take_turns_beside_other_commands() {
     assert_eq!(stored_tasks(&app.pool, &id).await, before + 8);
 }
 
-/// `append_group` (migrations/0018) decides in arrival order: the first command at a version
+/// `append_group` (migrations/0018, 0020) decides in arrival order: the first command at a version
 /// wins, one decided on the same version loses, one decided on the winner's version follows
 /// it; streams do not interfere; a loser appends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -329,7 +329,8 @@ async fn append_group(pool: &PgPool, commands: &[ProbeCommand<'_>]) -> Vec<i64> 
         })
         .unzip();
     sqlx::query_scalar(
-        "SELECT append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        "SELECT append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18)",
     )
     .bind(each(commands, |_| "Probe"))
     .bind(each(commands, |c| c.0))
@@ -338,6 +339,11 @@ async fn append_group(pool: &PgPool, commands: &[ProbeCommand<'_>]) -> Vec<i64> 
     .bind(each(commands, |c| Some(c.3?.0)))
     .bind(each(commands, |c| Some(c.3?.1)))
     .bind(each(commands, |c| c.3.map(|_| "deposit.succeeded")))
+    // No Idempotency-Keys: the probes' actor, key and command id (tests/exactly_once.rs
+    // tries keyed commands).
+    .bind(each(commands, |_| "probe"))
+    .bind(each(commands, |_| None::<&str>))
+    .bind(each(commands, |c| c.2))
     .bind(of_command)
     .bind(each(&events, |e| e.aggregate_type.clone()))
     .bind(each(&events, |e| e.aggregate_id.clone()))

@@ -234,6 +234,7 @@ impl World {
                 };
                 let command = WalletCommand::Credit {
                     owner: owner(wallet),
+                    credit_id: Uuid::new_v4(),
                     money: money(m),
                     reason: Reason::parse("property test").unwrap(),
                     actor: Actor::new(Uuid::from_u128(99), roles),

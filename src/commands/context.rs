@@ -5,6 +5,7 @@ use bountyline_domain::Actor;
 use std::collections::HashMap;
 
 use crate::store::delivery_keys;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct CommandContext {
     /// The event that led to this command, when a process manager or scheduler issued it.
     pub causation_id: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Set when an earlier try under the same Idempotency-Key ended without a trusted answer
+    /// (its outcome unknown): the command first looks for what that try stored.
+    pub resolve: bool,
     /// Tries a command gets against concurrency conflicts before its caller hears 409.
     pub tries_on_conflict: u32,
     /// The payment provider's delivery the command carries out, claimed with its events.
@@ -51,6 +55,7 @@ impl CommandContext {
             correlation_id: request_id.to_owned(),
             causation_id: None,
             idempotency_key,
+            resolve: false,
             tries_on_conflict: TRIES_ON_CONFLICT,
             delivery: None,
         }
@@ -66,6 +71,7 @@ impl CommandContext {
             correlation_id: id,
             causation_id: Some(cause.to_owned()),
             idempotency_key: None,
+            resolve: false,
             tries_on_conflict: TRIES_ON_CONFLICT,
             delivery: None,
         }
@@ -84,9 +90,30 @@ impl CommandContext {
             correlation_id: correlation,
             causation_id: Some(event.event_id.to_string()),
             idempotency_key: None,
+            resolve: false,
             tries_on_conflict: TRIES_FOR_FOLLOW_UPS,
             delivery: None,
         }
+    }
+
+    /// The id of something this command creates (`what`: "task", "bounty", ...). With an
+    /// Idempotency-Key it derives from the actor and the key, so that every retry of the
+    /// request names the same thing and the aggregate refuses or ignores a second creation by
+    /// itself; without one it is new and in time order.
+    pub fn mint(&self, what: &str) -> Uuid {
+        let Some(key) = &self.idempotency_key else {
+            return Uuid::now_v7();
+        };
+        let digest = Sha256::new()
+            .chain_update(b"bountyline/minted-id/v1\0")
+            .chain_update(what.as_bytes())
+            .chain_update([0])
+            .chain_update(self.actor.user_id.as_bytes())
+            .chain_update(key.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
     }
 
     pub(super) fn metadata(&self, command_id: Uuid, command: &str) -> HashMap<String, String> {
@@ -116,5 +143,37 @@ impl CommandContext {
             m.insert(delivery_keys::EVENT.to_owned(), claim.event.clone());
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(actor: Uuid, key: Option<&str>) -> CommandContext {
+        CommandContext::http(Actor::new(actor, Vec::new()), "r", key.map(str::to_owned))
+    }
+
+    #[test]
+    fn minted_ids_derive_from_the_actor_and_the_key() {
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let once = keyed(alice, Some("k1")).mint("task");
+        assert_eq!(
+            once,
+            keyed(alice, Some("k1")).mint("task"),
+            "a retry names the same"
+        );
+        assert_ne!(once, keyed(alice, Some("k2")).mint("task"), "another key");
+        assert_ne!(once, keyed(bob, Some("k1")).mint("task"), "another actor");
+        assert_ne!(
+            once,
+            keyed(alice, Some("k1")).mint("bounty"),
+            "another kind of thing"
+        );
+        assert_ne!(
+            keyed(alice, None).mint("task"),
+            keyed(alice, None).mint("task"),
+            "without a key every id is new"
+        );
     }
 }

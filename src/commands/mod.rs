@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
-use crate::store::{self, AppendError, CachedStore, EventRepository, Receipt};
+use crate::store::{
+    self, AppendError, CachedStore, EventRepository, Receipt, Recorded, RepeatedKey,
+};
 
 /// What a successful command answers: the aggregate, its version, the position of its last
 /// event, whether it was created by this command, and whether it changed anything (a repeat
@@ -45,6 +47,24 @@ pub struct Committed {
     pub created: bool,
     #[serde(skip)]
     pub appended: bool,
+    /// Answered from the record of an earlier try under the same Idempotency-Key: this try
+    /// appended nothing itself.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+impl Committed {
+    /// The answer of a command stored under an Idempotency-Key, as the store recorded it.
+    fn recorded(r: Recorded) -> Self {
+        Self {
+            id: r.aggregate_id,
+            version: r.last_sequence,
+            position: r.position,
+            created: r.first_sequence == 1,
+            appended: true,
+            replayed: true,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +109,16 @@ impl CommandBus {
     /// Raised with the store's head each time this process commits events.
     pub fn appended(&self) -> &Signal {
         &self.appended
+    }
+
+    /// What the command sent under `ctx`'s actor and Idempotency-Key stored, if one did: the
+    /// answer a retry gets when its first try's outcome was unknown.
+    pub async fn recorded(&self, ctx: &CommandContext) -> Result<Option<Committed>, sqlx::Error> {
+        let Some(key) = &ctx.idempotency_key else {
+            return Ok(None);
+        };
+        let recorded = store::recorded(&self.pool, ctx.actor.user_id, key).await?;
+        Ok(recorded.map(Committed::recorded))
     }
 
     pub async fn task(
@@ -242,9 +272,17 @@ where
     A::Command: Clone + Creates + Send + Sync + 'static,
     A::Error: Send + 'static,
 {
+    if ctx.resolve {
+        // An earlier try under this key may have been stored without its answer arriving:
+        // if it was, that is the answer, and nothing runs again.
+        if let Some(committed) = bus.recorded(ctx).await.map_err(internal)? {
+            return Ok(committed);
+        }
+    }
     let command_id = Uuid::new_v4();
     let metadata = ctx.metadata(command_id, name);
     let started = Instant::now();
+    let keyed = (ctx.actor.user_id, ctx.idempotency_key.clone());
     let (pool, aggregates, turns) = (bus.pool.clone(), aggregates.clone(), bus.turns.clone());
     let tries = ctx.tries_on_conflict;
     let handle = tokio::spawn(async move {
@@ -275,6 +313,17 @@ where
             }
         };
         let (executed, receipt) = retrying(tries, lost, once, pause_after).await;
+        if let Err(AggregateError::UnexpectedError(cause)) = &executed {
+            if let (true, (actor, Some(key))) = (cause.is::<RepeatedKey>(), &keyed) {
+                // Another try under this key was stored first (`command_keys`): its answer.
+                let recorded = store::recorded(&pool, *actor, key)
+                    .await
+                    .map_err(internal)?;
+                return recorded.map(Committed::recorded).ok_or_else(|| {
+                    CommandError::Internal(anyhow::anyhow!("{name}: a repeated key unrecorded"))
+                });
+            }
+        }
         executed.map_err(|e| match e {
             AggregateError::UserError(e) => CommandError::Domain(e),
             AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
@@ -302,6 +351,10 @@ where
     metrics::histogram!("bountyline_command_duration_seconds", "command" => name)
         .record(started.elapsed().as_secs_f64());
     result
+}
+
+fn internal<E: std::error::Error>(e: sqlx::Error) -> CommandError<E> {
+    CommandError::Internal(e.into())
 }
 
 /// The cause as its own type where the HTTP edge looks into it (a database error, directly or
@@ -333,9 +386,9 @@ async fn committed<A: Aggregate>(
             position: receipt.position,
             created: receipt.first == 1,
             appended: true,
+            replayed: false,
         });
     }
-    let internal = |e: sqlx::Error| CommandError::Internal(e.into());
     // The last event by sequence also has the highest position (positions follow commit
     // order): one index look-up, where max(position) read every event of the aggregate.
     let (version, position): (i64, i64) = sqlx::query_as(
@@ -354,6 +407,7 @@ async fn committed<A: Aggregate>(
         position,
         created: false,
         appended: false,
+        replayed: false,
     })
 }
 

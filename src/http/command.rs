@@ -70,23 +70,34 @@ where
         .take(&actor.user_id)
         .map_err(too_many)?;
     let key = idempotency_key(req)?;
-    let ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
+    let mut ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
     let Some(key) = key else {
         return run(ctx).await.map(Answer::into_response);
     };
     let body = serde_json::to_value(request).map_err(ApiError::internal)?;
     let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
     let user = actor.user_id;
-    if let Begin::Replay(response) = idempotency::begin(&state.pool, user, &key, &hash).await? {
-        return Ok(response);
+    match idempotency::begin(&state.pool, user, &key, &hash).await? {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Resolve => ctx.resolve = true,
+        Begin::Fresh => {}
     }
     match run(ctx).await {
         Ok(answer) => {
-            idempotency::finish(&state.pool, user, &key, answer.status, &answer.body).await?;
+            // The command is done; a failure to record its answer must not hide that. The
+            // claim then stays open, and a retry resolves it from the store.
+            if let Err(e) =
+                idempotency::finish(&state.pool, user, &key, answer.status, &answer.body).await
+            {
+                tracing::warn!(error = %e, "an idempotent answer was not recorded");
+            }
             Ok(answer.into_response())
         }
+        // Maybe stored, maybe not: never forgotten, resolved from the store by the next try.
         Err(e) if e.is_transient() => {
-            idempotency::abandon(&state.pool, user, &key).await?;
+            if let Err(mark) = idempotency::unresolved(&state.pool, user, &key).await {
+                tracing::warn!(error = %mark, "an unresolved idempotency key was not marked");
+            }
             Err(e)
         }
         Err(e) => {

@@ -47,6 +47,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     /// 503: a dependency is not ready or a read could not catch up in time.
     Unavailable { detail: String, retry_after: u64 },
+    /// 503: the command was sent to the event store and its answer was lost, so it may or may
+    /// not have been carried out; a retry with the same Idempotency-Key gets its real answer.
+    OutcomeUnknown { retry_after: u64 },
     /// 500: anything unexpected. The cause is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -56,6 +59,10 @@ impl ApiError {
     /// connections cut), which a retry may well get past: then 503 with Retry-After.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();
+        if err.chain().any(is_unknown_outcome) {
+            tracing::warn!(error = format!("{err:#}"), "command outcome unknown");
+            return ApiError::OutcomeUnknown { retry_after: 1 };
+        }
         if err.chain().any(is_unreachable) {
             tracing::warn!(error = format!("{err:#}"), "database unreachable");
             return ApiError::Unavailable {
@@ -104,6 +111,7 @@ impl ApiError {
             ApiError::Invalid { .. } => ("validation", "The request is invalid"),
             ApiError::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             ApiError::Unavailable { .. } => ("unavailable", "Temporarily unavailable"),
+            ApiError::OutcomeUnknown { .. } => ("outcome-unknown", "Outcome unknown"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
     }
@@ -115,6 +123,7 @@ impl ApiError {
             self,
             ApiError::Internal(_)
                 | ApiError::Unavailable { .. }
+                | ApiError::OutcomeUnknown { .. }
                 | ApiError::TooManyRequests { .. }
                 | ApiError::Conflict {
                     kind: "concurrency-conflict" | "request-in-progress",
@@ -139,6 +148,10 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after } => {
                 format!("slow down; retry after {retry_after} s")
             }
+            ApiError::OutcomeUnknown { .. } => "the command reached the event store but its \
+                answer was lost, so it may or may not have been carried out; send it again \
+                with the same Idempotency-Key to get its real answer (it will not act twice)"
+                .to_owned(),
             ApiError::Internal(_) => {
                 "something went wrong on our side; it has been logged".to_owned()
             }
@@ -200,7 +213,9 @@ pub fn problem_response(err: &ApiError) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.content_type("application/problem+json");
     match err {
-        ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after, .. } => {
+        ApiError::TooManyRequests { retry_after }
+        | ApiError::Unavailable { retry_after, .. }
+        | ApiError::OutcomeUnknown { retry_after } => {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         ApiError::Unauthenticated(_) => {
@@ -226,7 +241,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -263,6 +280,13 @@ fn is_unstorable_text(cause: &(dyn std::error::Error + 'static)) -> bool {
         .and_then(|e| e.as_database_error())
         .and_then(|e| e.code())
         .is_some_and(|code| code == INVALID_BYTE_SEQUENCE || code == UNTRANSLATABLE_CHARACTER)
+}
+
+/// Whether `cause` is an append whose group was sent and whose answer was lost.
+fn is_unknown_outcome(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause
+        .downcast_ref::<crate::store::AppendError>()
+        .is_some_and(|e| e.outcome() == crate::store::Outcome::Unknown)
 }
 
 /// Whether `cause` says the database could not be reached, rather than that it refused.

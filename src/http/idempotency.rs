@@ -1,10 +1,13 @@
 //! `Idempotency-Key` on commands (DESIGN.md guarantee 3): at most once per (user, key), the
 //! same answer on every retry, and a 422 when the key comes back with a different request.
 //!
-//! A row is claimed before the command runs and completed with its answer. If a process died
-//! in between, the row stays "in progress"; after a grace period a retry looks for the
-//! command's events by the key recorded in their metadata and, if they exist, answers from
-//! them; otherwise it takes the row over and runs the command.
+//! A row is claimed before the command runs and completed with its answer. A command that
+//! ended without an answer the edge can trust (its append's outcome unknown, a fault after
+//! it) leaves its row unresolved; so does a process that died in between, once the claim is
+//! stale. A retry then takes the row over and runs the command in resolving mode: it first
+//! reads what the store recorded under the key (`command_keys`, written with the command's
+//! events) and answers that, and only a command that stored nothing runs again. The store
+//! refuses a second command under one key, so a late commit of the first try cannot double.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -21,6 +24,9 @@ const STALE_AFTER_SECS: f64 = 60.0;
 pub enum Begin {
     /// Run the command, then call [`finish`].
     Fresh,
+    /// An earlier try ended without a trusted answer: run the command resolving what that try
+    /// stored ([`crate::commands::CommandContext::resolve`]), then call [`finish`].
+    Resolve,
     /// Already answered: send this.
     Replay(HttpResponse),
 }
@@ -49,13 +55,14 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
     if inserted == 1 {
         return Ok(Begin::Fresh);
     }
-    let (stored_hash, status, body, started_at): (
+    let (stored_hash, status, body, started_at, unresolved): (
         Vec<u8>,
         Option<i16>,
         Option<serde_json::Value>,
         DateTime<Utc>,
+        bool,
     ) = sqlx::query_as(
-        "SELECT request_hash, response_status, response_body, started_at \
+        "SELECT request_hash, response_status, response_body, started_at, unresolved \
              FROM idempotency_keys WHERE user_id = $1 AND key = $2",
     )
     .bind(user)
@@ -71,19 +78,17 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
     if let (Some(status), Some(body)) = (status, body) {
         return Ok(Begin::Replay(replay(status as u16, &body)));
     }
+    let in_progress = || ApiError::Conflict {
+        kind: "request-in-progress",
+        detail: "a request with this Idempotency-Key is still running; retry shortly".into(),
+    };
     let age = (Utc::now() - started_at).num_milliseconds() as f64 / 1000.0;
-    if age < STALE_AFTER_SECS {
-        return Err(ApiError::Conflict {
-            kind: "request-in-progress",
-            detail: "a request with this Idempotency-Key is still running; retry shortly".into(),
-        });
+    if !unresolved && age < STALE_AFTER_SECS {
+        return Err(in_progress());
     }
-    if let Some((status, body)) = recover_from_events(pool, user, key).await? {
-        finish(pool, user, key, status, &body).await?;
-        return Ok(Begin::Replay(replay(status.as_u16(), &body)));
-    }
+    // One retry takes the row over; any other that comes at once still sees it in progress.
     let taken = sqlx::query(
-        "UPDATE idempotency_keys SET started_at = now() \
+        "UPDATE idempotency_keys SET started_at = now(), unresolved = false \
          WHERE user_id = $1 AND key = $2 AND started_at = $3 AND completed_at IS NULL",
     )
     .bind(user)
@@ -93,39 +98,10 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
     .await?
     .rows_affected();
     if taken == 1 {
-        Ok(Begin::Fresh)
+        Ok(Begin::Resolve)
     } else {
-        Err(ApiError::Conflict {
-            kind: "request-in-progress",
-            detail: "a request with this Idempotency-Key is still running; retry shortly".into(),
-        })
+        Err(in_progress())
     }
-}
-
-/// The answer of a command whose process died before it could record it.
-async fn recover_from_events(
-    pool: &PgPool,
-    user: Uuid,
-    key: &str,
-) -> ApiResult<Option<(StatusCode, serde_json::Value)>> {
-    let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT aggregate_id, max(sequence), max(position), min(sequence) FROM events \
-         WHERE metadata ? 'idempotency_key' AND metadata ->> 'idempotency_key' = $1 \
-           AND metadata ->> 'actor' = $2 GROUP BY aggregate_id ORDER BY max(position) DESC LIMIT 1",
-    )
-    .bind(key)
-    .bind(user.to_string())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(id, version, position, first)| {
-        let status = if first == 1 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        let body = serde_json::json!({"id": id, "version": version, "position": position});
-        (status, body)
-    }))
 }
 
 pub async fn finish(
@@ -148,10 +124,12 @@ pub async fn finish(
     Ok(())
 }
 
-/// Forgets a claim whose command failed unexpectedly, so that a retry runs it again.
-pub async fn abandon(pool: &PgPool, user: Uuid, key: &str) -> ApiResult<()> {
+/// Leaves a claim for the next retry to resolve at once: its command ended without an answer
+/// to trust, and may or may not have been stored.
+pub async fn unresolved(pool: &PgPool, user: Uuid, key: &str) -> ApiResult<()> {
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND completed_at IS NULL",
+        "UPDATE idempotency_keys SET unresolved = true \
+         WHERE user_id = $1 AND key = $2 AND completed_at IS NULL",
     )
     .bind(user)
     .bind(key)

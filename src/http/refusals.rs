@@ -40,6 +40,7 @@ impl From<CommandError<WalletError>> for ApiError {
             },
             WalletError::ReferenceReused { .. }
             | WalletError::WithdrawalIdReused { .. }
+            | WalletError::CreditIdReused { .. }
             | WalletError::PaymentIdReused { .. } => {
                 ApiError::invalid_field("reference", e.to_string())
             }

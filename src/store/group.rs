@@ -22,8 +22,9 @@ use super::delivery_keys;
 
 const APPEND_GROUP: &str = "\
 SELECT append_group($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
-                    $7::text[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::text[], \
-                    $13::text[], $14::jsonb[], $15::jsonb[])";
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[], \
+                    $13::text[], $14::bigint[], $15::text[], $16::text[], $17::jsonb[], \
+                    $18::jsonb[])";
 
 /// The delivery a command carries out, as its first event's metadata names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,27 @@ impl<'a> Claim<'a> {
     }
 }
 
+/// Who sent a command and under which Idempotency-Key, as its first event's metadata names
+/// them: `append_group` records the pair and appends at most one command under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Keyed<'a> {
+    actor: Option<&'a str>,
+    key: Option<&'a str>,
+    command: Option<&'a str>,
+}
+
+impl<'a> Keyed<'a> {
+    fn of(events: &'a [SerializedEvent]) -> Self {
+        let metadata = events.first().map(|e| &e.metadata);
+        let key = |k: &str| metadata.and_then(|m| m.get(k)).and_then(Value::as_str);
+        Self {
+            actor: key("actor"),
+            key: key("idempotency_key"),
+            command: key("command_id"),
+        }
+    }
+}
+
 /// What became of one command's append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -54,6 +76,9 @@ pub(super) enum Verdict {
     /// Its aggregate had moved past the version the command was decided on, or its delivery
     /// was claimed with another body.
     Conflict,
+    /// A command under the same actor and Idempotency-Key is already stored (`command_keys`):
+    /// this one appended nothing, and its answer is the recorded one's.
+    Repeat,
 }
 
 /// Appends `commands` (each one command's events, at least one, in order) in one transaction
@@ -73,6 +98,10 @@ pub(super) async fn commit(
     let claimed = |part: for<'c> fn(&'c Claim<'c>) -> &'c str| -> Vec<Option<&str>> {
         claims.iter().map(|c| c.as_ref().map(part)).collect()
     };
+    let keyed: Vec<Keyed> = commands.iter().map(|events| Keyed::of(events)).collect();
+    let keyed_by = |part: for<'c> fn(&Keyed<'c>) -> Option<&'c str>| -> Vec<Option<&str>> {
+        keyed.iter().map(part).collect()
+    };
     // Each event with the index (from 1) of its command.
     let (of_command, events): (Vec<i32>, Vec<&SerializedEvent>) = (1..)
         .zip(commands)
@@ -86,6 +115,9 @@ pub(super) async fn commit(
         .bind(claimed(|c| c.reference))
         .bind(claimed(|c| c.body_sha256))
         .bind(claimed(|c| c.event))
+        .bind(keyed_by(|k| k.actor))
+        .bind(keyed_by(|k| k.key))
+        .bind(keyed_by(|k| k.command))
         .bind(of_command)
         .bind(column(&events, |e| e.aggregate_type.as_str()))
         .bind(column(&events, |e| e.aggregate_id.as_str()))
@@ -127,6 +159,9 @@ fn verdicts(
         .map(|(events, &position)| {
             if position == 0 {
                 return Ok(Verdict::Conflict);
+            }
+            if position == -1 {
+                return Ok(Verdict::Repeat);
             }
             if position < previous + events.len() as i64 {
                 return Err(mismatch());
@@ -178,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn the_actor_key_and_command_are_read_from_the_first_events_metadata() {
+        let mut keyed = events("t1", 1..=2);
+        assert_eq!(
+            Keyed::of(&keyed),
+            Keyed {
+                actor: None,
+                key: None,
+                command: None
+            }
+        );
+        keyed[0].metadata = json!({"actor": "a", "idempotency_key": "k", "command_id": "c"});
+        keyed[1].metadata = json!({"actor": "b", "idempotency_key": "other"});
+        assert_eq!(
+            Keyed::of(&keyed),
+            Keyed {
+                actor: Some("a"),
+                key: Some("k"),
+                command: Some("c")
+            }
+        );
+    }
+
+    #[test]
     fn positions_become_verdicts_in_order_and_out_of_order_ones_are_refused() {
         let (a, b, c) = (
             events("t1", 1..=2),
@@ -199,5 +257,13 @@ mod tests {
             "two commands at one position"
         );
         assert!(verdicts(&commands, &[12, 0]).is_err(), "one position short");
+        assert_eq!(
+            verdicts(&commands, &[-1, 12, 0]).expect("a repeat"),
+            [
+                Verdict::Repeat,
+                Verdict::Appended { position: 12 },
+                Verdict::Conflict
+            ]
+        );
     }
 }

@@ -8,9 +8,11 @@
 mod cached;
 mod committer;
 mod group;
+mod keys;
 
 pub use cached::{CachedStore, CACHED_AGGREGATES};
-pub use committer::AppendError;
+pub use committer::{AppendError, Outcome, RepeatedKey, APPLICATION_NAME};
+pub use keys::{recorded, Recorded};
 
 /// The metadata keys under which a command names the payment provider's delivery it carries
 /// out (`commands::DeliveryClaim`); the group commit claims the delivery's reference in the

@@ -431,6 +431,22 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// `(available, held)` of `user` in USD once the wallets read model has caught up, 0 where
+    /// the wallet has none.
+    pub async fn usd(&self, user: &TestUser) -> (i64, i64) {
+        let balances = self.balances(user).await;
+        balances["balances"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["currency"] == "USD"))
+            .map(|b| {
+                (
+                    b["available"].as_i64().unwrap(),
+                    b["held"].as_i64().unwrap(),
+                )
+            })
+            .unwrap_or((0, 0))
+    }
+
     /// `GET /v1/wallets/me` once the wallets read model has caught up with the store.
     pub async fn balances(&self, user: &TestUser) -> Value {
         let head = self.head().await;

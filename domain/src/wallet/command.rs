@@ -20,9 +20,10 @@ pub enum WalletCommand {
         money: Money,
         at: DateTime<Utc>,
     },
-    /// An admin credits the wallet.
+    /// An admin credits the wallet. Idempotent on `credit_id`.
     Credit {
         owner: Uuid,
+        credit_id: Uuid,
         money: Money,
         reason: Reason,
         actor: Actor,

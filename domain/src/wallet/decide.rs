@@ -78,6 +78,7 @@ impl WalletState {
                 }])
             }
             WalletCommand::Credit {
+                credit_id,
                 money,
                 reason,
                 actor,
@@ -87,9 +88,15 @@ impl WalletState {
                 if !actor.is_admin() {
                     return Err(WalletError::NotAllowed);
                 }
+                if let Some(earlier) = &entry.credit {
+                    return repeat_of(*earlier == Amount::of(money), || {
+                        WalletError::CreditIdReused { credit_id }
+                    });
+                }
                 let after = self.moved(money, money.amount(), 0)?;
                 Ok(vec![WalletEvent::WalletCredited {
                     owner,
+                    credit_id: Some(credit_id),
                     currency: money.currency(),
                     amount: money.amount(),
                     reason: reason.as_str().to_owned(),

@@ -21,6 +21,7 @@ use super::{WalletCommand, WalletEvent};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EntryKey {
     Deposit(String),
+    Credit(Uuid),
     Withdrawal(Uuid),
     Hold(Uuid),
     Receipt(Uuid),
@@ -31,6 +32,7 @@ impl EntryKey {
     pub fn stored(&self) -> String {
         match self {
             EntryKey::Deposit(reference) => format!("deposit:{reference}"),
+            EntryKey::Credit(id) => format!("credit:{id}"),
             EntryKey::Withdrawal(id) => format!("withdrawal:{id}"),
             EntryKey::Hold(id) => format!("hold:{id}"),
             EntryKey::Receipt(id) => format!("receipt:{id}"),
@@ -39,13 +41,13 @@ impl EntryKey {
 }
 
 impl WalletCommand {
-    /// The entry this command reads or writes; `None` for a credit, which names none.
+    /// The entry this command reads or writes.
     pub fn entry_key(&self) -> Option<EntryKey> {
         Some(match self {
             WalletCommand::Deposit { reference, .. } => {
                 EntryKey::Deposit(reference.as_str().to_owned())
             }
-            WalletCommand::Credit { .. } => return None,
+            WalletCommand::Credit { credit_id, .. } => EntryKey::Credit(*credit_id),
             WalletCommand::RequestWithdrawal { withdrawal_id, .. }
             | WalletCommand::CompleteWithdrawal { withdrawal_id, .. }
             | WalletCommand::FailWithdrawal { withdrawal_id, .. } => {
@@ -60,11 +62,11 @@ impl WalletCommand {
 }
 
 impl WalletEvent {
-    /// The entry this event records; `None` for a credit.
+    /// The entry this event records; `None` for a credit recorded before credits had ids.
     pub fn entry_key(&self) -> Option<EntryKey> {
         Some(match self {
             WalletEvent::DepositConfirmed { reference, .. } => EntryKey::Deposit(reference.clone()),
-            WalletEvent::WalletCredited { .. } => return None,
+            WalletEvent::WalletCredited { credit_id, .. } => EntryKey::Credit((*credit_id)?),
             WalletEvent::WithdrawalRequested { withdrawal_id, .. }
             | WalletEvent::WithdrawalCompleted { withdrawal_id, .. }
             | WalletEvent::WithdrawalFailed { withdrawal_id, .. } => {
@@ -83,6 +85,7 @@ impl WalletEvent {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entry {
     pub deposit: Option<Amount>,
+    pub credit: Option<Amount>,
     pub withdrawal: Option<Withdrawal>,
     pub hold: Option<Hold>,
     pub receipt: Option<Receipt>,
@@ -109,7 +112,7 @@ impl Entry {
         };
         match event {
             WalletEvent::DepositConfirmed { .. } => self.deposit = Some(money),
-            WalletEvent::WalletCredited { .. } => {}
+            WalletEvent::WalletCredited { .. } => self.credit = Some(money),
             WalletEvent::WithdrawalRequested { .. } => {
                 self.withdrawal = Some(Withdrawal {
                     money,

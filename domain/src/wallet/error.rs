@@ -23,6 +23,8 @@ pub enum WalletError {
     },
     #[error("withdrawal {withdrawal_id} was already requested for a different amount")]
     WithdrawalIdReused { withdrawal_id: Uuid },
+    #[error("credit {credit_id} was already made for a different amount")]
+    CreditIdReused { credit_id: Uuid },
     #[error("no withdrawal {withdrawal_id} in this wallet")]
     UnknownWithdrawal { withdrawal_id: Uuid },
     #[error("withdrawal {withdrawal_id} is already {state}")]

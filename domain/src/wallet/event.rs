@@ -29,6 +29,9 @@ pub enum WalletEvent {
     },
     WalletCredited {
         owner: Uuid,
+        /// Absent in credits recorded before credits had ids (each of those stands alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credit_id: Option<Uuid>,
         currency: Currency,
         amount: i64,
         reason: String,

@@ -342,23 +342,81 @@ fn a_command_naming_another_owner_is_refused() {
 #[test]
 fn an_admin_credits_a_wallet() {
     given(funded())
-        .when(WalletCommand::Credit {
-            owner: OWNER,
-            money: dollars(250),
-            reason: Reason::parse("goodwill").unwrap(),
-            actor: admin(),
-            at: t0(),
-        })
-        .then_expect_events(vec![WalletEvent::WalletCredited {
-            owner: OWNER,
-            currency: usd(),
-            amount: 250,
-            reason: "goodwill".into(),
-            credited_by: admin().user_id,
-            available: 1250,
-            held: 0,
-            at: t0(),
-        }]);
+        .when(credit(CREDIT, dollars(250)))
+        .then_expect_events(vec![credited(CREDIT, 250, 1250)]);
+}
+
+const CREDIT: Uuid = Uuid::from_u128(0xc0ffee);
+
+fn credit(credit_id: Uuid, money: Money) -> WalletCommand {
+    WalletCommand::Credit {
+        owner: OWNER,
+        credit_id,
+        money,
+        reason: Reason::parse("goodwill").unwrap(),
+        actor: admin(),
+        at: t0(),
+    }
+}
+
+fn credited(credit_id: Uuid, amount: i64, available: i64) -> WalletEvent {
+    WalletEvent::WalletCredited {
+        owner: OWNER,
+        credit_id: Some(credit_id),
+        currency: usd(),
+        amount,
+        reason: "goodwill".into(),
+        credited_by: admin().user_id,
+        available,
+        held: 0,
+        at: t0(),
+    }
+}
+
+#[test]
+fn a_credit_repeated_under_its_id_changes_nothing() {
+    let mut history = funded();
+    history.push(credited(CREDIT, 250, 1250));
+    given(history.clone())
+        .when(credit(CREDIT, dollars(250)))
+        .then_expect_events(vec![]);
+    given(history)
+        .when(credit(CREDIT, dollars(300)))
+        .then_expect_error(WalletError::CreditIdReused { credit_id: CREDIT });
+}
+
+#[test]
+fn a_credit_recorded_before_credits_had_ids_stands_alone() {
+    let mut history = funded();
+    history.push(WalletEvent::WalletCredited {
+        owner: OWNER,
+        credit_id: None,
+        currency: usd(),
+        amount: 250,
+        reason: "goodwill".into(),
+        credited_by: admin().user_id,
+        available: 1250,
+        held: 0,
+        at: t0(),
+    });
+    given(history)
+        .when(credit(CREDIT, dollars(250)))
+        .then_expect_events(vec![credited(CREDIT, 250, 1500)]);
+}
+
+#[test]
+fn an_old_credit_without_an_id_still_reads() {
+    let stored = serde_json::json!({"WalletCredited": {"owner": OWNER, "currency": "USD",
+        "amount": 250, "reason": "goodwill", "credited_by": admin().user_id,
+        "available": 1250, "held": 0, "at": t0()}});
+    let event: WalletEvent = serde_json::from_value(stored).expect("an old credit");
+    assert!(matches!(
+        event,
+        WalletEvent::WalletCredited {
+            credit_id: None,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -368,6 +426,7 @@ fn only_an_admin_may_credit_a_wallet() {
         given(vec![])
             .when(WalletCommand::Credit {
                 owner: OWNER,
+                credit_id: CREDIT,
                 money: dollars(250),
                 reason: Reason::parse("please").unwrap(),
                 actor,

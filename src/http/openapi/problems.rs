@@ -32,7 +32,9 @@ fn problem(err: ApiError, meaning: &str) -> (String, RefOr<Response>) {
         ApiError::Unauthenticated(_) => {
             response = response.header("WWW-Authenticate", header("Always `Bearer`."));
         }
-        ApiError::Unavailable { .. } | ApiError::TooManyRequests { .. } => {
+        ApiError::Unavailable { .. }
+        | ApiError::TooManyRequests { .. }
+        | ApiError::OutcomeUnknown { .. } => {
             response = response.header("Retry-After", header("Seconds to wait before retrying."));
         }
         _ => {}
@@ -125,6 +127,18 @@ fn unavailable() -> (String, RefOr<Response>) {
     )
 }
 
+fn command_unavailable() -> (String, RefOr<Response>) {
+    problem(
+        ApiError::OutcomeUnknown { retry_after: 1 },
+        "`outcome-unknown`: the command reached the event store and the answer was lost (a \
+         connection cut after the commit, no answer in time), so it may or may not have been \
+         carried out. Send it again with the same `Idempotency-Key`: the retry gets the \
+         original answer if it was carried out, and carries it out once if it was not. Or \
+         `unavailable`: the service is briefly unavailable and nothing was done. Either way, \
+         retry after `Retry-After` seconds.",
+    )
+}
+
 fn too_many() -> (String, RefOr<Response>) {
     problem(
         ApiError::TooManyRequests { retry_after: 2 },
@@ -176,8 +190,10 @@ answers! {
     /// answered as a problem by `guard::problem_errors`.
     RawJsonBody = [bad_request, too_large, invalid];
     /// What every command (`http::command::execute`) can refuse: no credentials, a bad or
-    /// reused `Idempotency-Key`, a conflict.
-    Command = [bad_request, unauthenticated, conflict, invalid, too_many, unavailable];
+    /// reused `Idempotency-Key`, a conflict, an outcome lost on the way back.
+    Command = [bad_request, unauthenticated, conflict, invalid, too_many, command_unavailable];
+    /// The webhook's unknown outcome (it is not a `Command`: no bearer token, no key header).
+    OutcomeUnknown = [command_unavailable];
     /// What every read of a read model can refuse: no credentials, a bad `X-Min-Position` (or
     /// one past the newest event), a read model that did not catch up in time.
     Read = [bad_request, unauthenticated, invalid, unavailable];

@@ -104,8 +104,7 @@ struct PostRequest {
 }
 
 impl PostRequest {
-    fn into_command(self, poster: Actor) -> ApiResult<PostBounty> {
-        let bounty_id = Uuid::now_v7();
+    fn into_command(self, poster: Actor, bounty_id: Uuid) -> ApiResult<PostBounty> {
         Ok(PostBounty {
             bounty_id,
             payment_id: payment_id_for(bounty_id),
@@ -135,9 +134,9 @@ async fn post(
     body: web::Json<PostRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    let post = body.clone().into_command(actor.clone())?;
-    let bus = state.commands.clone();
+    let (bus, request, poster) = (state.commands.clone(), body.clone(), actor.clone());
     execute(&state, &req, &actor, &body, |ctx| async move {
+        let post = request.into_command(poster, ctx.mint("bounty"))?;
         let id = post.bounty_id;
         let committed = bus.bounty(id, BountyCommand::Post(post), &ctx).await?;
         Answer::committed(&committed)
@@ -179,15 +178,16 @@ async fn apply(
     id: web::Path<Uuid>,
     body: web::Json<ApplyRequest>,
 ) -> ApiResult<HttpResponse> {
-    let application_id = Uuid::now_v7();
-    let command = BountyCommand::Apply {
-        application_id,
-        hunter: actor.clone(),
-        pitch: Pitch::parse(&body.pitch)?,
-        at: Utc::now(),
-    };
+    let (pitch, hunter) = (Pitch::parse(&body.pitch)?, actor.clone());
     let (bus, id) = (state.commands.clone(), *id);
     execute(&state, &req, &actor, &*body, |ctx| async move {
+        let application_id = ctx.mint("application");
+        let command = BountyCommand::Apply {
+            application_id,
+            hunter,
+            pitch,
+            at: Utc::now(),
+        };
         let c = bus.bounty(id, command, &ctx).await?;
         let answer = ApplicationAnswer {
             id: c.id,

@@ -67,9 +67,9 @@ struct CreateRequest {
 }
 
 impl CreateRequest {
-    fn into_command(self, actor: Actor) -> ApiResult<CreateTask> {
+    fn into_command(self, actor: Actor, task_id: Uuid) -> ApiResult<CreateTask> {
         Ok(CreateTask {
-            task_id: Uuid::now_v7(),
+            task_id,
             queue: QueueName::parse(&self.queue)?,
             title: Title::parse(&self.title)?,
             description: Description::parse(self.description.as_deref().unwrap_or(""))?,
@@ -108,7 +108,7 @@ async fn create(
     let (bus, request) = (state.commands.clone(), body.clone());
     let creator = actor.clone();
     execute(&state, &req, &actor, &body, |ctx| async move {
-        let create = request.into_command(creator)?;
+        let create = request.into_command(creator, ctx.mint("task"))?;
         let id = create.task_id;
         let committed = bus.task(id, TaskCommand::Create(create), &ctx).await?;
         Answer::committed(&committed)
@@ -185,6 +185,13 @@ async fn claim(
     execute(&state, &req, &actor, &request, |ctx| async move {
         let state = st;
         let actor = worker;
+        // An earlier try under this key may have claimed a task without hearing so; the
+        // queue's read model no longer offers that task.
+        if ctx.resolve {
+            if let Some(c) = state.commands.recorded(&ctx).await? {
+                return claimed_recorded(&state, c).await;
+            }
+        }
         let mut tried: Vec<Uuid> = Vec::new();
         loop {
             let candidates =
@@ -196,12 +203,16 @@ async fn claim(
                 tried.push(view.id);
                 let command = TaskCommand::Claim {
                     worker: actor.clone(),
-                    lease_id: Uuid::new_v4(),
+                    lease_id: ctx.mint("lease"),
                     lease_seconds,
                     at: Utc::now(),
                 };
                 match state.commands.task(view.id, command, &ctx).await {
-                    Ok(c) => return claimed(&state, view, c.version, c.position).await,
+                    Ok(c) if c.id == view.id.to_string() => {
+                        return claimed(&state, view, c.version, c.position).await
+                    }
+                    // The claim an earlier try under this key stored, of another task.
+                    Ok(c) => return claimed_recorded(&state, c).await,
                     Err(CommandError::Domain(_) | CommandError::Conflict(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -209,6 +220,15 @@ async fn claim(
         }
     })
     .await
+}
+
+/// The answer of a claim the store recorded under the request's Idempotency-Key.
+async fn claimed_recorded(state: &AppState, c: Committed) -> ApiResult<Answer> {
+    let id = Uuid::parse_str(&c.id).map_err(ApiError::internal)?;
+    let view = query::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a claimed task {id} has no view")))?;
+    claimed(state, view, c.version, c.position).await
 }
 
 async fn claimed(

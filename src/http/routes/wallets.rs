@@ -141,17 +141,17 @@ async fn withdraw(
     body: web::Json<MoneyRequest>,
 ) -> ApiResult<HttpResponse> {
     let money = body.money()?;
-    let withdrawal_id = Uuid::now_v7();
-    let command = WalletCommand::RequestWithdrawal {
-        owner: actor.user_id,
-        withdrawal_id,
-        money,
-        actor: actor.clone(),
-        at: Utc::now(),
-    };
     let bus = state.commands.clone();
-    let owner = actor.user_id;
+    let (owner, requester) = (actor.user_id, actor.clone());
     execute(&state, &req, &actor, &*body, |ctx| async move {
+        let withdrawal_id = ctx.mint("withdrawal");
+        let command = WalletCommand::RequestWithdrawal {
+            owner,
+            withdrawal_id,
+            money,
+            actor: requester,
+            at: Utc::now(),
+        };
         let c = bus.wallet(owner, command, &ctx).await?;
         Answer::json(
             StatusCode::CREATED,
@@ -208,15 +208,18 @@ async fn credit(
     if known.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    let command = WalletCommand::Credit {
-        owner,
-        money: Money::positive(body.amount, Currency::parse(&body.currency)?)?,
-        reason: Reason::parse(&body.reason)?,
-        actor: actor.clone(),
-        at: Utc::now(),
-    };
-    let bus = state.commands.clone();
+    let money = Money::positive(body.amount, Currency::parse(&body.currency)?)?;
+    let reason = Reason::parse(&body.reason)?;
+    let (bus, admin) = (state.commands.clone(), actor.clone());
     execute(&state, &req, &actor, &*body, |ctx| async move {
+        let command = WalletCommand::Credit {
+            owner,
+            credit_id: ctx.mint("credit"),
+            money,
+            reason,
+            actor: admin,
+            at: Utc::now(),
+        };
         let c = bus.wallet(owner, command, &ctx).await?;
         Answer::json(StatusCode::OK, &c)
     })

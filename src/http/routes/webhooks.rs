@@ -19,7 +19,9 @@ use uuid::Uuid;
 use crate::commands::{CommandContext, CommandError, DeliveryClaim};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::request_id;
-use crate::http::openapi::problems::{Conflict, Forbidden, NotFound, RawJsonBody, Unauthenticated};
+use crate::http::openapi::problems::{
+    Conflict, Forbidden, NotFound, OutcomeUnknown, RawJsonBody, Unauthenticated,
+};
 use crate::http::signature;
 use crate::state::AppState;
 
@@ -55,7 +57,9 @@ struct Delivered {
     /// `processed`, or `duplicate` for a delivery already processed (nothing changed).
     #[schema(example = "processed")]
     status: &'static str,
-    /// The wallet's id, version and the position of its event (when processed).
+    /// The wallet's id, its version and the position of the delivery's event, as the delivery
+    /// was first processed (a `duplicate` names them too, unless it was first processed before
+    /// deliveries were recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     wallet: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,12 +72,15 @@ struct Delivered {
 ///
 /// Signed with `X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`; unsigned or badly
 /// signed calls get 401 and change nothing. A repeat of a processed delivery answers 200
-/// `duplicate`; a reference reused with another body answers 409 `reference-reused`.
+/// `duplicate` with where the first one landed; a reference reused with another body answers
+/// 409 `reference-reused`. A 503 `outcome-unknown` means the delivery may have been carried
+/// out: send it again.
 #[utoipa::path(
     post, path = "/v1/webhooks/payments", operation_id = "paymentWebhook", tag = "webhooks",
     request_body = Delivery,
     responses((status = 200, description = "Processed, or already processed",
-        body = Delivered), RawJsonBody, Unauthenticated, Forbidden, NotFound, Conflict),
+        body = Delivered), RawJsonBody, Unauthenticated, Forbidden, NotFound, Conflict,
+        OutcomeUnknown),
     security(("webhook_signature" = [])),
 )]
 async fn payments(
@@ -155,6 +162,14 @@ async fn payments(
     let mut ctx = CommandContext::system(&format!("webhook:{}", reference.as_str()));
     ctx.request_id = request_id(&req);
     ctx.delivery = Some(claim.clone());
+    // The delivery (its reference and body) is the provider's idempotency key: the store
+    // records the delivery's command under it, so a repeat (the provider retrying after a lost
+    // answer) is told where the first one landed. A reference reused with another body is
+    // another key, refused by its claim.
+    ctx.idempotency_key = Some(format!(
+        "delivery:{}:{}",
+        claim.reference, claim.body_sha256
+    ));
     let committed = match state.commands.wallet(owner, command, &ctx).await {
         // Lost to a delivery of the same reference with another body, for another wallet,
         // that committed first: answered as that, not as a retryable conflict.
@@ -164,13 +179,18 @@ async fn payments(
         }
         result => result?,
     };
-    if !committed.appended {
+    if !committed.appended || committed.replayed {
         metrics::counter!("bountyline_webhooks_total", "outcome" => "duplicate").increment(1);
+        // Where the first delivery landed (deliveries from before records were kept have none).
+        let first = match committed.replayed {
+            true => Some(committed),
+            false => state.commands.recorded(&ctx).await?,
+        };
         return Ok(HttpResponse::Ok().json(Delivered {
             status: "duplicate",
-            wallet: None,
-            version: None,
-            position: None,
+            wallet: first.as_ref().map(|c| c.id.clone()),
+            version: first.as_ref().map(|c| c.version),
+            position: first.as_ref().map(|c| c.position),
         }));
     }
     metrics::counter!("bountyline_webhooks_total", "outcome" => "processed").increment(1);
