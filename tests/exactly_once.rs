@@ -111,6 +111,19 @@ async fn cut_after_commit(
     path: &str,
     body: &Value,
 ) -> Told {
+    cut_then_retry_on(app, app, proxy, user, path, body).await
+}
+
+/// As [`cut_after_commit`], the retry sent to `retry_on` (another API process on the same
+/// store, which has none of the first one's memory of the aggregate).
+async fn cut_then_retry_on(
+    app: &TestApp,
+    retry_on: &TestApp,
+    proxy: &Proxy,
+    user: &TestUser,
+    path: &str,
+    body: &Value,
+) -> Told {
     let key = format!("k-{}", Uuid::new_v4());
     let actor = user.id.to_string();
     let fired = proxy.fired();
@@ -121,7 +134,7 @@ async fn cut_after_commit(
     let stored = recorded(app, &actor, &key).await;
     let (id, version, position) = stored.expect("the cut try committed");
 
-    let retry = send(app, user, path, body, &key).await;
+    let retry = send(retry_on, user, path, body, &key).await;
     assert!(
         retry.status == 200 || retry.status == 201,
         "the retry: {retry:?}"
@@ -255,39 +268,54 @@ async fn an_application_cut_after_its_commit_is_made_once_under_the_id_it_was_to
     );
 }
 
+/// `hunter` applies, `poster` accepts, `hunter` submits (no cuts).
+async fn submit_work(app: &TestApp, poster: &TestUser, hunter: &TestUser, bounty: &str) {
+    let act = |user: &TestUser, action: &str, body: Value| {
+        let path = format!("/v1/bounties/{bounty}/{action}");
+        let user = user.clone();
+        async move {
+            let res = app.post(&user, &path, &body).await;
+            let status = res.status().as_u16();
+            let answer: Value = res.json().await.unwrap();
+            assert!(status == 200 || status == 201, "{path}: {answer}");
+            answer
+        }
+    };
+    let applied = act(hunter, "applications", json!({"pitch": "me"})).await;
+    let application = applied["application_id"].clone();
+    act(poster, "accept", json!({"application_id": application})).await;
+    let work = json!({"deliverable": {"text": "done", "link": "https://example.com/pr/1"}});
+    act(hunter, "submit", work).await;
+}
+
 #[tokio::test]
 async fn an_approval_cut_after_its_commit_pays_the_hunter_once() {
     let (app, proxy) = behind_proxy().await;
     let (poster, bounty) = open_bounty(&app).await;
     let hunter = app.user("hunter").await;
-    let act = |user: TestUser, action: &'static str, body: Value| {
-        let (app, bounty) = (&app, bounty.clone());
-        async move {
-            let res = app
-                .post(&user, &format!("/v1/bounties/{bounty}/{action}"), &body)
-                .await;
-            let status = res.status().as_u16();
-            let answer: Value = res.json().await.unwrap();
-            assert!(status == 200 || status == 201, "{action}: {answer}");
-            answer
-        }
-    };
-    let applied = act(hunter.clone(), "applications", json!({"pitch": "me"})).await;
-    let application = applied["application_id"].clone();
-    act(
-        poster.clone(),
-        "accept",
-        json!({"application_id": application}),
-    )
-    .await;
-    let work = json!({"deliverable": {"text": "done", "link": "https://example.com/pr/1"}});
-    act(hunter.clone(), "submit", work).await;
+    submit_work(&app, &poster, &hunter, &bounty).await;
     let path = format!("/v1/bounties/{bounty}/approve");
     let retry = cut_after_commit(&app, &proxy, &poster, &path, &json!({})).await;
     assert_eq!(retry.status, 200);
     app.settle().await;
     assert_eq!(app.usd(&hunter).await, (1_500, 0), "paid once");
     assert_eq!(app.usd(&poster).await, (3_500, 0));
+}
+
+/// The retry reaches another API process, which reads the bounty from the store: approved
+/// already. It must answer what the cut try did, not refuse the approval as a repeat.
+#[tokio::test]
+async fn an_approval_cut_after_its_commit_and_retried_on_another_process_gets_its_answer() {
+    let (app, proxy) = behind_proxy().await;
+    let (poster, bounty) = open_bounty(&app).await;
+    let hunter = app.user("hunter").await;
+    submit_work(&app, &poster, &hunter, &bounty).await;
+    let other = TestApp::spawn_with(app.settings.clone(), Parts::API).await;
+    let path = format!("/v1/bounties/{bounty}/approve");
+    let retry = cut_then_retry_on(&app, &other, &proxy, &poster, &path, &json!({})).await;
+    assert_eq!(retry.status, 200);
+    app.settle().await;
+    assert_eq!(app.usd(&hunter).await, (1_500, 0), "paid once");
 }
 
 #[tokio::test]
