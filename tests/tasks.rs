@@ -583,3 +583,32 @@ async fn concurrent_lookups_each_get_their_own_task_and_no_one_elses() {
         }
     }
 }
+
+/// Read your writes on claims: a worker that saw a task's position (a command's answer, an
+/// SSE id) and claims with `X-Min-Position` gets that task, though the queue's read model has
+/// not applied it yet (here no worker process runs until the claim is waiting).
+#[tokio::test]
+async fn a_claim_with_x_min_position_waits_for_the_queue_to_show_that_task() {
+    let settings = common::test_settings(
+        &common::fresh_database().await,
+        &std::env::var("NATS_URL").expect("NATS_URL"),
+    );
+    let api = TestApp::spawn_with(settings.clone(), bountyline::startup::Parts::API).await;
+    let (creator, worker) = (api.user("creator").await, api.user("worker").await);
+    let task = api.create_task(&creator, "ryw", "resize", 0).await;
+    let claim = api
+        .client
+        .post(api.url("/v1/queues/ryw/claim"))
+        .bearer_auth(&worker.access_token)
+        .header("X-Min-Position", task["position"].to_string())
+        .send();
+    let workers = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        TestApp::spawn_with(settings, bountyline::startup::Parts::WORKERS).await
+    };
+    let (claimed, _workers) = tokio::join!(claim, workers);
+    let claimed = claimed.expect("claim");
+    assert_eq!(claimed.status(), StatusCode::OK);
+    let claimed: Value = claimed.json().await.unwrap();
+    assert_eq!(claimed["id"], task["id"]);
+}

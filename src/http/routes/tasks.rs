@@ -144,11 +144,12 @@ struct ClaimedTask {
 
 /// Claim the best queued task of a queue: highest priority, then oldest.
 ///
-/// Candidates come from the read model, which may lag; the aggregate decides, and a task lost
-/// to another worker is skipped for the next one. The body may be left out.
+/// Candidates come from the read model, which may lag (send `X-Min-Position` to wait for a
+/// task whose position you saw); the aggregate decides, and a task lost to another worker is
+/// skipped for the next one. The body may be left out.
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", operation_id = "claimTask", tag = "tasks",
-    params(QueuePath, IdempotencyKey),
+    params(QueuePath, IdempotencyKey, MinPosition),
     request_body = Option<ClaimRequest>,
     responses(
         (status = 200, description = "The claimed task and its lease", body = ClaimedTask),
@@ -166,6 +167,9 @@ async fn claim(
 ) -> ApiResult<HttpResponse> {
     let queue = QueueName::parse(&path)?;
     let request: ClaimRequest = optional_json(&body)?;
+    // Candidates come from the read model: a worker that saw a task's position gets to see
+    // the task, not a 204 because the queue's read model lagged.
+    state.caught_up(PROJECTION, &req).await?;
     let lease_seconds = bounded_int(
         "lease_seconds",
         request.lease_seconds.unwrap_or(30),
