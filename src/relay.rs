@@ -123,8 +123,11 @@ impl Relay {
             } else {
                 self.publish(&events, checkpoint).await?
             };
+            // Forward only: a relay that lost its leadership mid-batch may still get here
+            // after the new leader stored a later position.
             sqlx::query(
-                "UPDATE relay_checkpoints SET position = $2, updated_at = now() WHERE stream = $1",
+                "UPDATE relay_checkpoints SET position = $2, updated_at = now() \
+                 WHERE stream = $1 AND position < $2",
             )
             .bind(&stream)
             .bind(last)

@@ -1,4 +1,7 @@
 //! Projection checkpoints: the last position a projection applied, stored with its rows.
+//!
+//! A checkpoint only moves forward. Nothing legitimately moves one back: a rebuild swaps in
+//! tables built at least as far as the live checkpoint and stores the greater of the two.
 
 use sqlx::{PgExecutor, Postgres, Transaction};
 
@@ -31,6 +34,9 @@ pub async fn lock(
         .await
 }
 
+/// Moves the projection's checkpoint to `position`, unless it already stands there or beyond:
+/// a worker that lagged behind another (parking an event the other went past, say) must not
+/// take it back, or the events in between would be applied again.
 pub async fn store(
     tx: &mut Transaction<'static, Postgres>,
     projection: &str,
@@ -38,7 +44,7 @@ pub async fn store(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE public.projection_checkpoints SET position = $2, updated_at = now() \
-         WHERE projection = $1",
+         WHERE projection = $1 AND position < $2",
     )
     .bind(projection)
     .bind(position)

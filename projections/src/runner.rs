@@ -9,7 +9,9 @@
 //!   part of the stream), the whole range is read from the event store instead.
 //! - Ordered: events apply in global position order, hence in order per aggregate.
 //! - Never silent: an event that keeps failing is retried with backoff and then parked in
-//!   `parked_events` (logged, counted), and the projection moves on.
+//!   `parked_events` (logged, counted), and the projection moves on. A fault of the connection
+//!   or of the moment (a deadlock, a lock timeout: `is_transient`) is never parked: the
+//!   batch is retried until it passes.
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use futures::future::try_join_all;
@@ -522,6 +524,7 @@ impl Applier {
         .bind(attempts as i32)
         .execute(&mut *tx)
         .await?;
+        // Past the event, unless another worker went further while this one retried.
         checkpoint::store(&mut tx, name, event.position).await?;
         tx.commit().await?;
         metrics::counter!("bountyline_projection_parked_total", "projection" => name).increment(1);
@@ -531,18 +534,30 @@ impl Applier {
     }
 }
 
-/// Faults of the connection rather than of the event: retry the batch later, never park.
+/// Faults of the connection or of the moment rather than of the event: retry the batch later,
+/// never park. Postgres refuses a sound statement for the moment when it loses a deadlock
+/// (40P01) or a serialization conflict (40001), or when a lock or statement timeout runs out
+/// (55P03, 57014) behind another transaction; the same event applies once that one is gone.
 fn is_transient(error: &ProjectionError) -> bool {
-    matches!(error, ProjectionError::Transient(_))
-        || matches!(
-            error,
-            ProjectionError::Db(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::Tls(_)
-            )
-        )
+    match error {
+        ProjectionError::Transient(_) => true,
+        ProjectionError::Db(
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_),
+        ) => true,
+        // Also the connection's own faults as Postgres reports them: class 08, the server
+        // shutting down or starting (57P01-57P03), too many connections (53300).
+        ProjectionError::Db(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "40P01" | "40001" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "53300"
+                )
+        }),
+        _ => false,
+    }
 }
