@@ -409,6 +409,27 @@ async fn a_group_whose_answer_never_comes_is_unknown_and_later_commands_still_co
     assert_eq!(app.usd(&user).await, (900, 100), "held once");
 }
 
+/// A wire that drops every connection and closes each new one as it opens (a middlebox, a
+/// database going away): requests are told to retry (503), never a 500.
+#[tokio::test]
+async fn a_database_wire_that_closes_new_connections_answers_503_not_500() {
+    let (app, proxy) = behind_proxy().await;
+    let user = app.user("member").await;
+    proxy.refuse(true);
+    proxy.cut_all();
+    let read = app.get(&user, "/v1/wallets/me").await;
+    assert_eq!(read.status(), 503);
+    let command = app
+        .post(&user, "/v1/tasks", &json!({"queue": "q", "title": "t"}))
+        .await;
+    assert_eq!(command.status(), 503);
+    proxy.refuse(false);
+    let again = app
+        .post(&user, "/v1/tasks", &json!({"queue": "q", "title": "t"}))
+        .await;
+    assert_eq!(again.status(), 201, "served again once the wire is back");
+}
+
 /// The backstop: whatever the code above it does, Postgres appends at most one command per
 /// actor and key.
 #[tokio::test]

@@ -295,7 +295,10 @@ fn is_unreachable(cause: &(dyn std::error::Error + 'static)) -> bool {
         return cause.downcast_ref::<std::io::Error>().is_some();
     };
     match e {
-        sqlx::Error::Io(_)
+        // A connection that answered nonsense (one closed by something on the way as it was
+        // opened reads as an answer of zeros): the wire is broken, not the request.
+        sqlx::Error::Protocol(_)
+        | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -326,6 +329,11 @@ mod unreachable_tests {
         let err = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("CreateTask");
         assert!(matches!(
             ApiError::internal(err),
+            ApiError::Unavailable { .. }
+        ));
+        let garbled = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(matches!(
+            ApiError::internal(garbled),
             ApiError::Unavailable { .. }
         ));
         let plain = anyhow::anyhow!("something else");
