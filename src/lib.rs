@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod defects;
 pub mod http;
 pub mod kept;
 pub mod nats;

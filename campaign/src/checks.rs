@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::world::{Outcome, Record};
+use crate::world::{Outcome, Record, Request};
 
 pub type Violations = Vec<String>;
 
@@ -279,4 +279,195 @@ pub fn same_answer(first: &Outcome, second: &Outcome, webhook: bool) -> bool {
         | (Outcome::Refused(a, x), Outcome::Refused(b, y)) => a == b && x == y,
         _ => false,
     }
+}
+
+/// The user id and Idempotency-Key of every keyed command the clients sent (webhooks aside).
+fn keyed(journal: &[Record], users: &[uuid::Uuid]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = journal
+        .iter()
+        .filter(|r| !r.request.webhook)
+        .filter_map(|r| Some((users[r.request.user].to_string(), r.request.key.clone()?)))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// At most one command acted per key the clients sent: under one actor and Idempotency-Key
+/// the store holds the events of one command, and each webhook delivery (by its reference)
+/// took effect once.
+pub async fn one_effect_per_key(
+    pool: &PgPool,
+    journal: &[Record],
+    users: &[uuid::Uuid],
+) -> anyhow::Result<Violations> {
+    let mut out = Vec::new();
+    let (actors, keys): (Vec<String>, Vec<String>) = keyed(journal, users).into_iter().unzip();
+    let doubled: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT e.metadata ->> 'actor', e.metadata ->> 'idempotency_key', \
+                count(DISTINCT e.metadata ->> 'command_id') \
+           FROM events e JOIN unnest($1::text[], $2::text[]) AS k(actor, key) \
+             ON e.metadata ->> 'idempotency_key' = k.key AND e.metadata ->> 'actor' = k.actor \
+          GROUP BY 1, 2 HAVING count(DISTINCT e.metadata ->> 'command_id') > 1 LIMIT 5",
+    )
+    .bind(&actors)
+    .bind(&keys)
+    .fetch_all(pool)
+    .await?;
+    for (actor, key, commands) in doubled {
+        out.push(format!(
+            "{commands} commands acted under user {actor}'s Idempotency-Key {key}"
+        ));
+    }
+    let references: Vec<String> = journal
+        .iter()
+        .filter(|r| r.request.webhook)
+        .filter_map(|r| r.request.body["reference"].as_str().map(str::to_owned))
+        .collect();
+    let repeated: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload -> event_type ->> 'reference', count(*) FROM events \
+          WHERE event_type IN ('DepositConfirmed', 'WithdrawalCompleted', 'WithdrawalFailed') \
+            AND payload -> event_type ->> 'reference' = ANY($1) \
+          GROUP BY 1 HAVING count(*) > 1 LIMIT 5",
+    )
+    .bind(&references)
+    .fetch_all(pool)
+    .await?;
+    for (reference, times) in repeated {
+        out.push(format!("delivery {reference} took effect {times} times"));
+    }
+    Ok(out)
+}
+
+/// Every acknowledged keyed command was answered with its own events: the position (and
+/// aggregate) it was told are those of the last event stored under its key. A command that
+/// stored nothing (a repeat the aggregate ignored) is answered with where its aggregate stood.
+pub async fn answers_name_their_own_events(
+    pool: &PgPool,
+    journal: &[Record],
+    users: &[uuid::Uuid],
+) -> anyhow::Result<Violations> {
+    let mut out = Vec::new();
+    let told: Vec<(&Request, i64, Option<&str>)> = journal
+        .iter()
+        .filter(|r| !r.request.webhook && r.request.key.is_some())
+        .filter_map(|r| match &r.outcome {
+            Outcome::Ok(_, body) => {
+                Some((&r.request, body["position"].as_i64()?, body["id"].as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let actors: Vec<String> = told
+        .iter()
+        .map(|(r, ..)| users[r.user].to_string())
+        .collect();
+    let keys: Vec<&str> = told.iter().filter_map(|(r, ..)| r.key.as_deref()).collect();
+    let stored: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT k.actor, k.key, max(e.position), max(e.aggregate_id) \
+           FROM unnest($1::text[], $2::text[]) AS k(actor, key) \
+           JOIN events e ON e.metadata ->> 'idempotency_key' = k.key \
+                        AND e.metadata ->> 'actor' = k.actor \
+          GROUP BY 1, 2",
+    )
+    .bind(&actors)
+    .bind(&keys)
+    .fetch_all(pool)
+    .await?;
+    let stored: HashMap<(String, String), (i64, String)> = stored
+        .into_iter()
+        .map(|(actor, key, position, id)| ((actor, key), (position, id)))
+        .collect();
+    for ((request, position, id), actor) in told.iter().zip(&actors) {
+        let key = request.key.clone().unwrap_or_default();
+        let Some((own, aggregate)) = stored.get(&(actor.clone(), key.clone())) else {
+            continue;
+        };
+        if own != position || id.is_some_and(|id| id != aggregate) {
+            out.push(format!(
+                "{} {} (key {key}) was told position {position} of {id:?}; its own last event is \
+                 at {own} of {aggregate}",
+                request.method, request.path
+            ));
+        }
+    }
+    out.truncate(10);
+    Ok(out)
+}
+
+/// The money the clients saw acknowledged: every withdrawal a client was told was requested
+/// is stored once, under the id and for the amount it was told, and no other is; and the
+/// wallets hold what the acknowledged deposits brought in less the acknowledged completed
+/// withdrawals (escrow moves money between wallets, never in or out).
+pub async fn money_matches_the_clients(
+    pool: &PgPool,
+    journal: &[Record],
+    users: &[uuid::Uuid],
+) -> anyhow::Result<Violations> {
+    let mut out = Vec::new();
+    let mut told: BTreeSet<(String, String, i64)> = BTreeSet::new();
+    let mut deposits: HashMap<String, i64> = HashMap::new();
+    let mut paid_out: HashMap<String, i64> = HashMap::new();
+    for record in journal {
+        let Outcome::Ok(_, answer) = &record.outcome else {
+            continue;
+        };
+        let (request, amount) = (&record.request, record.request.body["amount"].as_i64());
+        match (request.kind, amount) {
+            ("withdraw", Some(amount)) => {
+                let id = answer["withdrawal_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                told.insert((users[request.user].to_string(), id, amount));
+            }
+            ("deposit", Some(amount)) => {
+                let reference = request.body["reference"].to_string();
+                deposits.insert(reference, amount);
+            }
+            ("settle-withdrawal", Some(amount))
+                if request.body["event"] == "withdrawal.succeeded" =>
+            {
+                paid_out.insert(request.body["withdrawal_id"].to_string(), amount);
+            }
+            _ => {}
+        }
+    }
+    let stored: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT aggregate_id, payload -> event_type ->> 'withdrawal_id', \
+                (payload -> event_type ->> 'amount')::bigint \
+           FROM events WHERE event_type = 'WithdrawalRequested'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stored_set = BTreeSet::new();
+    for withdrawal in stored {
+        if !stored_set.insert(withdrawal.clone()) {
+            out.push(format!("withdrawal {withdrawal:?} is stored twice"));
+        }
+    }
+    for missing in told.difference(&stored_set).take(5) {
+        out.push(format!(
+            "withdrawal {missing:?} was acknowledged but is not stored"
+        ));
+    }
+    for extra in stored_set.difference(&told).take(5) {
+        out.push(format!(
+            "withdrawal {extra:?} is stored but no client was told of it"
+        ));
+    }
+    let model = deposits.values().sum::<i64>() - paid_out.values().sum::<i64>();
+    let books: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(available + held), 0)::bigint FROM wallet_balances",
+    )
+    .fetch_one(pool)
+    .await?;
+    if books != model {
+        out.push(format!(
+            "wallets hold {books}; the clients were told of deposits {} less payouts {} = {model}",
+            deposits.values().sum::<i64>(),
+            paid_out.values().sum::<i64>()
+        ));
+    }
+    Ok(out)
 }

@@ -1,11 +1,17 @@
 //! The faults the campaign injects, each undone before the next: processes killed or frozen,
-//! NATS or Postgres down, database backends killed, an append held open.
+//! NATS or Postgres down, database backends killed, an append held open, and faults on the
+//! wire between the processes and Postgres or NATS (`campaign/wire`): group commits cut after
+//! Postgres committed them or before they were sent, a commit's answer stalled, latency,
+//! every connection cut while new ones are refused.
 
 use rand::rngs::StdRng;
 use rand::Rng;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+use bountyline::store::APPLICATION_NAME;
+use bountyline_wire::{Cut, Proxy, Rule};
 
 use crate::cluster::{Nats, Postgres, Process, Role, READY_WITHIN};
 
@@ -22,9 +28,21 @@ pub enum Fault {
     PostgresCrash,
     TerminateBackends,
     HoldAppend,
+    /// Group commits whose answer is dropped after Postgres committed them.
+    WireCutAfterCommit,
+    /// Group commits dropped before they reach Postgres.
+    WireCutBeforeSending,
+    /// A group commit whose answer never comes, the connection left open.
+    WireStall,
+    /// Every chunk to and from Postgres delayed.
+    WireLatency,
+    /// Every connection to Postgres cut, new ones refused for a while.
+    WireCutAll,
+    /// Every connection to NATS cut, new ones refused for a while.
+    NatsWireCut,
 }
 
-const ALL: [Fault; 7] = [
+const ALL: [Fault; 13] = [
     Fault::KillApi,
     Fault::KillWorker,
     Fault::FreezeWorker,
@@ -32,11 +50,17 @@ const ALL: [Fault; 7] = [
     Fault::PostgresCrash,
     Fault::TerminateBackends,
     Fault::HoldAppend,
+    Fault::WireCutAfterCommit,
+    Fault::WireCutBeforeSending,
+    Fault::WireStall,
+    Fault::WireLatency,
+    Fault::WireCutAll,
+    Fault::NatsWireCut,
 ];
 
 impl Fault {
-    /// The i-th fault of a campaign: every kind comes up once in each round of seven, in an
-    /// order the seed decides, so a short campaign still sees a spread.
+    /// The i-th fault of a campaign: every kind comes up once in each round (of all the kinds),
+    /// in an order the seed decides, so a short campaign still sees a spread.
     pub fn pick(rng: &mut StdRng, i: usize, order: &mut Vec<Fault>) -> Fault {
         if i.is_multiple_of(ALL.len()) {
             order.clear();
@@ -62,17 +86,69 @@ pub struct Deployment {
     pub pg: Postgres,
     pub nats: Nats,
     pub processes: Vec<Process>,
-    /// The campaign's own connection for faults and checks (reconnects by itself).
+    /// The campaign's own connection for faults and checks (reconnects by itself), straight
+    /// to Postgres.
     pub pool: PgPool,
+    /// Each process's wires, in the order of `processes`.
+    pub wires: Vec<Wires>,
+}
+
+/// One process's wires to Postgres and to NATS: fault proxies of its own.
+pub struct Wires {
+    pub pg: Proxy,
+    pub nats: Proxy,
+}
+
+impl Wires {
+    pub async fn start(pg: &Postgres, nats: &Nats) -> anyhow::Result<Self> {
+        Ok(Self {
+            pg: Proxy::start(([127, 0, 0, 1], pg.port).into()).await?,
+            nats: Proxy::opaque(([127, 0, 0, 1], nats.port).into()).await?,
+        })
+    }
+
+    /// `env` with the database and NATS reached through these wires.
+    pub fn env(&self, env: &[(String, String)]) -> Vec<(String, String)> {
+        let through = [
+            (
+                "DATABASE_URL",
+                format!("postgres://bountyline@{}/bountyline", self.pg.address()),
+            ),
+            ("NATS_URL", format!("nats://{}", self.nats.address())),
+        ];
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| through.iter().all(|(name, _)| k != name))
+            .cloned()
+            .collect();
+        env.extend(through.map(|(k, v)| (k.to_owned(), v)));
+        env
+    }
 }
 
 impl Deployment {
     fn pick(&mut self, rng: &mut StdRng, role: Role) -> &mut Process {
+        let i = self.pick_index(rng, role);
+        &mut self.processes[i]
+    }
+
+    fn pick_index(&self, rng: &mut StdRng, role: Role) -> usize {
         let indices: Vec<usize> = (0..self.processes.len())
             .filter(|i| self.processes[*i].role == role)
             .collect();
-        let i = indices[rng.random_range(0..indices.len())];
-        &mut self.processes[i]
+        indices[rng.random_range(0..indices.len())]
+    }
+
+    /// A process's wires, and its name: an API's two times in three (the clients' commands
+    /// go through them), else a worker's (the process managers').
+    fn pick_wires(&self, rng: &mut StdRng) -> (&Wires, &str) {
+        let role = if rng.random_bool(2.0 / 3.0) {
+            Role::Api
+        } else {
+            Role::Worker
+        };
+        let i = self.pick_index(rng, role);
+        (&self.wires[i], &self.processes[i].name)
     }
 
     pub async fn inject(&mut self, fault: Fault, rng: &mut StdRng) -> anyhow::Result<Injected> {
@@ -135,6 +211,41 @@ impl Deployment {
                     None,
                 )
             }
+            Fault::WireCutAfterCommit | Fault::WireCutBeforeSending | Fault::WireStall => {
+                let (cut, times) = match fault {
+                    Fault::WireCutAfterCommit => (Cut::AfterAnswer, rng.random_range(1..=5)),
+                    Fault::WireCutBeforeSending => (Cut::BeforeSending, rng.random_range(1..=5)),
+                    _ => (Cut::Stall, 1),
+                };
+                let (wires, name) = self.pick_wires(rng);
+                let fired = cut_groups(&wires.pg, cut, times).await;
+                (format!("{fired} of {times} group commits of {name}"), None)
+            }
+            Fault::WireLatency => {
+                let latency = Duration::from_millis(rng.random_range(20..200));
+                let pause = Duration::from_millis(rng.random_range(1_000..4_000));
+                let (wires, name) = self.pick_wires(rng);
+                wires.pg.set_latency(latency);
+                tokio::time::sleep(pause).await;
+                wires.pg.set_latency(Duration::ZERO);
+                (
+                    format!("{name}'s postgres wire, {latency:?} each way"),
+                    None,
+                )
+            }
+            Fault::WireCutAll | Fault::NatsWireCut => {
+                let pause = Duration::from_millis(rng.random_range(200..2_500));
+                let (wires, name) = self.pick_wires(rng);
+                let (wire, to) = match fault {
+                    Fault::WireCutAll => (&wires.pg, "postgres"),
+                    _ => (&wires.nats, "nats"),
+                };
+                wire.refuse(true);
+                wire.cut_all();
+                tokio::time::sleep(pause).await;
+                wire.refuse(false);
+                (format!("{name}'s {to} wire"), None)
+            }
         };
         if recovery.is_some_and(|r| r > READY_WITHIN) {
             eprintln!("campaign: {target} took {recovery:?} to be ready");
@@ -165,4 +276,22 @@ async fn hold_append(pool: &PgPool, commit: bool, hold: Duration) -> anyhow::Res
         tx.rollback().await?;
     }
     Ok(())
+}
+
+/// Arms `cut` for the next `times` group commits of any API or worker and waits (bounded) for
+/// them to happen; returns how many did.
+async fn cut_groups(wire: &Proxy, cut: Cut, times: usize) -> usize {
+    let before = wire.fired();
+    wire.arm(Rule {
+        application: Some(APPLICATION_NAME.to_owned()),
+        statement: "append_group".to_owned(),
+        cut,
+        times,
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wire.fired() < before + times && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wire.disarm();
+    wire.fired() - before
 }

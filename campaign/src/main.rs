@@ -8,6 +8,7 @@
 
 mod checks;
 mod cluster;
+mod defects;
 mod faults;
 mod world;
 
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster::{Nats, Postgres, Process, Role, READY_WITHIN};
-use faults::{Deployment, Fault, Injected, ACK_WAIT, DUPLICATE_WINDOW};
+use faults::{Deployment, Fault, Injected, Wires, ACK_WAIT, DUPLICATE_WINDOW};
 use world::{Outcome, World};
 
 /// After the last fault, lag must be back to zero within this.
@@ -62,6 +63,12 @@ struct Args {
     /// Keep the directory even when the campaign passes.
     #[arg(long)]
     keep: bool,
+    /// Run with a defect on purpose, to see the checks catch it: `forget-unknown-outcomes`
+    /// or `answer-another-position` (in the server; needs a build with the `defects` feature,
+    /// which scripts/campaign makes), `replayed-key` or `hold-resolved-twice` (written into the
+    /// store after the operations).
+    #[arg(long)]
+    defect: Option<String>,
 }
 
 #[tokio::main]
@@ -122,6 +129,11 @@ fn secret(rng: &mut StdRng) -> String {
 
 async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(args.seed);
+    let defect = args
+        .defect
+        .as_deref()
+        .map(defects::Defect::parse)
+        .transpose()?;
     let pg = Postgres::create(&dir.join("pg"))?;
     pg.start()?;
     let admin = PgPool::connect(&pg.url("postgres")).await?;
@@ -159,6 +171,10 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(match defect {
+        Some(defects::Defect::Server(name)) => Some(("BOUNTYLINE_DEFECTS".into(), name.into())),
+        _ => None,
+    })
     .collect();
     let migrate = std::process::Command::new(&args.bin)
         .arg("migrate")
@@ -171,12 +187,15 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
         String::from_utf8_lossy(&migrate.stderr)
     );
 
-    let mut processes = Vec::new();
-    for i in 0..args.workers {
-        processes.push(Process::new(Role::Worker, i, &args.bin, &env, dir)?);
-    }
-    for i in 0..args.apis {
-        processes.push(Process::new(Role::Api, i, &args.bin, &env, dir)?);
+    // Every process reaches Postgres and NATS through fault proxies of its own (its own
+    // wire); the campaign's own checks go straight to them.
+    let (mut processes, mut wires) = (Vec::new(), Vec::new());
+    let roles = (0..args.workers).map(|i| (Role::Worker, i));
+    for (role, i) in roles.chain((0..args.apis).map(|i| (Role::Api, i))) {
+        let wire = Wires::start(&pg, &nats).await?;
+        let env = wire.env(&env);
+        processes.push(Process::new(role, i, &args.bin, &env, dir)?);
+        wires.push(wire);
     }
     for process in &mut processes {
         let took = process.start().await?;
@@ -191,6 +210,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
         nats,
         processes,
         pool,
+        wires,
     };
 
     let mut world = World::new(apis, webhook_secret, args.seed);
@@ -275,6 +295,12 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
     let mut journal = world.journal.lock().unwrap().clone();
     report(&journal);
     violations.extend(resolve_unknowns(&world, &mut journal, &mut rng).await);
+    if let Some(defect) = defect {
+        let wrote = defect.write(&deployment.pool, &journal).await?;
+        say(&format!(
+            "running with the defect {defect:?} on purpose {wrote}"
+        ));
+    }
     if !settle(&deployment.pool, PATIENCE).await? {
         violations.push("the pipeline did not settle after the retries".into());
     }
@@ -310,6 +336,10 @@ async fn run(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<String>> 
     violations.extend(checks::projections_equal_rebuilds(pool).await?);
     violations.extend(checks::money_is_conserved(pool, &negative_reads).await?);
     violations.extend(checks::leases_are_exclusive(pool, &journal).await?);
+    let users: Vec<uuid::Uuid> = world.users.iter().map(|u| u.id).collect();
+    violations.extend(checks::one_effect_per_key(pool, &journal, &users).await?);
+    violations.extend(checks::answers_name_their_own_events(pool, &journal, &users).await?);
+    violations.extend(checks::money_matches_the_clients(pool, &journal, &users).await?);
 
     for process in &mut deployment.processes {
         process.terminate()?;

@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
+use crate::defects::{self, Defect};
 
 /// How long an unanswered claim blocks retries before they may recover it.
 const STALE_AFTER_SECS: f64 = 60.0;
@@ -97,7 +98,9 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
     .execute(pool)
     .await?
     .rows_affected();
-    if taken == 1 {
+    if taken == 1 && defects::on(Defect::ForgetUnknownOutcomes) {
+        Ok(Begin::Fresh)
+    } else if taken == 1 {
         Ok(Begin::Resolve)
     } else {
         Err(in_progress())

@@ -11,6 +11,7 @@
 
 use super::group::{self, Verdict};
 use super::Receipt;
+use crate::defects::{self, Defect};
 use bountyline_projections::signal::Signal;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::postgres::PgConnectOptions;
@@ -162,7 +163,11 @@ async fn commit(
             metrics::counter!("bountyline_append_outcome_unknown_total")
                 .increment(appends.len() as u64);
             tracing::warn!(%error, commands = appends.len(), "a group commit's outcome is unknown");
-            fail(appends, AppendError::new(Outcome::Unknown, error));
+            let outcome = match defects::on(Defect::ForgetUnknownOutcomes) {
+                true => Outcome::NotApplied,
+                false => Outcome::Unknown,
+            };
+            fail(appends, AppendError::new(outcome, error));
         }
     }
     None

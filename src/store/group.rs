@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::delivery_keys;
+use crate::defects::{self, Defect};
 
 const APPEND_GROUP: &str = "\
 SELECT append_group($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
@@ -60,9 +61,10 @@ impl<'a> Keyed<'a> {
     fn of(events: &'a [SerializedEvent]) -> Self {
         let metadata = events.first().map(|e| &e.metadata);
         let key = |k: &str| metadata.and_then(|m| m.get(k)).and_then(Value::as_str);
+        let unrecorded = defects::on(Defect::ForgetUnknownOutcomes);
         Self {
             actor: key("actor"),
-            key: key("idempotency_key"),
+            key: key("idempotency_key").filter(|_| !unrecorded),
             command: key("command_id"),
         }
     }

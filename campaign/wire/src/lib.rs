@@ -15,6 +15,8 @@
 //! - [`Cut::Stall`]: the statement reaches the server, and its answer is held back for good
 //!   while both connections stay open: a half-open connection, a silent partition.
 //!
+//! [`Proxy::opaque`] forwards any other protocol (NATS) byte for byte: no rule fires there.
+//!
 //! Besides rules: added latency on every chunk both ways ([`Proxy::set_latency`]), cutting
 //! every open connection at once ([`Proxy::cut_all`]), and refusing new ones
 //! ([`Proxy::refuse`]). Only loopback addresses are served; it forwards to the one upstream it
@@ -79,6 +81,9 @@ impl Rule {
 
 struct Shared {
     upstream: SocketAddr,
+    /// Read the client's bytes as PostgreSQL messages (rules can fire), or forward them as
+    /// they come.
+    postgres: bool,
     rule: Mutex<Option<Rule>>,
     fired: AtomicUsize,
     latency_ms: AtomicU64,
@@ -127,6 +132,16 @@ impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`, which must be a loopback
     /// address: this tool sends nothing anywhere else.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::listen(upstream, true).await
+    }
+
+    /// A proxy for any other protocol: bytes are forwarded as they come, and no [`Rule`] ever
+    /// fires; latency, [`Proxy::cut_all`] and [`Proxy::refuse`] work as for Postgres.
+    pub async fn opaque(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::listen(upstream, false).await
+    }
+
+    async fn listen(upstream: SocketAddr, postgres: bool) -> std::io::Result<Self> {
         if !upstream.ip().is_loopback() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -137,6 +152,7 @@ impl Proxy {
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream,
+            postgres,
             rule: Mutex::new(None),
             fired: AtomicUsize::new(0),
             latency_ms: AtomicU64::new(0),
@@ -266,7 +282,10 @@ async fn requests(
             Ok(n) => n,
         };
         buffer.extend_from_slice(&chunk[..n]);
-        let (complete, statements) = frontend.take(&buffer);
+        let (complete, statements) = match shared.postgres {
+            true => frontend.take(&buffer),
+            false => (buffer.len(), Vec::new()),
+        };
         let mut cut = None;
         for statement in &statements {
             if let Some(c) = shared.fire(frontend.application.as_deref(), statement) {
@@ -469,6 +488,7 @@ mod tests {
     fn a_rule_fires_on_its_application_and_statement_as_often_as_it_says() {
         let shared = Shared {
             upstream: "127.0.0.1:1".parse().unwrap(),
+            postgres: true,
             rule: Mutex::new(None),
             fired: AtomicUsize::new(0),
             latency_ms: AtomicU64::new(0),
