@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, extractors, errors as problem+json, idempotency and read-your-writes.
 
 pub mod batched;
+pub mod canonical;
 pub mod command;
 pub mod consistency;
 pub mod error;

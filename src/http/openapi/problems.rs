@@ -95,7 +95,8 @@ fn too_large() -> (String, RefOr<Response>) {
 fn not_json() -> (String, RefOr<Response>) {
     problem(
         ApiError::UnsupportedMediaType("send the body as application/json".into()),
-        "The body is not sent as `application/json`.",
+        "The body is not sent as `application/json`, or is sent compressed \
+         (`Content-Encoding`), which is refused before it is read.",
     )
 }
 
@@ -188,7 +189,7 @@ answers! {
     /// What reading a body as bytes and parsing it in the handler (optional, or verified
     /// before it is parsed; no content type needed) can refuse; a body over the limit is
     /// answered as a problem by `guard::problem_errors`.
-    RawJsonBody = [bad_request, too_large, invalid];
+    RawJsonBody = [bad_request, too_large, not_json, invalid];
     /// What every command (`http::command::execute`) can refuse: no credentials, a bad or
     /// reused `Idempotency-Key`, a conflict, an outcome lost on the way back.
     Command = [bad_request, unauthenticated, conflict, invalid, too_many, command_unavailable];
