@@ -13,6 +13,7 @@ use common::*;
 use futures::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
@@ -276,6 +277,82 @@ impl Drop for PrivateNats {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 1: acknowledged means durable, also when Postgres itself crashes.
+// ---------------------------------------------------------------------------------------------
+
+/// Postgres crashes (`pg_ctl stop -m immediate`: no checkpoint, whatever it had not written is
+/// gone) right after the last of a burst of commands was answered, and starts again: every
+/// command the client was told succeeded has its event at the version and position it was
+/// told, and nothing else is there. The server is one of this test's own (`PrivatePostgres`):
+/// the shared one serves every other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_commands_survive_postgres_crashing_right_after_answering() {
+    within(async {
+        let pg = PrivatePostgres::start(&[]);
+        let db = pg.fresh_database().await;
+        let nats = std::env::var("NATS_URL").expect("NATS_URL");
+        let app =
+            TestApp::spawn_with(test_settings(&db, &nats), bountyline::startup::Parts::API).await;
+        let alice = app.user("alice").await;
+
+        // One at a time, then a burst that the committer groups; the crash follows the last
+        // answer at once.
+        let mut told = Vec::new();
+        for i in 0..10 {
+            told.push(
+                app.create_task(&alice, "durable", &format!("one {i}"), 0)
+                    .await,
+            );
+        }
+        let titles: Vec<String> = (0..50).map(|i| format!("burst {i}")).collect();
+        let burst = titles
+            .iter()
+            .map(|title| app.create_task(&alice, "durable", title, 0));
+        told.extend(futures::future::join_all(burst).await);
+        pg.stop("immediate");
+        pg.start_again();
+        assert!(
+            pg.log().contains("automatic recovery in progress"),
+            "the stop was not a crash: {}",
+            pg.log()
+        );
+
+        let mut told: Vec<(String, i64, i64)> = told
+            .iter()
+            .map(|answer| {
+                (
+                    id_of(answer),
+                    answer["version"].as_i64().expect("a version"),
+                    position_of(answer),
+                )
+            })
+            .collect();
+        told.sort_by_key(|(_, _, position)| *position);
+        let mut store = sqlx::PgConnection::connect(&db)
+            .await
+            .expect("connect after the restart");
+        let stored: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT aggregate_id, sequence, position FROM events ORDER BY position")
+                .fetch_all(&mut store)
+                .await
+                .expect("read the events");
+        let lost: Vec<_> = told.iter().filter(|t| !stored.contains(t)).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged commands lost in the crash: {lost:?}",
+            lost.len(),
+            told.len()
+        );
+        assert_eq!(
+            stored, told,
+            "the store holds exactly what the client was told"
+        );
+        app.shutdown.trigger().await;
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

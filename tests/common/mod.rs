@@ -641,3 +641,168 @@ pub fn deposit_body(reference: &str, user_id: Uuid, amount: i64, currency: &str)
         "currency": currency,
     })
 }
+
+/// A PostgreSQL server of one test's own, for a test that must crash and restart Postgres
+/// without touching the server every other test shares. It is the campaign's `Postgres`
+/// (campaign/src/cluster.rs), which tests cannot call (the campaign is a binary crate that
+/// depends on this one): a fresh cluster under `target/tmp`, its own port, loopback only, no
+/// socket file, durable by default (fsync and synchronous_commit on). PostgreSQL refuses to
+/// run as root, so as root it runs as the `postgres` user. Dropping it stops it (immediately)
+/// and removes its files, however the test ends.
+pub struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    pub port: u16,
+    /// `-c` settings beyond the defaults, kept for every start.
+    settings: Vec<String>,
+    as_user: Vec<&'static str>,
+}
+
+impl PrivatePostgres {
+    /// Creates the cluster and starts it, with `settings` (`name=value`) after the defaults.
+    pub fn start(settings: &[&str]) -> PrivatePostgres {
+        let bin = std::path::PathBuf::from(
+            std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+        );
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create the private cluster's directory");
+        let is_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let as_user = if is_root {
+            vec!["runuser", "-u", "postgres", "--"]
+        } else {
+            Vec::new()
+        };
+        let pg = PrivatePostgres {
+            bin,
+            dir,
+            port: std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            as_user,
+        };
+        if is_root {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&pg.dir)
+                .status()
+                .expect("chown");
+            assert!(chown.success(), "chown the cluster's directory to postgres");
+        }
+        pg.run(
+            pg.tool("initdb")
+                .args(["-U", "bountyline", "--auth=trust", "-E", "UTF8"])
+                .args(["--no-instructions", "--no-sync", "-D"])
+                .arg(pg.dir.join("data")),
+        );
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the stopped server again on the same port and files; waits until it is ready.
+    pub fn start_again(&self) {
+        let mut options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
+             -c fsync=on -c synchronous_commit=on",
+            self.port
+        );
+        for setting in &self.settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
+        self.run(
+            self.tool("pg_ctl")
+                .args(["-w", "-t", "60", "-o", &options, "-l"])
+                .arg(self.dir.join("postgres.log"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("start"),
+        );
+    }
+
+    /// Stops the server: `immediate` is a crash as far as the data is concerned (no
+    /// checkpoint; the next start recovers from the WAL).
+    pub fn stop(&self, mode: &str) {
+        self.run(
+            self.tool("pg_ctl")
+                .args(["-w", "-t", "60", "-m", mode, "-D"])
+                .arg(self.dir.join("data"))
+                .arg("stop"),
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://bountyline@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A new, migrated database on this server; returns its URL. Its name is unique like
+    /// [`fresh_database`]'s: a `TestApp`'s cleanup drops a database of that name on the
+    /// shared server too.
+    pub async fn fresh_database(&self) -> String {
+        let name = format!("bl_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the private Postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the database");
+        let url = self.url(&name);
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connect to the database");
+        bountyline::db::migrate(&pool).await.expect("migrate");
+        pool.close().await;
+        url
+    }
+
+    /// `tool` of the server's binaries, run as the server's user, from `/` (which that user
+    /// can enter, unlike perhaps the working directory).
+    fn tool(&self, tool: &str) -> std::process::Command {
+        let path = self.bin.join(tool);
+        let mut command = match self.as_user.split_first() {
+            Some((first, rest)) => {
+                let mut command = std::process::Command::new(first);
+                command.args(rest).arg(path);
+                command
+            }
+            None => std::process::Command::new(path),
+        };
+        command.current_dir("/");
+        command
+    }
+
+    fn run(&self, command: &mut std::process::Command) {
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{command:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .tool("pg_ctl")
+            .args(["-w", "-t", "30", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
