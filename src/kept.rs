@@ -47,6 +47,11 @@ impl<K: Hash + Eq, V: Clone> Kept<K, V> {
         self.lock().clear();
     }
 
+    /// Forgets every entry whose value `matches`.
+    pub fn forget_where(&self, matches: impl Fn(&V) -> bool) {
+        self.lock().retain(|_, (_, value)| !matches(value));
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<K, (Instant, V)>> {
         // A panic while holding the lock cannot leave the map half-changed in a way that
         // matters: every entry is a whole answer.

@@ -73,18 +73,23 @@ impl FromRequest for Authenticated {
     }
 }
 
-/// Verifies `token` and checks that its session still stands.
+/// Verifies `token`, checks that its session still stands and its account is enabled, and
+/// takes the account's roles as they stand now (not as the token was issued with).
 async fn authenticate(req: &HttpRequest, token: &str) -> Result<Verified, ApiError> {
-    let verified = keys(req)?.verify(token)?;
-    if sessions(req)?.is_live(verified.session).await? {
-        Ok(verified)
-    } else {
-        tracing::debug!(user_id = %verified.actor.user_id, "access token of an ended session refused");
-        Err(ApiError::Unauthenticated(
-            "the access token's session has ended (logged out, or refreshed since): use the \
-             newest access token, or log in again"
-                .to_owned(),
-        ))
+    let mut verified = keys(req)?.verify(token)?;
+    match sessions(req)?.current(verified.session).await? {
+        Some(current) if current.user == verified.actor.user_id => {
+            verified.actor = Actor::new(current.user, current.roles);
+            Ok(verified)
+        }
+        _ => {
+            tracing::debug!(user_id = %verified.actor.user_id, "access token of an ended session refused");
+            Err(ApiError::Unauthenticated(
+                "the access token's session has ended (logged out, refreshed since, or the \
+                 account disabled): use the newest access token, or log in again"
+                    .to_owned(),
+            ))
+        }
     }
 }
 

@@ -28,6 +28,14 @@ pub struct IssuedRefresh {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What presenting a refresh token came to.
+pub enum Rotation {
+    /// Spent, and its successor issued.
+    Rotated(Rotated),
+    /// Presented after it was spent: its whole family is revoked, these sessions with it.
+    Reused { revoked: Vec<Uuid> },
+}
+
 /// The outcome of a successful rotation: whose token it was, and its successor.
 pub struct Rotated {
     pub user_id: Uuid,
@@ -97,13 +105,17 @@ struct Stored {
 /// Spends `token` and issues its successor in the same family, all in one transaction. The row
 /// is locked (`FOR UPDATE`) so that two concurrent refreshes with one token cannot both succeed:
 /// the second sees the first's rotation and is treated as reuse.
-pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rotated> {
+///
+/// A disabled account's token is refused like an expired one (its sessions were revoked when
+/// it was disabled; this covers a token issued in the same instant).
+pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rotation> {
     let mut tx = pool.begin().await?;
     let stored: Option<Stored> = sqlx::query_as(
-        "SELECT id, family_id, user_id,
-                expires_at <= now() AS expired,
-                (rotated_at IS NOT NULL OR revoked_at IS NOT NULL) AS spent
-         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        "SELECT r.id, r.family_id, r.user_id,
+                r.expires_at <= now() OR u.disabled_at IS NOT NULL AS expired,
+                (r.rotated_at IS NOT NULL OR r.revoked_at IS NOT NULL) AS spent
+         FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+         WHERE r.token_hash = $1 FOR UPDATE OF r",
     )
     .bind(digest(token))
     .fetch_optional(&mut *tx)
@@ -113,7 +125,7 @@ pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rota
         return Err(refused("the refresh token is not valid"));
     };
     if stored.spent {
-        revoke(&mut tx, stored.family_id).await?;
+        let revoked = revoke(&mut tx, stored.family_id).await?;
         tx.commit().await?;
         tracing::warn!(
             user_id = %stored.user_id,
@@ -121,9 +133,7 @@ pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rota
             "a spent refresh token was presented again; its family is revoked"
         );
         metrics::counter!("bountyline_auth_refresh_reuse_total").increment(1);
-        return Err(refused(
-            "the refresh token has already been used; please log in again",
-        ));
+        return Ok(Rotation::Reused { revoked });
     }
     if stored.expired {
         return Err(refused(
@@ -137,48 +147,75 @@ pub async fn rotate(pool: &PgPool, token: &str, ttl: Duration) -> ApiResult<Rota
         .await?;
     let refresh = insert(&mut tx, stored.user_id, stored.family_id, ttl).await?;
     tx.commit().await?;
-    Ok(Rotated {
+    Ok(Rotation::Rotated(Rotated {
         user_id: stored.user_id,
         spent: stored.id,
         refresh,
-    })
+    }))
+}
+
+/// The refusal of a reused token, once its family is revoked.
+pub fn reused() -> ApiError {
+    refused("the refresh token has already been used; please log in again")
 }
 
 /// Revokes the family `token` belongs to (logout). An unknown token is not an error: logging
 /// out twice, or with a token that already expired, leaves the caller logged out either way.
-pub async fn revoke_family(pool: &PgPool, token: &str) -> ApiResult<()> {
-    sqlx::query(
+/// Returns the sessions it ended.
+pub async fn revoke_family(pool: &PgPool, token: &str) -> ApiResult<Vec<Uuid>> {
+    let revoked = sqlx::query_scalar(
         "UPDATE refresh_tokens SET revoked_at = now()
          WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-           AND revoked_at IS NULL",
+           AND revoked_at IS NULL RETURNING id",
     )
     .bind(digest(token))
-    .execute(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(())
+    Ok(revoked)
+}
+
+/// Revokes every session of `user` (log out everywhere, an admin's revoke, a disable); returns
+/// the sessions it ended.
+pub async fn revoke_user(pool: &PgPool, user: Uuid) -> ApiResult<Vec<Uuid>> {
+    let revoked = sqlx::query_scalar(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await?;
+    Ok(revoked)
+}
+
+/// Who a live session is: its user and the roles the account holds now. `None` when the
+/// session ended (rotated, revoked, expired) or its account is disabled.
+pub async fn session(pool: &PgPool, id: Uuid) -> ApiResult<Option<(Uuid, Vec<String>)>> {
+    let current = sqlx::query_as(
+        "SELECT u.id, u.roles FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+         WHERE r.id = $1 AND r.rotated_at IS NULL AND r.revoked_at IS NULL
+           AND r.expires_at > now() AND u.disabled_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(current)
 }
 
 /// Whether the session `id` (a refresh token's row) still stands: neither rotated, revoked
 /// nor expired. An access token naming a session that ended is refused.
 pub async fn session_is_live(pool: &PgPool, id: Uuid) -> ApiResult<bool> {
-    let live: Option<bool> = sqlx::query_scalar(
-        "SELECT rotated_at IS NULL AND revoked_at IS NULL AND expires_at > now()
-         FROM refresh_tokens WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(live.unwrap_or(false))
+    Ok(session(pool, id).await?.is_some())
 }
 
-async fn revoke(conn: &mut PgConnection, family_id: Uuid) -> ApiResult<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+async fn revoke(conn: &mut PgConnection, family_id: Uuid) -> ApiResult<Vec<Uuid>> {
+    let revoked = sqlx::query_scalar(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL \
+         RETURNING id",
     )
     .bind(family_id)
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(revoked)
 }
 
 fn refused(why: &str) -> ApiError {

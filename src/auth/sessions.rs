@@ -1,27 +1,38 @@
-//! Whether an access token's session still stands, asked on every authenticated request.
+//! Who an access token's session is now, asked on every authenticated request: whether the
+//! session still stands, whether its account is enabled, and which roles the account holds.
+//! The token's own claims name the session; its roles are not trusted past this check, so a
+//! demotion or a disable reaches every token at once.
 //!
-//! The answer comes from `refresh_tokens` (see [`refresh::session_is_live`]); a live answer is
-//! kept for `auth.session_cache_ms` so that a busy client costs one look-up per interval, not
-//! one per request. The process that ends a session forgets it at once (a refresh forgets the
-//! spent session; a logout or a detected reuse forgets every session), so there the old token
-//! is refused at once; other API processes refuse it once their kept answer is older than the
-//! interval (1 s by default). 0 asks the database every time.
+//! The answer comes from `refresh_tokens` and `users` (see [`refresh::session`]); a live answer
+//! is kept for `auth.session_cache_ms` so that a busy client costs one look-up per interval,
+//! not one per request. The process that ends sessions forgets them at once (a refresh, a
+//! logout, a detected reuse, a revoke or disable: exactly the sessions ended, no one else's),
+//! so there they are refused at once; other API processes refuse them once their kept answer
+//! is older than the interval (1 s by default). 0 asks the database every time.
 
 use std::time::Duration;
 
+use bountyline_domain::Role;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::auth::refresh;
+use crate::auth::{refresh, users};
 use crate::http::error::ApiResult;
 use crate::kept::Kept;
 
 /// Beyond this many kept answers the cache starts again empty: its memory stays bounded.
 const MAX_KEPT: usize = 100_000;
 
+/// A live session's account, as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub user: Uuid,
+    pub roles: Vec<Role>,
+}
+
 pub struct Sessions {
     pool: PgPool,
-    live: Option<Kept<Uuid, ()>>,
+    live: Option<Kept<Uuid, Current>>,
 }
 
 impl Sessions {
@@ -32,33 +43,39 @@ impl Sessions {
         }
     }
 
-    pub async fn is_live(&self, session: Uuid) -> ApiResult<bool> {
-        if self
-            .live
-            .as_ref()
-            .is_some_and(|kept| kept.get(&session).is_some())
-        {
-            return Ok(true);
+    /// The session's account as it stands, or `None` when the session ended or the account
+    /// is disabled.
+    pub async fn current(&self, session: Uuid) -> ApiResult<Option<Current>> {
+        if let Some(current) = self.live.as_ref().and_then(|kept| kept.get(&session)) {
+            metrics::counter!("bountyline_session_checks_total", "cache" => "hit").increment(1);
+            return Ok(Some(current));
         }
-        let live = refresh::session_is_live(&self.pool, session).await?;
-        if let (true, Some(kept)) = (live, &self.live) {
-            kept.put(session, ());
+        metrics::counter!("bountyline_session_checks_total", "cache" => "miss").increment(1);
+        let current = refresh::session(&self.pool, session)
+            .await?
+            .map(|(user, roles)| Current {
+                roles: users::roles_of(user, &roles),
+                user,
+            });
+        if let (Some(current), Some(kept)) = (&current, &self.live) {
+            kept.put(session, current.clone());
         }
-        Ok(live)
+        Ok(current)
     }
 
-    /// A session this process just ended (its refresh token was rotated).
-    pub fn forget(&self, session: Uuid) {
+    /// Sessions this process just ended.
+    pub fn forget(&self, sessions: &[Uuid]) {
         if let Some(kept) = &self.live {
-            kept.forget(&session);
+            for session in sessions {
+                kept.forget(session);
+            }
         }
     }
 
-    /// Sessions ended whose ids this process does not know (a logout or a reuse revokes a
-    /// whole family): forget every kept answer.
-    pub fn forget_all(&self) {
+    /// Every kept session of `user`, whose account just changed (a role, a disable).
+    pub fn forget_user(&self, user: Uuid) {
         if let Some(kept) = &self.live {
-            kept.forget_all();
+            kept.forget_where(|current| current.user == user);
         }
     }
 }

@@ -28,6 +28,11 @@ pub struct User {
     /// `member`, `admin` and/or `auditor`.
     #[schema(value_type = Vec<String>, example = json!(["member"]))]
     pub roles: Vec<Role>,
+    /// Present, and true, only for an account an admin disabled: it cannot sign in and has no
+    /// sessions.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(example = false)]
+    pub disabled: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,31 +41,36 @@ struct UserRow {
     email: String,
     display_name: String,
     roles: Vec<String>,
+    disabled: bool,
 }
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
-        let roles = row
-            .roles
-            .iter()
-            .filter_map(|r| {
-                let role = Role::parse(r);
-                if role.is_none() {
-                    tracing::warn!(user_id = %row.id, role = %r, "unknown role in users table ignored");
-                }
-                role
-            })
-            .collect();
         User {
+            roles: roles_of(row.id, &row.roles),
             id: row.id,
             email: row.email,
             display_name: row.display_name,
-            roles,
+            disabled: row.disabled,
         }
     }
 }
 
-const COLUMNS: &str = "id, email, display_name, roles";
+/// The roles stored for `user`, those this build knows.
+pub fn roles_of(user: Uuid, stored: &[String]) -> Vec<Role> {
+    stored
+        .iter()
+        .filter_map(|r| {
+            let role = Role::parse(r);
+            if role.is_none() {
+                tracing::warn!(user_id = %user, role = %r, "unknown role in users table ignored");
+            }
+            role
+        })
+        .collect()
+}
+
+const COLUMNS: &str = "id, email, display_name, roles, disabled_at IS NOT NULL AS disabled";
 
 /// A registration whose fields have passed validation; only [`NewUser::parse`] makes one.
 pub struct NewUser {
@@ -234,6 +244,20 @@ pub async fn remove_role(pool: &PgPool, id: Uuid, role: Role) -> ApiResult<Optio
     ))
     .bind(id)
     .bind(role.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(User::from))
+}
+
+/// Disables or enables the account `id`; `None` if there is no such user. Disabling does not
+/// end its sessions by itself: see `refresh::revoke_user`.
+pub async fn set_disabled(pool: &PgPool, id: Uuid, disabled: bool) -> ApiResult<Option<User>> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(disabled)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(User::from))

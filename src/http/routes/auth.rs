@@ -1,4 +1,4 @@
-//! `/v1/auth`: register, log in, refresh and log out.
+//! `/v1/auth`: register, log in, refresh, log out, and log out everywhere.
 //!
 //! Login answers a wrong password and an unknown email with the same 401 body, after the same
 //! amount of hashing work, so neither the answer nor its timing tells whether an account exists.
@@ -14,13 +14,14 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::refresh::{self, IssuedRefresh};
+use crate::auth::refresh::{self, IssuedRefresh, Rotation};
 use crate::auth::sessions::Sessions;
 use crate::auth::users::{self, NewUser, User};
+use crate::auth::Authenticated;
 use crate::auth::{password, AuthKeys};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::limits::too_many;
-use crate::http::openapi::problems::{Conflict, JsonBody, TooMany, Unauthenticated};
+use crate::http::openapi::problems::{Conflict, Forbidden, JsonBody, TooMany, Unauthenticated};
 use crate::state::AppState;
 use bountyline_domain::Role;
 
@@ -29,7 +30,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/auth/register", web::post().to(register))
         .route("/v1/auth/login", web::post().to(login))
         .route("/v1/auth/refresh", web::post().to(refresh))
-        .route("/v1/auth/logout", web::post().to(logout));
+        .route("/v1/auth/logout", web::post().to(logout))
+        .route("/v1/auth/logout-all", web::post().to(logout_all));
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -103,7 +105,7 @@ async fn register(
     post, path = "/v1/auth/login", operation_id = "login", tag = "auth",
     request_body = LoginRequest,
     responses((status = 200, description = "A token pair", body = TokenPair), JsonBody,
-        Unauthenticated, TooMany),
+        Unauthenticated, Forbidden, TooMany),
 )]
 async fn login(
     pool: web::Data<PgPool>,
@@ -122,6 +124,12 @@ async fn login(
     // Always verify, against a dummy hash when the email is unknown: equal work, equal answer.
     let verified = password::verify(password, hash).await?;
     let user = match user {
+        Some(user) if verified && user.disabled => {
+            metrics::counter!("bountyline_auth_logins_total", "outcome" => "disabled").increment(1);
+            return Err(ApiError::Forbidden(
+                "this account is disabled; ask an admin".to_owned(),
+            ));
+        }
         Some(user) if verified => user,
         _ => {
             // Spent only on failure; at zero the account answers 429 for a while.
@@ -151,15 +159,15 @@ async fn refresh(
     sessions: web::Data<Sessions>,
     body: web::Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
-    let rotated = match refresh::rotate(&pool, &body.refresh_token, keys.refresh_ttl()).await {
-        Ok(rotated) => rotated,
-        Err(refused) => {
-            // A reused token revoked its whole family, whose sessions this process may keep.
-            sessions.forget_all();
-            return Err(refused);
+    let rotated = match refresh::rotate(&pool, &body.refresh_token, keys.refresh_ttl()).await? {
+        Rotation::Rotated(rotated) => rotated,
+        // A reused token revoked its whole family: those sessions, and no one else's, end here.
+        Rotation::Reused { revoked } => {
+            sessions.forget(&revoked);
+            return Err(refresh::reused());
         }
     };
-    sessions.forget(rotated.spent);
+    sessions.forget(&[rotated.spent]);
     // Roles are re-read here, so a grant or removal reaches the caller at this refresh.
     let user = users::find_by_id(&pool, rotated.user_id)
         .await?
@@ -181,8 +189,26 @@ async fn logout(
     sessions: web::Data<Sessions>,
     body: web::Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
-    refresh::revoke_family(&pool, &body.refresh_token).await?;
-    sessions.forget_all();
+    let revoked = refresh::revoke_family(&pool, &body.refresh_token).await?;
+    sessions.forget(&revoked);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Log out everywhere: every session of the caller ends, every device's tokens with it.
+#[utoipa::path(
+    post, path = "/v1/auth/logout-all", operation_id = "logoutAll", tag = "auth",
+    responses((status = 204, description = "Every session of the caller ended"),
+        Unauthenticated, TooMany),
+    security(("bearer" = [])),
+)]
+async fn logout_all(
+    pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
+    caller: Authenticated,
+) -> ApiResult<HttpResponse> {
+    let revoked = refresh::revoke_user(&pool, caller.user_id).await?;
+    sessions.forget(&revoked);
+    tracing::info!(user_id = %caller.user_id, sessions = revoked.len(), "logged out everywhere");
     Ok(HttpResponse::NoContent().finish())
 }
 

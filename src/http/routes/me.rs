@@ -1,7 +1,11 @@
-//! `/v1/me` (the caller's own account) and the admin routes that grant and remove roles.
+//! `/v1/me` (the caller's own account) and the admin routes over accounts: grant and remove
+//! roles, disable and enable an account, end all of its sessions.
 //!
-//! A role change is stored at once but reaches the user's access tokens only at their next
-//! refresh, which re-reads roles; access tokens are short-lived for this reason.
+//! Every authenticated request reads the account's roles and state as they stand
+//! (`auth::sessions`), so a change reaches every token of the user within
+//! `auth.session_cache_ms` (1 s) on every API process, at once on this one. No admin changes
+//! their own roles or account: another admin must (a demoted admin could otherwise grant the
+//! role back with a token issued before the demotion).
 
 use actix_web::{web, HttpResponse};
 use bountyline_domain::Role;
@@ -10,6 +14,8 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::refresh;
+use crate::auth::sessions::Sessions;
 use crate::auth::users::{self, User};
 use crate::auth::{require_role, Authenticated};
 use crate::http::error::{ApiError, ApiResult};
@@ -23,6 +29,12 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/admin/users/{id}/roles/{role}",
             web::delete().to(remove_role),
+        )
+        .route("/v1/admin/users/{id}/disable", web::post().to(disable))
+        .route("/v1/admin/users/{id}/enable", web::post().to(enable))
+        .route(
+            "/v1/admin/users/{id}/sessions",
+            web::delete().to(revoke_sessions),
         );
 }
 
@@ -59,13 +71,15 @@ async fn me(pool: web::Data<PgPool>, caller: Authenticated) -> ApiResult<HttpRes
 )]
 async fn grant_role(
     pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
     caller: Authenticated,
     id: web::Path<Uuid>,
     body: web::Json<RoleRequest>,
 ) -> ApiResult<HttpResponse> {
-    require_role(&caller, Role::Admin)?;
+    let id = another_user(&caller, *id)?;
     let role = parse_role(&body.role)?;
-    let user = users::add_role(&pool, id.into_inner(), role).await?;
+    let user = users::add_role(&pool, id, role).await?;
+    sessions.forget_user(id);
     answer(user)
 }
 
@@ -83,14 +97,93 @@ async fn grant_role(
 )]
 async fn remove_role(
     pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
     caller: Authenticated,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_role(&caller, Role::Admin)?;
     let (id, role) = path.into_inner();
+    let id = another_user(&caller, id)?;
     let role = parse_role(&role)?;
     let user = users::remove_role(&pool, id, role).await?;
+    sessions.forget_user(id);
     answer(user)
+}
+
+/// Disable an account (admin): it can no longer sign in, and every session it has ends.
+#[utoipa::path(
+    post, path = "/v1/admin/users/{id}/disable", operation_id = "disableUser", tag = "users",
+    params(UserId),
+    responses((status = 200, description = "The user, disabled", body = User),
+        Unauthenticated, Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
+async fn disable(
+    pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
+    caller: Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let id = another_user(&caller, *id)?;
+    let user = users::set_disabled(&pool, id, true).await?;
+    if user.is_some() {
+        sessions.forget(&refresh::revoke_user(&pool, id).await?);
+        sessions.forget_user(id);
+    }
+    answer(user)
+}
+
+/// Enable a disabled account again (admin); its owner signs in anew.
+#[utoipa::path(
+    post, path = "/v1/admin/users/{id}/enable", operation_id = "enableUser", tag = "users",
+    params(UserId),
+    responses((status = 200, description = "The user, enabled", body = User),
+        Unauthenticated, Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
+async fn enable(
+    pool: web::Data<PgPool>,
+    caller: Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let id = another_user(&caller, *id)?;
+    answer(users::set_disabled(&pool, id, false).await?)
+}
+
+/// End every session of a user (admin): their tokens stop working on every device.
+#[utoipa::path(
+    delete, path = "/v1/admin/users/{id}/sessions", operation_id = "revokeSessions",
+    tag = "users",
+    params(UserId),
+    responses((status = 204, description = "Every session of the user ended"),
+        Unauthenticated, Forbidden, NotFound),
+    security(("bearer" = [])),
+)]
+async fn revoke_sessions(
+    pool: web::Data<PgPool>,
+    sessions: web::Data<Sessions>,
+    caller: Authenticated,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    require_role(&caller, Role::Admin)?;
+    let id = *id;
+    if users::find_by_id(&pool, id).await?.is_none() {
+        return Err(ApiError::NotFound("no such user".to_owned()));
+    }
+    sessions.forget(&refresh::revoke_user(&pool, id).await?);
+    tracing::info!(user_id = %id, by = %caller.user_id, "sessions revoked by an admin");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `id`, when the caller is an admin acting on another account: no one changes their own
+/// roles or account state.
+fn another_user(caller: &Authenticated, id: Uuid) -> ApiResult<Uuid> {
+    require_role(caller, Role::Admin)?;
+    if id == caller.user_id {
+        return Err(ApiError::Forbidden(
+            "an admin cannot change their own roles or account; another admin must".to_owned(),
+        ));
+    }
+    Ok(id)
 }
 
 /// The `{role}` of a removal: every role but `member`, which every user keeps.
@@ -124,6 +217,6 @@ fn parse_role(raw: &str) -> ApiResult<Role> {
 
 fn answer(user: Option<User>) -> ApiResult<HttpResponse> {
     let user = user.ok_or_else(|| ApiError::NotFound("no such user".to_owned()))?;
-    tracing::info!(user_id = %user.id, roles = ?user.roles, "roles changed");
+    tracing::info!(user_id = %user.id, roles = ?user.roles, disabled = user.disabled, "account changed");
     Ok(HttpResponse::Ok().json(user))
 }
