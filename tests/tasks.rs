@@ -263,11 +263,12 @@ async fn an_expired_lease_returns_the_task_to_its_queue() {
     assert_eq!(view["status"], "queued");
     assert_eq!(view["attempts"], 1);
     assert_eq!(view["last_error"], "lease expired");
-    // The late worker can no longer complete it: the lease is no longer theirs.
+    // The late worker can no longer complete it: the lease is no longer theirs, and the task
+    // is none of theirs either (issue 23: no one learns of a task that is not theirs).
     let late = app
         .post(&worker, &format!("/v1/tasks/{id}/complete"), &json!({}))
         .await;
-    assert_eq!(late.status(), 403);
+    assert_eq!(late.status(), 404);
 }
 
 #[tokio::test]
@@ -288,14 +289,41 @@ async fn only_the_creator_or_an_admin_may_cancel_and_others_cannot_see_the_task(
     );
     let listed: Value = app.get(&mallory, "/v1/tasks").await.json().await.unwrap();
     assert_eq!(listed["items"], json!([]));
-    let refused = app
-        .post(&mallory, &format!("/v1/tasks/{id}/cancel"), &json!({}))
-        .await;
-    assert_eq!(refused.status(), 403);
-    assert_eq!(
-        refused.headers()["content-type"],
-        "application/problem+json"
-    );
+    // Every command on someone else's task answers exactly as on an id never used: no
+    // existence oracle (issue 23).
+    let never_used = uuid::Uuid::now_v7();
+    for (action, body) in [
+        ("cancel", json!({})),
+        ("heartbeat", json!({})),
+        ("complete", json!({})),
+        ("fail", json!({"error": "x"})),
+    ] {
+        let answer = |task: String| {
+            let (app, mallory, body) = (&app, &mallory, &body);
+            async move {
+                let res = app
+                    .post(mallory, &format!("/v1/tasks/{task}/{action}"), body)
+                    .await;
+                let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+                (
+                    res.status().as_u16(),
+                    kind,
+                    res.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+        let (status, kind, problem) = answer(id.to_owned()).await;
+        assert_eq!(status, 404, "{action}: {problem}");
+        assert_eq!(kind, "application/problem+json");
+        assert_eq!(
+            (status, problem),
+            {
+                let (s, _, p) = answer(never_used.to_string()).await;
+                (s, p)
+            },
+            "{action} on a stranger's task and on an unknown id"
+        );
+    }
     let cancelled = app
         .post(&admin, &format!("/v1/tasks/{id}/cancel"), &json!({}))
         .await;

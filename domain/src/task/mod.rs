@@ -191,7 +191,7 @@ impl Task {
             }
             (state, TaskCommand::Cancel { actor, at }) => {
                 if state.creator != actor.user_id && !actor.is_admin() {
-                    return Err(TaskError::NotCreator);
+                    return Err(state.unknown_to(&actor).unwrap_or(TaskError::NotCreator));
                 }
                 if state.status.is_finished() {
                     return Err(TaskError::AlreadyFinished(state.status));
@@ -215,8 +215,18 @@ impl TaskState {
         match &self.lease {
             Some(lease) if lease.worker == actor.user_id => Ok(lease),
             None if self.creator == actor.user_id => Err(TaskError::NotClaimed(self.status)),
-            _ => Err(TaskError::NotHolder),
+            _ => Err(self.unknown_to(actor).unwrap_or(TaskError::NotHolder)),
         }
+    }
+
+    /// `NotFound` for an actor who may not know the task exists: anyone but its creator, the
+    /// worker holding its lease and those who oversee (admins, auditors). A refusal must not
+    /// tell a stranger's task from an id that was never used.
+    fn unknown_to(&self, actor: &crate::Actor) -> Option<TaskError> {
+        let holder = self.lease.as_ref().map(|lease| lease.worker);
+        let known =
+            self.creator == actor.user_id || holder == Some(actor.user_id) || actor.oversees();
+        (!known).then_some(TaskError::NotFound)
     }
 
     fn outcome_of_failed_attempt(&self, retryable: bool) -> FailureOutcome {

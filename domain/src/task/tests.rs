@@ -151,29 +151,36 @@ fn the_holder_can_heartbeat_and_extend_the_lease() {
 
 #[test]
 fn only_the_holder_may_heartbeat_complete_or_fail() {
-    for command in [
-        TaskCommand::Heartbeat {
-            actor: other(),
-            progress: None,
-            note: None,
-            at: t0(),
-        },
-        TaskCommand::Complete {
-            actor: other(),
-            result: None,
-            at: t0(),
-        },
-        TaskCommand::Fail {
-            actor: admin(),
-            error: Note::parse("no").unwrap(),
-            retryable: true,
-            at: t0(),
-        },
-    ] {
+    let heartbeat = |actor| TaskCommand::Heartbeat {
+        actor,
+        progress: None,
+        note: None,
+        at: t0(),
+    };
+    let complete = |actor| TaskCommand::Complete {
+        actor,
+        result: None,
+        at: t0(),
+    };
+    let fail = |actor| TaskCommand::Fail {
+        actor,
+        error: Note::parse("no").unwrap(),
+        retryable: true,
+        at: t0(),
+    };
+    // Those who may know the task is there learn that it is not theirs to work.
+    for command in [heartbeat(creator()), complete(creator()), fail(admin())] {
         TaskTest::with(())
             .given(vec![created(3), claimed(1, LEASE)])
             .when(command)
             .then_expect_error(TaskError::NotHolder);
+    }
+    // A stranger is told what an unknown id would tell them.
+    for command in [heartbeat(other()), complete(other()), fail(other())] {
+        TaskTest::with(())
+            .given(vec![created(3), claimed(1, LEASE)])
+            .when(command)
+            .then_expect_error(TaskError::NotFound);
     }
 }
 
@@ -191,7 +198,7 @@ fn an_unclaimed_task_cannot_be_completed_and_only_its_creator_learns_its_status(
     TaskTest::with(())
         .given(vec![created(3)])
         .when(complete(worker()))
-        .then_expect_error(TaskError::NotHolder);
+        .then_expect_error(TaskError::NotFound);
 }
 
 #[test]
@@ -382,13 +389,15 @@ fn an_admin_can_cancel_anyones_task() {
 
 #[test]
 fn nobody_else_may_cancel() {
+    let cancel = |actor| TaskCommand::Cancel { actor, at: t0() };
+    TaskTest::with(())
+        .given(vec![created(3), claimed(1, LEASE)])
+        .when(cancel(worker()))
+        .then_expect_error(TaskError::NotCreator);
     TaskTest::with(())
         .given(vec![created(3)])
-        .when(TaskCommand::Cancel {
-            actor: worker(),
-            at: t0(),
-        })
-        .then_expect_error(TaskError::NotCreator);
+        .when(cancel(worker()))
+        .then_expect_error(TaskError::NotFound);
 }
 
 #[test]
