@@ -7,6 +7,12 @@
 //! `Nats-Msg-Id` deduplication and the consumers' checkpoints make harmless. Only the holder of
 //! a session advisory lock publishes, so any number of worker processes can run.
 //!
+//! Leadership is fenced, not assumed: the lock lasts as long as its session, and a session can
+//! end under a relay that is busy (a broken connection, a terminated backend) while another
+//! relay takes the lock. So the lock's session answers before every publish, and the
+//! checkpoint is stored through that session itself: a deposed relay publishes at most the
+//! batch it had under way (copies JetStream drops), and stores no checkpoint.
+//!
 //! Every event is its own message, under its own `Nats-Msg-Id`. With `sync_interval: always`
 //! JetStream fsyncs each message it stores, which held the relay to about 1,400 events/s under
 //! a held load (5,300/s on an idle machine), below the rate commands produced them. So the
@@ -30,7 +36,7 @@ use crate::nats::Names;
 
 /// 0x626c726c = 'blrl'; a session lock on a dedicated connection: leadership lasts as long
 /// as that connection does.
-const RELAY_LOCK: i64 = 1651274348;
+pub const RELAY_LOCK: i64 = 1651274348;
 /// Messages in one atomic batch at most (the server's default limit).
 const ATOMIC_BATCH: usize = 1000;
 
@@ -103,8 +109,7 @@ impl Relay {
             }
             let events = reader.after(checkpoint, self.batch).await?;
             if events.is_empty() {
-                // Still the leader? A broken lock connection means another relay may take over.
-                sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                still_leading(&mut lock_conn).await?;
                 metrics::gauge!("bountyline_relay_lag").set(0.0);
                 tokio::select! {
                     woken = wake_ups.next() => {
@@ -119,19 +124,22 @@ impl Relay {
                 continue;
             }
             let last = if atomic {
-                self.publish_batches(&events, checkpoint).await?
+                self.publish_batches(&events, checkpoint, &mut lock_conn)
+                    .await?
             } else {
+                still_leading(&mut lock_conn).await?;
                 self.publish(&events, checkpoint).await?
             };
-            // Forward only: a relay that lost its leadership mid-batch may still get here
-            // after the new leader stored a later position.
+            // Through the lock's session, so that only the leader stores: once that session
+            // has ended this fails. Forward only: the lock's session may still end between
+            // the check and this, and the new leader store a later position first.
             sqlx::query(
                 "UPDATE relay_checkpoints SET position = $2, updated_at = now() \
                  WHERE stream = $1 AND position < $2",
             )
             .bind(&stream)
             .bind(last)
-            .execute(&self.pool)
+            .execute(&mut lock_conn)
             .await?;
             metrics::counter!("bountyline_relay_published_total").increment(events.len() as u64);
             checkpoint = last;
@@ -150,11 +158,18 @@ impl Relay {
             .await
     }
 
-    /// Publishes in order as atomic batches; a batch JetStream refuses goes one message at a
-    /// time instead. Returns the last position, safe to checkpoint only because every batch
-    /// (or every message) was acknowledged.
-    async fn publish_batches(&self, events: &[StoredEvent], mut prev: i64) -> anyhow::Result<i64> {
+    /// Publishes in order as atomic batches, each once the lock's session (`lock_conn`) has
+    /// answered; a batch JetStream refuses goes one message at a time instead. Returns the
+    /// last position, safe to checkpoint only because every batch (or every message) was
+    /// acknowledged.
+    async fn publish_batches(
+        &self,
+        events: &[StoredEvent],
+        mut prev: i64,
+        lock_conn: &mut PgConnection,
+    ) -> anyhow::Result<i64> {
         for batch in events.chunks(ATOMIC_BATCH) {
+            still_leading(lock_conn).await?;
             match self.publish_atomic(batch, prev).await {
                 Ok(last) => {
                     metrics::counter!("bountyline_relay_batches_total", "kind" => "atomic")
@@ -236,6 +251,17 @@ impl Relay {
         }
         Ok(prev)
     }
+}
+
+/// Fails unless the session that holds the relay's lock (`lock_conn`) still answers: one that
+/// ended released the lock, and another relay may lead now. Alive, it holds the lock (nothing
+/// else releases a session lock), so a round trip is the whole check.
+async fn still_leading(lock_conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query("SELECT 1")
+        .execute(lock_conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("leadership lost: the relay lock's session ended: {e}"))?;
+    Ok(())
 }
 
 /// What every event's message carries: its id (JetStream's deduplication key), its position

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -48,37 +50,39 @@ impl StoredEvent {
 const SELECT_EVENTS: &str = "SELECT position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at FROM events";
 
-/// Reads the event store in global position order.
+/// Reads the event store in global position order. Every read is bounded: a range is read a
+/// page at a time ([`EventReader::pages`]), so memory stays bounded however long it is.
 #[derive(Clone)]
 pub struct EventReader {
     pool: PgPool,
+    /// The most events one read of this reader (or a clone) returned.
+    most_read: Arc<AtomicUsize>,
 }
 
 impl EventReader {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            most_read: Arc::default(),
+        }
+    }
+
+    /// The most events one read of this reader, or of a clone of it, has returned: what its
+    /// memory grows to (the tests of paged reads check it).
+    pub fn most_read(&self) -> usize {
+        self.most_read.load(Ordering::Relaxed)
     }
 
     /// Up to `limit` events after `after`, in position order.
     pub async fn after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        sqlx::query_as::<_, StoredEvent>(&format!(
+        let events = sqlx::query_as::<_, StoredEvent>(&format!(
             "{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2"
         ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await
-    }
-
-    /// Every event in `(after, up_to]`, in position order.
-    pub async fn range(&self, after: i64, up_to: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        sqlx::query_as::<_, StoredEvent>(&format!(
-            "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 ORDER BY position"
-        ))
-        .bind(after)
-        .bind(up_to)
-        .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(self.noted(events))
     }
 
     /// Up to `limit` events of the given aggregate types (every type for `None`) after
@@ -93,7 +97,7 @@ impl EventReader {
             return self.after(after, limit).await;
         };
         let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
-        sqlx::query_as::<_, StoredEvent>(&format!(
+        let events = sqlx::query_as::<_, StoredEvent>(&format!(
             "{SELECT_EVENTS} WHERE position > $1 AND aggregate_type = ANY($2) \
              ORDER BY position LIMIT $3"
         ))
@@ -101,30 +105,64 @@ impl EventReader {
         .bind(types)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(self.noted(events))
     }
 
-    /// Every event of the given aggregate types (every type for `None`) in `(after, up_to]`,
-    /// in position order.
-    pub async fn of_types_in(
+    /// The events of the given aggregate types (every type for `None`) in `(after, up_to]`,
+    /// read `limit` at a time. `up_to` must be a position already seen committed (the head,
+    /// or a published event's): below it, positions are final (visible or rolled back, see
+    /// migrations/0001), so the pages cover the range whole however many holes it has.
+    pub fn pages(&self, types: Option<&[&str]>, after: i64, up_to: i64, limit: i64) -> Pages {
+        Pages {
+            reader: self.clone(),
+            types: types.map(|types| types.iter().map(|t| (*t).to_owned()).collect()),
+            after,
+            up_to,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Up to `limit` events of `types` (every type for `None`) in `(after, up_to]`.
+    async fn page(
         &self,
-        types: Option<&[&str]>,
+        types: Option<&[String]>,
         after: i64,
         up_to: i64,
+        limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let Some(types) = types else {
-            return self.range(after, up_to).await;
+        let events = match types {
+            None => {
+                sqlx::query_as::<_, StoredEvent>(&format!(
+                    "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 \
+                     ORDER BY position LIMIT $3"
+                ))
+                .bind(after)
+                .bind(up_to)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(types) => {
+                sqlx::query_as::<_, StoredEvent>(&format!(
+                    "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 \
+                     AND aggregate_type = ANY($4) ORDER BY position LIMIT $3"
+                ))
+                .bind(after)
+                .bind(up_to)
+                .bind(limit)
+                .bind(types)
+                .fetch_all(&self.pool)
+                .await?
+            }
         };
-        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
-        sqlx::query_as::<_, StoredEvent>(&format!(
-            "{SELECT_EVENTS} WHERE position > $1 AND position <= $2 AND aggregate_type = ANY($3) \
-             ORDER BY position"
-        ))
-        .bind(after)
-        .bind(up_to)
-        .bind(types)
-        .fetch_all(&self.pool)
-        .await
+        Ok(self.noted(events))
+    }
+
+    /// `events`, their number noted in [`EventReader::most_read`].
+    fn noted(&self, events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+        self.most_read.fetch_max(events.len(), Ordering::Relaxed);
+        events
     }
 
     /// The highest committed position (0 for an empty store).
@@ -132,5 +170,47 @@ impl EventReader {
         sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(&self.pool)
             .await
+    }
+}
+
+/// A range of the store read a page at a time ([`EventReader::pages`]).
+pub struct Pages {
+    reader: EventReader,
+    types: Option<Vec<String>>,
+    /// Where the next page starts (after).
+    after: i64,
+    up_to: i64,
+    limit: i64,
+}
+
+/// One page of a range: its events in position order, and how far it covers the range.
+#[derive(Debug)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// Every event of the range (of the types read) up to here is in this page or an earlier
+    /// one: the position a checkpoint may move to once the page is applied. The range's end
+    /// on its last page.
+    pub through: i64,
+}
+
+impl Pages {
+    /// The next page, or `None` once the range is read. A range without events still gives
+    /// one (empty) page, through its end.
+    pub async fn next(&mut self) -> Result<Option<Page>, sqlx::Error> {
+        if self.after >= self.up_to {
+            return Ok(None);
+        }
+        let events = self
+            .reader
+            .page(self.types.as_deref(), self.after, self.up_to, self.limit)
+            .await?;
+        // A full page may stop short of the range's end; a page with room to spare reached it.
+        // Either way nothing below its last event can appear later: positions are final.
+        let through = match events.last() {
+            Some(last) if events.len() as i64 >= self.limit => last.position,
+            _ => self.up_to,
+        };
+        self.after = through;
+        Ok(Some(Page { events, through }))
     }
 }

@@ -10,10 +10,13 @@ use futures::future::try_join_all;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::time::{Duration, Instant};
 
+use crate::event::Page;
 use crate::projection::{share_of, types_read};
-use crate::{checkpoint, EventReader, Projection, ProjectionError, StoredEvent};
+use crate::{checkpoint, EventReader, Projection, ProjectionError};
 
-const CHUNK: i64 = 5_000;
+/// Events read from the store at a time, building or swapping in: what bounds a rebuild's
+/// memory however long the history.
+pub const PAGE: i64 = 5_000;
 
 pub fn shadow_schema(projection: &dyn Projection) -> String {
     format!("rebuild_{}", projection.name())
@@ -28,7 +31,7 @@ pub struct RebuildReport {
 }
 
 /// Rebuilds `projection` from position 0 and swaps it in. `progress(position, head)` is
-/// called after every chunk with the position reached.
+/// called after every page with the position reached.
 pub async fn rebuild(
     pool: &PgPool,
     projection: &dyn Projection,
@@ -70,9 +73,9 @@ pub async fn build_shadow(
 }
 
 /// Builds the shadow tables of several projections from scratch up to `until` (or the
-/// current head). The store is read once for all of them, `CHUNK` events of the types they
-/// read at a time (the next chunk is read while this one is applied), and each applies its
-/// share of a chunk to its shadow tables in a transaction of its own, side by side.
+/// current head). The store is read once for all of them, [`PAGE`] events of the types they
+/// read at a time (the next page is read while this one is applied), and each applies its
+/// share of a page to its shadow tables in a transaction of its own, side by side.
 pub async fn build_shadows(
     pool: &PgPool,
     projections: &[&dyn Projection],
@@ -88,11 +91,7 @@ pub async fn build_shadows(
         None => reader.head().await?,
     };
     let types = types_read(projections);
-    let (reader, types) = (&reader, types.as_deref());
-    let read = |after: i64| async move {
-        let events = reader.of_types_after(types, after, CHUNK).await?;
-        Ok::<_, ProjectionError>(events.into_iter().filter(|e| e.position <= head).collect())
-    };
+    let mut pages = reader.pages(types.as_deref(), 0, head, PAGE);
     let mut reports = vec![
         RebuildReport {
             events: 0,
@@ -101,8 +100,8 @@ pub async fn build_shadows(
         };
         projections.len()
     ];
-    let mut events: Vec<StoredEvent> = read(0).await?;
-    while let Some(last) = events.last().map(|e| e.position) {
+    let mut page = pages.next().await?;
+    while let Some(Page { events, through }) = page {
         let applied = try_join_all(projections.iter().zip(reports.iter_mut()).map(
             |(projection, report)| {
                 let events = &events;
@@ -121,17 +120,10 @@ pub async fn build_shadows(
                 }
             },
         ));
-        let following = async {
-            if last < head {
-                read(last).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (applied, following) = tokio::join!(applied, following);
+        let (applied, following) = tokio::join!(applied, pages.next());
         applied?;
-        events = following?;
-        progress(last, head);
+        page = following?;
+        progress(through, head);
     }
     for report in &mut reports {
         report.position = head;
@@ -193,9 +185,16 @@ pub async fn swap_in(
     let mut tx = pool.begin().await?;
     let live = checkpoint::lock(&mut tx, name).await?;
     if live > built_to {
-        let events = EventReader::new(pool.clone()).range(built_to, live).await?;
+        // However far live went meanwhile, a page at a time: all in this one transaction, which
+        // holds the checkpoint, but never the whole range in memory.
         point_at(&mut tx, &shadow).await?;
-        projection.apply_batch(&mut tx, &events).await?;
+        let reader = EventReader::new(pool.clone());
+        let mut pages = reader.pages(projection.aggregate_types(), built_to, live, PAGE);
+        while let Some(page) = pages.next().await? {
+            if !page.events.is_empty() {
+                projection.apply_batch(&mut tx, &page.events).await?;
+            }
+        }
         sqlx::query("SET LOCAL search_path TO public")
             .execute(&mut *tx)
             .await?;

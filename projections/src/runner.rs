@@ -6,7 +6,8 @@
 //! - Idempotent: events at or below a projection's checkpoint are skipped.
 //! - Gap-safe: each message names the position published before it; when that is not where
 //!   a projection's checkpoint stands (a lost or reordered delivery, or another worker took
-//!   part of the stream), the whole range is read from the event store instead.
+//!   part of the stream), the whole range is read from the event store instead, a page at a
+//!   time, however long it is.
 //! - Ordered: events apply in global position order, hence in order per aggregate.
 //! - Never silent: an event that keeps failing is retried with backoff and then parked in
 //!   `parked_events` (logged, counted), and the projection moves on. A fault of the connection
@@ -35,9 +36,9 @@ pub struct RunnerConfig {
     pub durable: String,
     /// At most this many messages are applied in one transaction.
     pub batch: usize,
-    /// Positions read from the store at a time (for every projection) and applied in one
-    /// transaction per projection while catching up; larger than `batch`, since the whole
-    /// range is waiting already.
+    /// Events read from the store at a time (for every projection while catching up, for one
+    /// while it fills a gap in the stream) and applied in one transaction per projection;
+    /// larger than `batch`, since the whole range is waiting already.
     pub catch_up_batch: usize,
     /// Tries of one failing event before it is parked.
     pub max_attempts: u32,
@@ -72,6 +73,8 @@ struct Applier {
     progress: Signal,
     progress_subject: String,
     max_attempts: u32,
+    /// Events read from the store at a time when a gap in the stream is filled.
+    page: i64,
 }
 
 type RunError = Box<dyn std::error::Error + Send + Sync>;
@@ -100,6 +103,7 @@ impl ProjectionRunner {
                 progress: Signal::default(),
                 progress_subject: feed.progress_subject,
                 max_attempts: config.max_attempts,
+                page: page_size(config.catch_up_batch),
             })
             .collect();
         Self {
@@ -217,14 +221,14 @@ impl ProjectionRunner {
     }
 
     /// Applies everything the store holds beyond each projection's checkpoint. The backlog is
-    /// read once for every projection, a span of `catch_up_batch` positions at a time (the
-    /// next span is read while this one is applied), and each projection applies its share
-    /// beyond its own checkpoint in a transaction of its own. Spans end at or below the
-    /// store's head, and positions become visible in commit order (an append draws its
-    /// position under a transaction-scoped advisory lock), so a span holds every event in it
-    /// and a checkpoint may move to its end.
+    /// read once for every projection, `catch_up_batch` events of the types they read at a
+    /// time (the next page is read while this one is applied), and each projection applies its
+    /// share beyond its own checkpoint in a transaction of its own. The pages end at or below
+    /// the store's head, and positions become visible in commit order (an append draws its
+    /// position under a transaction-scoped advisory lock), so a page holds every event up to
+    /// where it reaches and a checkpoint may move there.
     async fn catch_up_from_store(&self) -> Result<(), RunError> {
-        let span = self.config.catch_up_batch.max(1) as i64;
+        let page_size = page_size(self.config.catch_up_batch);
         let mut at = Vec::with_capacity(self.appliers.len());
         for applier in &self.appliers {
             at.push(checkpoint::read(&applier.pool, applier.projection.name()).await?);
@@ -236,36 +240,31 @@ impl ProjectionRunner {
             .collect();
         let types = types_read(&projections);
         let types = types.as_deref();
-        let read = |after: i64, up_to: i64| self.reader.of_types_in(types, after, up_to);
         loop {
             let head = self.reader.head().await?;
             let Some(from) = at.iter().copied().min().filter(|from| *from < head) else {
                 return Ok(());
             };
-            let mut up_to = head.min(from.saturating_add(span));
-            let mut events = read(from, up_to).await?;
+            let mut pages = self.reader.pages(types, from, head, page_size);
+            let Some(mut page) = pages.next().await? else {
+                continue;
+            };
             loop {
-                let next = (up_to < head).then(|| head.min(up_to.saturating_add(span)));
-                let following = async {
-                    match next {
-                        Some(next) => read(up_to, next).await.map(Some),
-                        None => Ok(None),
-                    }
-                };
-                let applied = self.apply_span(&mut at, &events, up_to, next.is_none());
-                let (applied, following) = tokio::join!(applied, following);
+                let last = page.through >= head;
+                let applied = self.apply_span(&mut at, &page.events, page.through, last);
+                let (applied, following) = tokio::join!(applied, pages.next());
                 applied?;
-                match (next, following?) {
-                    (Some(next), Some(following)) => (up_to, events) = (next, following),
-                    _ => break,
+                match following? {
+                    Some(following) => page = following,
+                    None => break,
                 }
             }
         }
     }
 
-    /// Applies a span of the store, `events` up to `up_to`, to every projection behind it,
-    /// side by side; `at` holds each one's checkpoint. A projection with no events in the span
-    /// stores its checkpoint with its next events, or on the `last` span.
+    /// Applies a page of the store, `events` up to `up_to`, to every projection behind it,
+    /// side by side; `at` holds each one's checkpoint. A projection with no events in the page
+    /// stores its checkpoint with its next events, or on the `last` page.
     async fn apply_span(
         &self,
         at: &mut [i64],
@@ -388,14 +387,28 @@ impl Applier {
         if !contiguous {
             metrics::counter!("bountyline_projection_backfills_total", "projection" => name)
                 .increment(1);
-            let range = self.reader.range(at, up_to).await?;
-            return self.apply_share(tx, at, &range, up_to).await;
+            // Nothing written yet; each page takes the checkpoint again.
+            tx.commit().await?;
+            return self.backfill(at, up_to).await;
         }
         self.apply_locked(tx, &events, up_to).await
     }
 
-    /// Applies this projection's share of `events` (every event of a range of the store, in
-    /// position order, ending at `up_to`) and moves the checkpoint to `up_to`.
+    /// Applies this projection's share of `(after, up_to]` from the store, however long the
+    /// range (a worker back after a long absence, a stream that lost messages): a page of
+    /// `page` events at a time, each with its checkpoint in a transaction of its own.
+    async fn backfill(&self, after: i64, up_to: i64) -> Result<(), RunError> {
+        let types = self.projection.aggregate_types();
+        let mut pages = self.reader.pages(types, after, up_to, self.page);
+        while let Some(page) = pages.next().await? {
+            self.apply_range(&page.events, page.through).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies this projection's share of `events` (every event of a range of the store of
+    /// the types it reads, in position order, ending at `up_to`) and moves the checkpoint to
+    /// `up_to`.
     async fn apply_range(&self, events: &[StoredEvent], up_to: i64) -> Result<(), RunError> {
         let mut tx = self.pool.begin().await?;
         let at = checkpoint::lock(&mut tx, self.projection.name()).await?;
@@ -532,6 +545,11 @@ impl Applier {
             event_type = %event.event_type, error = %error, "event parked after {attempts} tries");
         Ok(())
     }
+}
+
+/// A page size in events, at least one.
+fn page_size(events: usize) -> i64 {
+    i64::try_from(events).unwrap_or(i64::MAX).max(1)
 }
 
 /// Faults of the connection or of the moment rather than of the event: retry the batch later,

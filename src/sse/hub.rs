@@ -17,7 +17,7 @@ use super::topic::{Message, Topic};
 use crate::nats::Names;
 use crate::telemetry::SSE_EVENT_AGE;
 
-const CATCH_UP_CHUNK: i64 = 500;
+const PAGE: i64 = Hub::PAGE;
 
 /// Resolves when a subscription must end although its client still listens: its access token
 /// expired or its session ended. The client reconnects, and is asked for a valid token.
@@ -77,6 +77,10 @@ impl Drop for Slot {
 }
 
 impl Hub {
+    /// Events read from the store at a time (filling a gap in the stream, catching a client
+    /// up): what bounds the memory a catch-up takes, however far behind it starts.
+    pub const PAGE: i64 = 500;
+
     /// `start` is the store's head when the process starts, read before any client can
     /// connect: the hub owes live clients everything after it, and catches up from it once
     /// subscribed, so nothing published while it subscribes is lost.
@@ -130,7 +134,7 @@ impl Hub {
         // of NATS or of this subscription); `broadcast` drops anything sent twice.
         let mut last = self.last.load(Ordering::Acquire);
         loop {
-            let missed = self.reader.after(last, 1000).await?;
+            let missed = self.reader.after(last, PAGE).await?;
             let Some(end) = missed.last().map(|e| e.position) else {
                 break;
             };
@@ -156,9 +160,12 @@ impl Hub {
                     let last = self.last.load(Ordering::Acquire);
                     if prev.is_some_and(|p| p > last) {
                         // We missed messages (a resubscription starts at the stream's end):
-                        // the store has them.
-                        for missed in self.reader.range(last, event.position - 1).await? {
-                            self.broadcast(Arc::new(missed));
+                        // the store has them, however many.
+                        let mut pages = self.reader.pages(None, last, event.position - 1, PAGE);
+                        while let Some(page) = pages.next().await? {
+                            for missed in page.events {
+                                self.broadcast(Arc::new(missed));
+                            }
                         }
                     }
                     self.broadcast(Arc::new(event));
@@ -266,7 +273,7 @@ impl Client {
         loop {
             let events = self
                 .reader
-                .of_types_after(self.topic.aggregate_types(), after, CATCH_UP_CHUNK)
+                .of_types_after(self.topic.aggregate_types(), after, PAGE)
                 .await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(());
