@@ -140,23 +140,24 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     records
 }
 
+/// Creates a task and returns its answer and the request id the server gave it (the events'
+/// correlation id).
 async fn create_task_with_request_id(
     app: &TestApp,
     user: &TestUser,
     title: &str,
-    request_id: &str,
-) -> Value {
+) -> (Value, String) {
     let res = app
         .client
         .post(app.url("/v1/tasks"))
         .bearer_auth(&user.access_token)
-        .header("X-Request-Id", request_id)
         .json(&json!({"queue": "audit", "title": title}))
         .send()
         .await
         .expect("request");
     assert_eq!(res.status(), 201);
-    res.json().await.expect("json")
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    (res.json().await.expect("json"), request_id)
 }
 
 #[tokio::test]
@@ -165,9 +166,8 @@ async fn filters_return_exactly_the_matching_events_in_position_order() {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let auditor = app.auditor().await;
-    let request_id = format!("audit-req-{}", Uuid::new_v4().simple());
     let a1 = app.create_task(&alice, "audit", "first", 1).await;
-    let corr = create_task_with_request_id(&app, &bob, "second", &request_id).await;
+    let (corr, request_id) = create_task_with_request_id(&app, &bob, "second").await;
     let task_id = a1["id"].as_str().expect("id").to_owned();
     let res = app
         .post(&alice, &format!("/v1/tasks/{task_id}/cancel"), &json!({}))

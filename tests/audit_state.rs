@@ -208,17 +208,27 @@ async fn the_causes_of_a_payout_lead_back_to_the_posters_approval() {
         )
         .await;
     assert_eq!(submit.status(), 200);
-    let request_id = format!("approve-{}", uuid::Uuid::new_v4().simple());
+    let client_request_id = format!("approve-{}", uuid::Uuid::new_v4().simple());
     let approve = app
         .client
         .post(app.url(&format!("/v1/bounties/{id}/approve")))
         .bearer_auth(&poster.access_token)
-        .header("X-Request-Id", &request_id)
+        .header("X-Request-Id", &client_request_id)
         .json(&json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(approve.status(), 200);
+    // The server's own id correlates; the client's is kept beside it (issue 23).
+    assert_eq!(
+        approve.headers()["x-client-request-id"],
+        client_request_id.as_str()
+    );
+    let request_id = approve.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(request_id, client_request_id);
     app.settle().await;
 
     let received: uuid::Uuid = sqlx::query_scalar(

@@ -38,7 +38,10 @@ async fn every_event_records_its_actor_request_correlation_and_causation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "req-abc-123");
+    // The server mints the request id that correlates; the client's is kept apart (issue 23).
+    assert_eq!(res.headers()["x-client-request-id"], "req-abc-123");
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(request_id, "req-abc-123");
     let (metadata, event_version, position, recorded): (Value, String, i64, bool) = sqlx::query_as(
         "SELECT metadata, event_version, position, recorded_at <= now() FROM events",
     )
@@ -46,8 +49,9 @@ async fn every_event_records_its_actor_request_correlation_and_causation() {
     .await
     .unwrap();
     assert_eq!(metadata["actor"], json!(alice.id.to_string()));
-    assert_eq!(metadata["request_id"], "req-abc-123");
-    assert_eq!(metadata["correlation_id"], "req-abc-123");
+    assert_eq!(metadata["request_id"], request_id.as_str());
+    assert_eq!(metadata["correlation_id"], request_id.as_str());
+    assert_eq!(metadata["client_request_id"], "req-abc-123");
     assert_eq!(metadata["causation_id"], metadata["command_id"]);
     assert_eq!(metadata["command"], "CreateTask");
     assert_eq!(event_version, "1");
@@ -256,5 +260,43 @@ async fn the_pool_closes_a_connection_past_its_lifetime_without_a_maintenance_ta
         backend().await,
         first,
         "closed when it came back past its lifetime"
+    );
+}
+
+/// A user cannot place events in another user's correlation chain by sending its id as their
+/// own `X-Request-Id` (issue 23): correlation ids are the server's.
+#[tokio::test]
+async fn a_client_chosen_request_id_never_joins_another_users_correlation_chain() {
+    let app = TestApp::spawn().await;
+    let (victim, forger) = (app.user("victim").await, app.user("forger").await);
+    let res = app
+        .post(
+            &victim,
+            "/v1/tasks",
+            &json!({"queue": "q", "title": "mine"}),
+        )
+        .await;
+    let chain = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let forged = app
+        .client
+        .post(app.url("/v1/tasks"))
+        .bearer_auth(&forger.access_token)
+        .header("X-Request-Id", &chain)
+        .json(&json!({"queue": "q", "title": "planted"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 201);
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT metadata ->> 'actor' FROM events WHERE metadata ->> 'correlation_id' = $1",
+    )
+    .bind(&chain)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        actors,
+        [victim.id.to_string()],
+        "the chain holds the victim's events only"
     );
 }

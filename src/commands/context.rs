@@ -13,6 +13,8 @@ use uuid::Uuid;
 pub struct CommandContext {
     pub actor: Actor,
     pub request_id: String,
+    /// The caller's own request id, kept apart from the server's (never a correlation).
+    pub client_request_id: Option<String>,
     /// Shared by everything one request set off, including saga follow-ups.
     pub correlation_id: String,
     /// The event that led to this command, when a process manager or scheduler issued it.
@@ -53,6 +55,7 @@ impl CommandContext {
         Self {
             actor,
             request_id: request_id.to_owned(),
+            client_request_id: None,
             correlation_id: request_id.to_owned(),
             causation_id: None,
             idempotency_key,
@@ -69,6 +72,7 @@ impl CommandContext {
         Self {
             actor: Actor::system(),
             request_id: id.clone(),
+            client_request_id: None,
             correlation_id: id,
             causation_id: Some(cause.to_owned()),
             idempotency_key: None,
@@ -88,6 +92,7 @@ impl CommandContext {
         Self {
             actor: Actor::system(),
             request_id: event.meta("request_id").unwrap_or_default().to_owned(),
+            client_request_id: None,
             correlation_id: correlation,
             causation_id: Some(event.event_id.to_string()),
             idempotency_key: None,
@@ -137,6 +142,9 @@ impl CommandContext {
         ]);
         if let Some(key) = &self.idempotency_key {
             m.insert("idempotency_key".to_owned(), key.clone());
+        }
+        if let Some(client) = &self.client_request_id {
+            m.insert("client_request_id".to_owned(), client.clone());
         }
         if let Some(claim) = &self.delivery {
             m.insert(delivery_keys::REFERENCE.to_owned(), claim.reference.clone());

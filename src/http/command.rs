@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::future::Future;
 
 use super::error::{problem_body, ApiError, ApiResult};
-use super::extract::{idempotency_key, request_id};
+use super::extract::{client_request_id, idempotency_key, request_id};
 use super::idempotency::{self, Begin};
 use super::limits::too_many;
 use crate::commands::{CommandContext, Committed};
@@ -71,6 +71,7 @@ where
         .map_err(too_many)?;
     let key = idempotency_key(req)?;
     let mut ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
+    ctx.client_request_id = client_request_id(req);
     let Some(key) = key else {
         return run(ctx).await.map(Answer::into_response);
     };

@@ -59,8 +59,15 @@ pub fn path_config() -> web::PathConfig {
 pub fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
+        .map(|r| r.id.clone())
         .unwrap_or_default()
+}
+
+/// The caller's own `X-Request-Id`, when it sent a sane one (never a correlation id).
+pub fn client_request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions()
+        .get::<RequestId>()
+        .and_then(|r| r.client.clone())
 }
 
 /// `Idempotency-Key`: 1–200 visible ASCII characters.

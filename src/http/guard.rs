@@ -205,7 +205,7 @@ pub async fn time_limit(
 /// Request headers a browser may send cross-origin, and answer headers it may read.
 const CORS_ALLOW_HEADERS: &str =
     "authorization, content-type, idempotency-key, x-min-position, last-event-id, x-request-id";
-const CORS_EXPOSE_HEADERS: &str = "x-request-id, retry-after, location";
+const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-client-request-id, retry-after, location";
 
 /// CORS for the origins in `http.cors_origins` only (exact matches, never a wildcard, never
 /// credentials: tokens travel in headers, not cookies). Other origins get no CORS headers, so

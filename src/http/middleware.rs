@@ -1,5 +1,7 @@
-//! Per-request plumbing: a request id (accepted from `X-Request-Id` when sane, else minted)
-//! that is echoed back, entered into the tracing span and recorded in event metadata; and the
+//! Per-request plumbing: a request id, minted here for every request, answered in
+//! `X-Request-Id`, entered into the tracing span and recorded in event metadata as the request
+//! and correlation id; the caller's own `X-Request-Id` (when sane) kept apart, echoed in
+//! `X-Client-Request-Id` and recorded as `client_request_id`; and the
 //! HTTP latency histogram by route pattern; and headers copied out of the connection's read
 //! buffer, so that the requests actix keeps for reuse do not keep those buffers.
 
@@ -13,10 +15,20 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
 
-/// The request's id, available to handlers through request extensions.
+/// The request's ids, available to handlers through request extensions.
+///
+/// Only the server's own id correlates events: a client-chosen one would let a user place
+/// events in another user's correlation chain, which auditors follow.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    /// Minted for this request, in time order (UUID version 7): the events' index on their
+    /// correlation id then grows at its end rather than in a random page (migration 0019).
+    pub id: String,
+    /// The caller's `X-Request-Id`, when it sent a sane one.
+    pub client: Option<String>,
+}
 
 fn sane(id: &str) -> bool {
     !id.is_empty()
@@ -31,21 +43,22 @@ pub async fn request_context(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     own_headers(&mut req);
-    let id = req
+    let client = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| sane(v))
-        .map(str::to_owned)
-        // In time order (UUID version 7): it becomes the events' correlation id, and their
-        // index on it then grows at its end rather than in a random page (migration 0019).
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+        .map(str::to_owned);
+    let id = Uuid::now_v7().to_string();
+    req.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        client: client.clone(),
+    });
     let method = req.method().to_string();
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("http", request_id = %id, %method, %route);
+    let span = tracing::info_span!("http", request_id = %id, client_request_id = client.as_deref().unwrap_or(""), %method, %route);
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -66,6 +79,9 @@ pub async fn request_context(
     let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(value) = client.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        res.headers_mut().insert(CLIENT_REQUEST_ID, value);
     }
     Ok(res)
 }
