@@ -84,7 +84,7 @@ async fn an_address_over_its_auth_rate_is_refused() {
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_throttle_the_account_whether_or_not_it_exists() {
+async fn repeated_failed_logins_throttle_the_account_from_that_address_whether_or_not_it_exists() {
     let app = app_with(|limits| {
         limits.login_failures_per_minute = 1;
         limits.login_failures_burst = 3;
@@ -96,12 +96,58 @@ async fn repeated_failed_logins_throttle_the_account_whether_or_not_it_exists() 
             assert_eq!(app.login(&email, "not the password").await.status(), 401);
         }
         assert_too_many(app.login(&email, "not the password").await).await;
-        // The right password is refused too while throttled: guessing cannot continue.
+        // The right password is refused too from this address: guessing cannot continue.
         assert_eq!(app.login(&email, &alice.password).await.status(), 429);
     }
     // Another account is not affected.
     let bob = app.user("bob").await;
     assert_eq!(app.login(&bob.email, &bob.password).await.status(), 200);
+}
+
+/// Login throttling cannot be turned against the owner (issue 23): a stranger's wrong
+/// passwords slow the stranger's address only, with waits that double; the owner signs in
+/// from their own address at once.
+#[tokio::test]
+async fn a_strangers_failed_logins_never_lock_out_the_owner_and_their_waits_double() {
+    let app = app_with(|limits| {
+        limits.login_failures_per_minute = 60;
+        limits.login_failures_burst = 3;
+    })
+    .await;
+    let owner = app.user("owner").await;
+    // The owner's own client comes from another loopback address than the attacker's.
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .expect("a client")
+    };
+    let (attacker, own) = (from(1), from(2));
+    let login = |client: &reqwest::Client, password: &str| {
+        client
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"email": owner.email, "password": password}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(login(&attacker, "guess").await.unwrap().status(), 401);
+    }
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let refused = login(&attacker, "guess").await.unwrap();
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        waits.push(wait);
+        // The owner is never kept out, however long the attacker waits.
+        assert_eq!(login(&own, &owner.password).await.unwrap().status(), 200);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        assert_eq!(login(&attacker, "guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(waits, [1, 2, 4], "each failure doubles the wait");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::login_throttle::LoginThrottle;
 use crate::config::LimitSettings;
 
 /// Keys one limiter remembers at most.
@@ -129,8 +130,8 @@ pub struct Limits {
     pub auth: Limiter<IpAddr>,
     /// Commands per user.
     pub commands: Limiter<Uuid>,
-    /// Failed logins per account (the lower-cased email): taken only when a login fails.
-    pub login_failures: Limiter<String>,
+    /// Failed logins per account (the lower-cased email) and address: growing waits.
+    pub login_failures: LoginThrottle,
     /// Places for requests being worked on; `None` without a limit.
     pub in_flight: Option<Admission>,
 }
@@ -141,10 +142,13 @@ impl Limits {
         Self {
             auth: Limiter::new(rate(settings.auth_per_minute, settings.auth_burst)),
             commands: Limiter::new(rate(settings.commands_per_minute, settings.commands_burst)),
-            login_failures: Limiter::new(rate(
-                settings.login_failures_per_minute,
-                settings.login_failures_burst,
-            )),
+            login_failures: LoginThrottle::new(
+                match settings.login_failures_per_minute {
+                    0 => 0,
+                    _ => settings.login_failures_burst,
+                },
+                Duration::from_secs(60) / settings.login_failures_per_minute.max(1),
+            ),
             in_flight: (max_in_flight > 0).then(|| Admission::new(max_in_flight, admission_wait)),
         }
     }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod guard;
 pub mod idempotency;
 pub mod limits;
+pub mod login_throttle;
 pub mod middleware;
 pub mod openapi;
 pub mod paging;

@@ -3,14 +3,16 @@
 //! Login answers a wrong password and an unknown email with the same 401 body, after the same
 //! amount of hashing work, so neither the answer nor its timing tells whether an account exists.
 //! Logout is authenticated by the refresh token it revokes, not by a bearer header: a client
-//! whose access token has lapsed must still be able to log out. An account (existing or not)
-//! with repeated failed logins is throttled: 429 until its failure budget recovers.
+//! whose access token has lapsed must still be able to log out. Repeated failed logins of one
+//! account (existing or not) from one address wait longer and longer (429 with Retry-After;
+//! see `http::login_throttle`); the owner signing in from elsewhere is not slowed.
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::net::{IpAddr, Ipv6Addr};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -108,6 +110,7 @@ async fn register(
         Unauthenticated, Forbidden, TooMany),
 )]
 async fn login(
+    req: HttpRequest,
     pool: web::Data<PgPool>,
     keys: web::Data<AuthKeys>,
     body: web::Json<LoginRequest>,
@@ -116,7 +119,10 @@ async fn login(
     let LoginRequest { email, password } = body.into_inner();
     let failures = &state.limits.login_failures;
     let account = email.trim().to_lowercase();
-    failures.check(&account).map_err(too_many)?;
+    let address = req
+        .peer_addr()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |peer| peer.ip());
+    failures.check(&account, address).map_err(too_many)?;
     let (user, hash) = match users::find_credentials(&pool, &email).await? {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
@@ -132,8 +138,7 @@ async fn login(
         }
         Some(user) if verified => user,
         _ => {
-            // Spent only on failure; at zero the account answers 429 for a while.
-            let _ = failures.take(&account);
+            failures.failed(&account, address);
             metrics::counter!("bountyline_auth_logins_total", "outcome" => "refused").increment(1);
             tracing::info!("login refused");
             return Err(ApiError::Unauthenticated(
@@ -141,6 +146,7 @@ async fn login(
             ));
         }
     };
+    failures.succeeded(&account, address);
     let refresh = refresh::issue(&pool, user.id, Uuid::new_v4(), keys.refresh_ttl()).await?;
     metrics::counter!("bountyline_auth_logins_total", "outcome" => "ok").increment(1);
     token_pair(&keys, &user, refresh)
