@@ -9,7 +9,6 @@ use common::{TestApp, TestUser};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::time::Instant;
-use uuid::Uuid;
 
 async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
     EventReader::new(app.pool.clone())
