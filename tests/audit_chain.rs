@@ -33,6 +33,7 @@ async fn with_history() -> TestApp {
     let work = app.create_task(&alice, "work", "to be done", 0).await;
     app.wait_for_projection("tasks", work["position"].as_i64().unwrap_or_default())
         .await;
+    app.may_work("work", &bob).await;
     let res = app.post(&bob, "/v1/queues/work/claim", &json!({})).await;
     assert_eq!(res.status(), 200, "claim");
     let id = work["id"].as_str().unwrap_or_default().to_owned();

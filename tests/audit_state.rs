@@ -38,6 +38,7 @@ async fn a_tasks_state_at_each_version_and_instant() {
         app.auditor().await,
     );
     let created = app.create_task(&alice, "audit", "look back", 1).await;
+    app.may_work("audit", &worker).await;
     let id = created["id"].as_str().unwrap().to_owned();
     app.settle().await;
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -225,6 +225,7 @@ async fn install_browser() {
 }
 
 async fn claim_and_complete(api: &TestApp, worker: &TestUser, queue: &str) {
+    api.may_work(queue, worker).await;
     let res = api
         .post(worker, &format!("/v1/queues/{queue}/claim"), &json!({}))
         .await;

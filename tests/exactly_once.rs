@@ -195,6 +195,7 @@ async fn a_claim_cut_after_its_commit_hands_out_the_same_task_and_leaves_the_nex
     let (creator, worker) = (app.user("creator").await, app.user("worker").await);
     let first = app.create_task(&creator, "claims", "first", 5).await["id"].clone();
     let second = app.create_task(&creator, "claims", "second", 1).await["id"].clone();
+    app.may_work("claims", &worker).await;
     let second = second.as_str().unwrap();
     app.settle().await;
     let retry =

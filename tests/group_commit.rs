@@ -160,6 +160,7 @@ async fn racing_http_commands_on_one_task_take_turns_beside_other_commands() {
     let created = app.create_task(&alice, "q", "contended", 0).await;
     app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
         .await;
+    app.may_work("q", &worker).await;
     let claim = app.post(&worker, "/v1/queues/q/claim", &json!({})).await;
     assert_eq!(claim.status(), 200);
     let id = created["id"].as_str().unwrap().to_owned();

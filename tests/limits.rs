@@ -161,6 +161,8 @@ async fn a_worker_cannot_hoard_more_leases_than_the_cap() {
     for i in 0..4 {
         app.create_task(&alice, "q", &format!("t{i}"), 0).await;
     }
+    app.may_work("q", &hoarder).await;
+    app.may_work("q", &other).await;
     app.settle().await;
     for _ in 0..2 {
         let res = app.post(&hoarder, "/v1/queues/q/claim", &json!({})).await;

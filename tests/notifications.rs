@@ -213,6 +213,7 @@ async fn a_dead_lettered_task_notifies_its_creator_not_its_worker() {
         assert_eq!(res.status(), 201);
         let task: Value = res.json().await.expect("json");
         app.settle().await;
+        app.may_work("mail", &bob).await;
         let res = app.post(&bob, "/v1/queues/mail/claim", &json!({})).await;
         assert_eq!(res.status(), 200);
         let id = task["id"].as_str().expect("task id");

@@ -735,6 +735,7 @@ async fn ok(res: reqwest::Response) {
 
 /// Claims the best task of `queue` for `worker`; the read model must already show it.
 async fn claim(app: &TestApp, worker: &TestUser, queue: &str, lease_seconds: i64) -> Value {
+    app.may_work(queue, worker).await;
     let res = app
         .post(
             worker,

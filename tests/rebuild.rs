@@ -19,6 +19,7 @@ async fn mixed_workload(app: &TestApp, users: &[TestUser]) {
         app.create_task(poster, "mixed", &format!("t{i}"), i % 3)
             .await;
     }
+    app.may_work("mixed", worker).await;
     app.settle().await;
     let claim: Value = app
         .post(worker, "/v1/queues/mixed/claim", &json!({}))

@@ -106,6 +106,7 @@ async fn a_client_that_reconnects_from_zero_gets_the_whole_history() {
         let (alice, bob) = (app.user("alice").await, app.user("bob").await);
         create_tasks(&app, &alice, 4).await;
         app.settle().await;
+        app.may_work("history", &bob).await;
         let claimed = app.post(&bob, "/v1/queues/history/claim", &json!({})).await;
         assert_eq!(claimed.status(), 200);
         let claimed: Value = claimed.json().await.expect("json");
@@ -231,6 +232,7 @@ async fn the_queues_topic_reports_status_changes() {
             .await;
         app.wait_for_projection("tasks", created["position"].as_i64().expect("position"))
             .await;
+        app.may_work("mail", &bob).await;
         let res = app.post(&bob, "/v1/queues/mail/claim", &json!({})).await;
         assert_eq!(res.status(), 200);
 

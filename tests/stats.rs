@@ -26,6 +26,7 @@ async fn stats(app: &TestApp, user: &TestUser) -> Value {
 /// Creates a task in `queue`, claims it and completes it.
 async fn complete_one(app: &TestApp, creator: &TestUser, worker: &TestUser, queue: &str) {
     app.create_task(creator, queue, "done soon", 0).await;
+    app.may_work(queue, worker).await;
     app.settle().await;
     let claimed = app
         .post(worker, &format!("/v1/queues/{queue}/claim"), &json!({}))

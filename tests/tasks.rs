@@ -22,6 +22,7 @@ async fn a_task_goes_from_queued_to_claimed_to_completed() {
     let app = TestApp::spawn().await;
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let created = app.create_task(&alice, "emails", "send welcome", 5).await;
+    app.may_work("emails", &worker).await;
     let id = created["id"].as_str().unwrap();
     assert_eq!(created["version"], 1);
     let position = created["position"].as_i64().unwrap();
@@ -73,6 +74,7 @@ async fn claims_take_the_highest_priority_then_the_oldest_task() {
     let low = app.create_task(&alice, "q", "low", 1).await;
     let high_old = app.create_task(&alice, "q", "high old", 7).await;
     let high_new = app.create_task(&alice, "q", "high new", 7).await;
+    app.may_work("q", &worker).await;
     app.wait_for_projection("tasks", high_new["position"].as_i64().unwrap())
         .await;
     let mut order = Vec::new();
@@ -111,7 +113,9 @@ async fn fifty_concurrent_claims_give_each_task_to_exactly_one_worker() {
     app.wait_for_projection("tasks", last).await;
     let mut workers = Vec::new();
     for i in 0..50 {
-        workers.push(app.user(&format!("w{i}")).await);
+        let worker = app.user(&format!("w{i}")).await;
+        app.may_work("race", &worker).await;
+        workers.push(worker);
     }
     let claims = futures::future::join_all(workers.iter().map(|w| async {
         let res = app
@@ -151,6 +155,7 @@ async fn racing_commands_on_one_task_conflict_cleanly_and_leave_no_gaps() {
     let app = TestApp::spawn().await;
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let created = app.create_task(&alice, "q", "contended", 0).await;
+    app.may_work("q", &worker).await;
     app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
         .await;
     assert_eq!(
@@ -204,6 +209,7 @@ async fn failures_requeue_until_attempts_run_out_then_dead_letter() {
         )
         .await;
     let created: Value = res.json().await.unwrap();
+    app.may_work("q", &worker).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let mut position = created["position"].as_i64().unwrap();
     for expected in ["queued", "dead_lettered"] {
@@ -235,6 +241,7 @@ async fn an_expired_lease_returns_the_task_to_its_queue() {
     let app = TestApp::spawn().await;
     let (alice, worker) = (app.user("alice").await, app.user("worker").await);
     let created = app.create_task(&alice, "q", "slow", 0).await;
+    app.may_work("q", &worker).await;
     let id = created["id"].as_str().unwrap().to_owned();
     app.wait_for_projection("tasks", created["position"].as_i64().unwrap())
         .await;
@@ -624,6 +631,7 @@ async fn a_claim_with_x_min_position_waits_for_the_queue_to_show_that_task() {
     let api = TestApp::spawn_with(settings.clone(), bountyline::startup::Parts::API).await;
     let (creator, worker) = (api.user("creator").await, api.user("worker").await);
     let task = api.create_task(&creator, "ryw", "resize", 0).await;
+    api.may_work("ryw", &worker).await;
     let claim = api
         .client
         .post(api.url("/v1/queues/ryw/claim"))

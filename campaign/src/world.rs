@@ -14,6 +14,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub const CURRENCY: &str = "USD";
+/// The queues the clients post to and claim from.
+const QUEUES: [&str; 2] = ["alpha", "beta"];
 /// Leases the clients take; some run out (a client that never completes), which the workers'
 /// lease-expiry scheduler must turn back into queued tasks.
 pub const LEASE_SECONDS: u64 = 20;
@@ -134,6 +136,35 @@ impl World {
                 .ok_or_else(|| anyhow::anyhow!("no token: {login}"))?
                 .to_owned();
             self.users.push(User { id, token });
+        }
+        self.share_queues().await
+    }
+
+    /// Every client works every queue: the first posts a task to each (making it theirs) and
+    /// grants it to the others.
+    async fn share_queues(&self) -> anyhow::Result<()> {
+        let base = &self.apis[0];
+        let Some((owner, others)) = self.users.split_first() else {
+            return Ok(());
+        };
+        for queue in QUEUES {
+            let res = self
+                .client
+                .post(format!("{base}/v1/tasks"))
+                .bearer_auth(&owner.token)
+                .json(&json!({"queue": queue, "title": "opens the queue"}))
+                .send()
+                .await?;
+            anyhow::ensure!(res.status().is_success(), "open {queue}: {}", res.status());
+            for worker in others {
+                let res = self
+                    .client
+                    .put(format!("{base}/v1/queues/{queue}/workers/{}", worker.id))
+                    .bearer_auth(&owner.token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(res.status().is_success(), "grant {queue}: {}", res.status());
+            }
         }
         Ok(())
     }
@@ -323,7 +354,7 @@ impl World {
                 }
             }
             62..=75 => {
-                let queue = ["alpha", "beta"].choose(rng).expect("a queue");
+                let queue = QUEUES.choose(rng).expect("a queue");
                 let body =
                     json!({"queue": queue, "title": format!("task {me}-{n}"), "max_attempts": 2});
                 self.record(
@@ -333,7 +364,7 @@ impl World {
                 .await;
             }
             76..=85 => {
-                let queue = ["alpha", "beta"].choose(rng).expect("a queue");
+                let queue = QUEUES.choose(rng).expect("a queue");
                 let path = format!("/v1/queues/{queue}/claim");
                 let body = json!({"lease_seconds": LEASE_SECONDS});
                 if let Outcome::Ok(200, answer) = self

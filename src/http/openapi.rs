@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::Problem;
 use super::routes::{
     admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, me,
-    notifications, ops, payments, stats, streams, tasks, wallets, webhooks,
+    notifications, ops, payments, queues, stats, streams, tasks, wallets, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -42,6 +42,7 @@ use super::routes::{
         dashboard::page, dashboard::page_slash, dashboard::file,
         stats::stats,
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
+        queues::grant, queues::revoke,
         me::me, me::grant_role, me::remove_role, me::disable, me::enable, me::revoke_sessions,
         admin::parked_events, admin::flows,
         tasks::create, tasks::list, tasks::get, tasks::heartbeat, tasks::complete, tasks::fail,

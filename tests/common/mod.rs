@@ -279,6 +279,33 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// `owner` (the member who first posted to `queue`) grants `worker` the queue: they may
+    /// claim from it.
+    pub async fn grant_queue(&self, owner: &TestUser, queue: &str, worker: &TestUser) {
+        let res = self
+            .client
+            .put(self.url(&format!("/v1/queues/{queue}/workers/{}", worker.id)))
+            .bearer_auth(&owner.access_token)
+            .send()
+            .await
+            .expect("grant a queue");
+        assert_eq!(res.status(), 204, "grant {queue} to {}", worker.email);
+    }
+
+    /// `worker` may claim from `queue` (which a posted task made): granted in the database, as
+    /// `auditor()` grants its role, for tests about something else than queue access.
+    pub async fn may_work(&self, queue: &str, worker: &TestUser) {
+        sqlx::query(
+            "INSERT INTO queue_workers (queue, user_id, granted_by) \
+             SELECT name, $2, owner FROM queues WHERE name = $1 ON CONFLICT DO NOTHING",
+        )
+        .bind(queue)
+        .bind(worker.id)
+        .execute(&self.pool)
+        .await
+        .expect("grant a queue");
+    }
+
     /// Waits until `projection` has applied `position`.
     pub async fn wait_for_projection(&self, projection: &str, position: i64) {
         let pool = self.pool.clone();

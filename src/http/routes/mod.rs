@@ -12,6 +12,7 @@ pub mod me;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
+pub mod queues;
 pub mod stats;
 pub mod streams;
 pub mod tasks;
@@ -28,6 +29,7 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(audit_events::config)
         .configure(audit_state::config)
         .configure(tasks::config)
+        .configure(queues::config)
         .configure(bounties::config)
         .configure(wallets::config)
         .configure(payments::config)

@@ -107,8 +107,10 @@ async fn create(
     let body = body.into_inner();
     let (bus, request) = (state.commands.clone(), body.clone());
     let creator = actor.clone();
+    let pool = state.pool.clone();
     execute(&state, &req, &actor, &body, |ctx| async move {
         let create = request.into_command(creator, ctx.mint("task"))?;
+        super::queues::register(&pool, &create.queue, create.actor.user_id).await?;
         let id = create.task_id;
         let committed = bus.task(id, TaskCommand::Create(create), &ctx).await?;
         Answer::committed(&committed)
@@ -154,7 +156,7 @@ struct ClaimedTask {
     responses(
         (status = 200, description = "The claimed task and its lease", body = ClaimedTask),
         (status = 204, description = "No task waits in this queue"),
-        Command, RawJsonBody,
+        Command, RawJsonBody, Forbidden,
     ),
     security(("bearer" = [])),
 )]
@@ -176,6 +178,7 @@ async fn claim(
         1,
         3600,
     )?;
+    super::queues::may_claim(&state.pool, &queue, &actor).await?;
     let cap = i64::from(state.settings.limits.leases_per_worker);
     if cap > 0 && query::leases_held(&state.pool, actor.user_id).await? >= cap {
         return Err(ApiError::Conflict {
