@@ -43,10 +43,6 @@ impl<K: Hash + Eq, V: Clone> Kept<K, V> {
         self.lock().remove(key);
     }
 
-    pub fn forget_all(&self) {
-        self.lock().clear();
-    }
-
     /// Forgets every entry whose value `matches`.
     pub fn forget_where(&self, matches: impl Fn(&V) -> bool) {
         self.lock().retain(|_, (_, value)| !matches(value));
