@@ -156,13 +156,25 @@ async fn count(app: &TestApp, sql: &str, bind: &str) -> i64 {
         .expect("count")
 }
 
+const WITHDRAWALS: &str = "/v1/wallets/me/withdrawals";
+
+/// A member with 1,000 USD in their wallet.
+async fn saver(app: &TestApp) -> TestUser {
+    let user = app.user("saver").await;
+    app.deposit(&user, 1_000, "USD").await;
+    user
+}
+
+/// A withdrawal of 100 USD.
+fn hundred() -> Value {
+    json!({"amount": 100, "currency": "USD"})
+}
+
 #[tokio::test]
 async fn a_withdrawal_cut_after_its_commit_is_requested_once_and_its_retry_is_told_so() {
     let (app, proxy) = behind_proxy().await;
-    let user = app.user("saver").await;
-    app.deposit(&user, 1_000, "USD").await;
-    let body = json!({"amount": 100, "currency": "USD"});
-    let retry = cut_after_commit(&app, &proxy, &user, "/v1/wallets/me/withdrawals", &body).await;
+    let user = saver(&app).await;
+    let retry = cut_after_commit(&app, &proxy, &user, WITHDRAWALS, &hundred()).await;
     assert_eq!(retry.status, 201, "a recovered 201 stays 201");
     app.settle().await;
     assert_eq!(app.usd(&user).await, (900, 100), "held once, not twice");
@@ -365,11 +377,8 @@ async fn a_deposit_webhook_cut_after_its_commit_deposits_once_and_its_retry_name
 #[tokio::test]
 async fn a_withdrawal_cut_before_its_statement_reached_postgres_is_requested_once_on_retry() {
     let (app, proxy) = behind_proxy().await;
-    let user = app.user("saver").await;
-    app.deposit(&user, 1_000, "USD").await;
-    let key = format!("k-{}", Uuid::new_v4());
-    let body = json!({"amount": 100, "currency": "USD"});
-    let path = "/v1/wallets/me/withdrawals";
+    let user = saver(&app).await;
+    let (key, body, path) = (format!("k-{}", Uuid::new_v4()), hundred(), WITHDRAWALS);
     proxy.arm(Rule::before_sending(APPLICATION_NAME, APPEND));
     let first = send(&app, &user, path, &body, &key).await;
     assert_outcome_unknown(&first);
@@ -386,11 +395,8 @@ async fn a_withdrawal_cut_before_its_statement_reached_postgres_is_requested_onc
 #[tokio::test]
 async fn a_group_whose_answer_never_comes_is_unknown_and_later_commands_still_commit() {
     let (app, proxy) = behind_proxy().await;
-    let user = app.user("saver").await;
-    app.deposit(&user, 1_000, "USD").await;
-    let key = format!("k-{}", Uuid::new_v4());
-    let body = json!({"amount": 100, "currency": "USD"});
-    let path = "/v1/wallets/me/withdrawals";
+    let user = saver(&app).await;
+    let (key, body, path) = (format!("k-{}", Uuid::new_v4()), hundred(), WITHDRAWALS);
     proxy.arm(Rule::stall(APPLICATION_NAME, APPEND));
     let started = Instant::now();
     let first = send(&app, &user, path, &body, &key).await;
