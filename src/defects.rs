@@ -15,6 +15,10 @@ pub enum Defect {
     ForgetUnknownOutcomes,
     /// A command is answered with the position before its last event's.
     AnswerAnotherPosition,
+    /// A group commit is answered as soon as it is committed, before the WAL is flushed past
+    /// it (its commit is asynchronous, docs/adr/0005): a crash of Postgres loses what was
+    /// acknowledged.
+    AnswerBeforeFlush,
 }
 
 impl Defect {
@@ -23,6 +27,7 @@ impl Defect {
         match self {
             Defect::ForgetUnknownOutcomes => "forget-unknown-outcomes",
             Defect::AnswerAnotherPosition => "answer-another-position",
+            Defect::AnswerBeforeFlush => "answer-before-flush",
         }
     }
 }

@@ -9,6 +9,7 @@ use bountyline::nats::Names;
 use bountyline::relay::{Relay, RELAY_LOCK};
 use bountyline::startup::Parts;
 use bountyline_projections::wire::{HEADER_MSG_ID, HEADER_POSITION};
+use bountyline_wire::{Cut, Proxy, Rule};
 use common::*;
 use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -227,6 +228,99 @@ async fn a_deposed_relay_neither_publishes_what_it_read_nor_stores_what_it_publi
     .await;
 }
 
+/// What the relay hands JetStream survives a crash of Postgres. An event can be committed and
+/// not yet durable: the committer commits its groups asynchronously and answers them once the
+/// WAL is flushed past them (docs/adr/0005). The relay publishes such an event only once the
+/// WAL is flushed past it, so a crash right after the publish cannot take away an event that
+/// the projections and the SSE clients already have (and hand its position to another).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_publishes_only_what_survives_a_crash_of_postgres() {
+    within(async {
+        // The WAL writer flushes asynchronous commits only every 10 s: what no statement
+        // flushes stays in Postgres's memory until then, and a crash loses it.
+        let pg = PrivatePostgres::start(&["wal_writer_delay=10000ms"]);
+        let db = pg.fresh_database().await;
+        let nats_url = std::env::var("NATS_URL").expect("NATS_URL (run scripts/test)");
+        let app = TestApp::spawn_with(test_settings(&db, &nats_url), Parts::API).await;
+        let (js, names) = (app.jetstream().await, Names::new(&app.settings.nats_prefix));
+        let stream = names.stream();
+        store(&app.pool, 3).await;
+
+        // The relay reaches Postgres through the fault proxy, which will keep it from storing
+        // its checkpoint: that synchronous commit would flush the WAL past what it published.
+        let wire = Proxy::start(([127, 0, 0, 1], pg.port).into())
+            .await
+            .expect("the fault proxy");
+        let via_wire = db.replacen(
+            &format!(":{}/", pg.port),
+            &format!(":{}/", wire.address().port()),
+            1,
+        );
+        let relay = Relay {
+            pool: PgPool::connect(&via_wire).await.expect("connect"),
+            database_url: via_wire,
+            js: js.clone(),
+            names: names.clone(),
+            batch: 100,
+            idle_poll: Duration::from_millis(50),
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let relaying = tokio::spawn(relay.run(stopped));
+        app.wait_for_relay(app.head().await, Duration::from_secs(30))
+            .await;
+        wire.arm(Rule {
+            application: None,
+            statement: "UPDATE relay_checkpoints".into(),
+            cut: Cut::BeforeSending,
+            times: usize::MAX,
+        });
+
+        // A group committed and not yet flushed, as the committer leaves it until its flusher
+        // is answered.
+        let mut committer = PgConnection::connect(&db).await.expect("connect");
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut committer)
+            .await
+            .expect("commit asynchronously");
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) \
+             VALUES ('Probe', gen_random_uuid()::text, 1, 'ProbeStored', '1', '{}', '{}')",
+        )
+        .execute(&mut committer)
+        .await
+        .expect("store an event");
+        wait_until(
+            Duration::from_secs(30),
+            "the relay to publish it",
+            || async { messages(&js, &stream).await == 4 && wire.fired() > 0 },
+        )
+        .await;
+        pg.stop("immediate");
+        pg.start_again();
+        stop.send(true).expect("stop the relay");
+        let _ = relaying.await.expect("relay task");
+
+        let stored: HashSet<(Uuid, i64)> = sqlx::query_as("SELECT event_id, position FROM events")
+            .fetch_all(&PgPool::connect(&db).await.expect("connect after the crash"))
+            .await
+            .expect("stored events")
+            .into_iter()
+            .collect();
+        let lost: Vec<_> = published(&js, &stream)
+            .await
+            .into_iter()
+            .filter(|event| !stored.contains(event))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "the stream holds events the store lost in the crash: {lost:?}"
+        );
+        app.shutdown.trigger().await;
+    })
+    .await;
+}
+
 /// Whether a statement starting with `statement` waits for a lock in this database.
 async fn waits_on(pool: &PgPool, statement: &str) -> bool {
     sqlx::query_scalar(
@@ -327,6 +421,21 @@ async fn assert_stream_holds_every_event_once_in_order(
             .fetch_all(pool)
             .await
             .expect("stored events");
+    let published = published(js, stream).await;
+    let distinct: HashSet<Uuid> = published.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        distinct.len(),
+        published.len(),
+        "an event is in the stream twice"
+    );
+    assert_eq!(
+        published, stored,
+        "the stream is not the store, once each, in position order"
+    );
+}
+
+/// The event id and position of each message in the stream, in the stream's order.
+async fn published(js: &jetstream::Context, stream: &str) -> Vec<(Uuid, i64)> {
     let stream = js.get_stream(stream).await.expect("stream");
     let state = stream.get_info().await.expect("stream info").state;
     let mut published = Vec::with_capacity(state.messages as usize);
@@ -345,14 +454,5 @@ async fn assert_stream_holds_every_event_once_in_order(
             published.push((id, position));
         }
     }
-    let distinct: HashSet<Uuid> = published.iter().map(|(id, _)| *id).collect();
-    assert_eq!(
-        distinct.len(),
-        published.len(),
-        "an event is in the stream twice"
-    );
-    assert_eq!(
-        published, stored,
-        "the stream is not the store, once each, in position order"
-    );
+    published
 }

@@ -51,7 +51,9 @@ const SELECT_EVENTS: &str = "SELECT position, event_id, aggregate_type, aggregat
      event_type, event_version, payload, metadata, recorded_at FROM events";
 
 /// Reads the event store in global position order. Every read is bounded: a range is read a
-/// page at a time ([`EventReader::pages`]), so memory stays bounded however long it is.
+/// page at a time ([`EventReader::pages`]), so memory stays bounded however long it is. Every
+/// read that returns events returns only once they are durable ([`crate::flushed`]), so that
+/// whatever a reader hands on survives a crash of Postgres.
 #[derive(Clone)]
 pub struct EventReader {
     pool: PgPool,
@@ -82,7 +84,7 @@ impl EventReader {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(self.noted(events))
+        self.noted(events).await
     }
 
     /// Up to `limit` events of the given aggregate types (every type for `None`) after
@@ -106,7 +108,7 @@ impl EventReader {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(self.noted(events))
+        self.noted(events).await
     }
 
     /// The events of the given aggregate types (every type for `None`) in `(after, up_to]`,
@@ -156,20 +158,26 @@ impl EventReader {
                 .await?
             }
         };
-        Ok(self.noted(events))
+        self.noted(events).await
     }
 
-    /// `events`, their number noted in [`EventReader::most_read`].
-    fn noted(&self, events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    /// `events` once they are durable, their number noted in [`EventReader::most_read`].
+    async fn noted(&self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, sqlx::Error> {
         self.most_read.fetch_max(events.len(), Ordering::Relaxed);
-        events
+        if !events.is_empty() {
+            crate::flushed::settle(&self.pool).await?;
+        }
+        Ok(events)
     }
 
-    /// The highest committed position (0 for an empty store).
+    /// The highest committed position (0 for an empty store), once it is durable: a reader
+    /// that starts after it never skips an event drawn at a position lost in a crash.
     pub async fn head(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+        let head = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(&self.pool)
-            .await
+            .await?;
+        crate::flushed::settle(&self.pool).await?;
+        Ok(head)
     }
 }
 

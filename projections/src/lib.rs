@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod bounties;
 pub mod checkpoint;
 pub mod event;
+pub mod flushed;
 pub mod notifications;
 pub mod payments;
 pub mod projection;

@@ -115,5 +115,7 @@ pub async fn causes(pool: &PgPool, event_id: Uuid) -> Result<Vec<CauseLink>, Aud
             None => break,
         }
     }
+    // Only what survives a crash of Postgres leaves it (docs/adr/0005).
+    bountyline_projections::flushed::settle(pool).await?;
     Ok(chain)
 }

@@ -176,14 +176,17 @@ fn describe(row: LinkRow) -> BrokenLink {
 
 /// The newest event of every stream, ordered by stream.
 pub async fn heads(pool: &PgPool) -> Result<Vec<Head>, sqlx::Error> {
-    sqlx::query_as(
+    let heads = sqlx::query_as(
         "SELECT DISTINCT ON (aggregate_type, aggregate_id) \
                 aggregate_type, aggregate_id, sequence, encode(hash, 'hex') AS hash \
            FROM events \
           ORDER BY aggregate_type, aggregate_id, sequence DESC",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    // Only what survives a crash of Postgres leaves it (docs/adr/0005).
+    bountyline_projections::flushed::settle(pool).await?;
+    Ok(heads)
 }
 
 #[derive(sqlx::FromRow)]

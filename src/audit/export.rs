@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use bountyline_projections::StoredEvent;
+use bountyline_projections::{flushed, StoredEvent};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -105,7 +105,12 @@ async fn fetch(
     let mut qb = QueryBuilder::<Postgres>::new(COLUMNS);
     filter.push_where(&mut qb, after, up_to);
     qb.push(" ORDER BY position LIMIT ").push_bind(limit);
-    qb.build_query_as::<StoredEvent>().fetch_all(pool).await
+    let events = qb.build_query_as::<StoredEvent>().fetch_all(pool).await?;
+    if !events.is_empty() {
+        // Only what survives a crash of Postgres leaves it (docs/adr/0005).
+        flushed::settle(pool).await?;
+    }
+    Ok(events)
 }
 
 /// Up to `limit` matching events after the filter's `after` cursor, in position order.
@@ -132,9 +137,11 @@ pub async fn count(
 /// ends even while events keep arriving (positions are commit-ordered, so nothing below it can
 /// still appear).
 pub async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+    let head = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
         .fetch_one(pool)
-        .await
+        .await?;
+    flushed::settle(pool).await?;
+    Ok(head)
 }
 
 /// Every match in `(filter.after, up_to]`, one keyset page (of up to [`STREAM_BATCH`]) at a

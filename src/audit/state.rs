@@ -138,6 +138,8 @@ pub async fn state_at(
             "{aggregate_type} {id} did not exist yet at that time"
         )));
     };
+    // Only what survives a crash of Postgres leaves it (docs/adr/0005).
+    bountyline_projections::flushed::settle(pool).await?;
     let (version, as_of) = (tail.sequence, tail.recorded_at);
     let state = match aggregate_type {
         "Task" => fold::<Task>(&events)?,

@@ -1,13 +1,19 @@
 //! The committer: one task per process that turns the appends of concurrent commands into
 //! group commits. Commands queue their events and wait for an answer; the committer takes
-//! everything queued (up to a cap) into one transaction, so that one fsync acknowledges the
-//! whole group. While it commits, the next group gathers in the queue.
+//! everything queued (up to a cap) into one transaction.
+//!
+//! The transaction commits asynchronously, so that the append lock every append in the cluster
+//! takes is released as soon as the group's commit record is written, not after the WAL's
+//! flush (docs/adr/0005). The group then goes to the flusher, which answers it once the WAL is
+//! flushed past it: acknowledged still means durable, but the committer is already appending
+//! the next group, and one flush serves every group committed before it, in this process and
+//! in any other.
 //!
 //! A failed append is one of two things, and the command's caller must be told which
 //! ([`Outcome`]): refused before anything was sent or by the database itself (nothing is
 //! stored, running it again is safe), or lost after the group was sent (it may have
 //! committed: only the store can say). The second is what a connection cut after the commit
-//! looks like, and it is never reported as the first.
+//! looks like, and a flush that never answered, and it is never reported as the first.
 
 use super::group::{self, Verdict};
 use super::Receipt;
@@ -32,8 +38,12 @@ const STATEMENT_TIMEOUT: &str = "10s";
 /// (a silent partition or a half-open connection would otherwise stall every append of the
 /// process) and the group's outcome is unknown.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Groups committed and waiting for their flush; beyond it the committer waits to hand one on.
+const IN_FLIGHT: usize = 64;
 /// How the committer's connection names itself to Postgres (`pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "bountyline-committer";
+/// How the flusher's connection names itself to Postgres.
+pub const FLUSHER_NAME: &str = "bountyline-flusher";
 
 struct Append {
     events: Vec<SerializedEvent>,
@@ -46,17 +56,22 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer. It appends on a connection of its own, made with the pool's
-    /// options, so that it never queues behind the commands it is to answer; it ends when the
-    /// last handle is dropped.
-    /// Each committed group's last position is raised on `appended`.
+    /// Starts the committer and its flusher. Each has a connection of its own, made with the
+    /// pool's options, so that neither queues behind the commands it is to answer; the
+    /// committer's commits asynchronously. They end when the last handle is dropped.
+    /// Each durable group's last position is raised on `appended`.
     pub(super) fn start(pool: &PgPool, appended: Signal) -> Self {
         let (queue, appends) = mpsc::channel(QUEUE);
-        let options = (*pool.connect_options())
-            .clone()
-            .application_name(APPLICATION_NAME)
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
-        tokio::spawn(run(Arc::new(options), appends, appended));
+        let (flushes, committed) = mpsc::channel(IN_FLIGHT);
+        let options = |name| {
+            (*pool.connect_options())
+                .clone()
+                .application_name(name)
+                .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        };
+        let committer = options(APPLICATION_NAME).options([("synchronous_commit", "off")]);
+        tokio::spawn(run(Arc::new(committer), appends, Flushes(flushes)));
+        tokio::spawn(flush(options(FLUSHER_NAME), committed, appended));
         Self { queue }
     }
 
@@ -80,36 +95,62 @@ impl Committer {
             .await
             .map_err(|_| stopped(Outcome::Unknown).to_persistence())?;
         // What the command waited for its append: the group before its own, its own group's
-        // statement and commit, and the append lock while another process held it.
+        // statement, the append lock while another process held it, and the flush.
         metrics::histogram!("bountyline_append_wait_seconds")
             .record(queued.elapsed().as_secs_f64());
         outcome
     }
 }
 
-async fn run(options: Arc<PgConnectOptions>, mut queue: mpsc::Receiver<Append>, appended: Signal) {
+/// A committed group on its way to the flusher, which answers it.
+struct Committed {
+    appends: Vec<Append>,
+    verdicts: Vec<Verdict>,
+}
+
+/// The committer's way to the flusher.
+struct Flushes(mpsc::Sender<Committed>);
+
+impl Flushes {
+    /// Hands a committed group on to be answered once it is durable.
+    async fn send(&self, appends: Vec<Append>, verdicts: Vec<Verdict>) {
+        if defects::on(Defect::AnswerBeforeFlush) {
+            return answer(appends, verdicts);
+        }
+        if let Err(mpsc::error::SendError(group)) =
+            self.0.send(Committed { appends, verdicts }).await
+        {
+            // The flusher stopped: nothing will say whether the group reached the disk.
+            let stopped = AppendError::new(Outcome::Unknown, sqlx::Error::WorkerCrashed);
+            fail(group.appends, stopped);
+        }
+    }
+}
+
+async fn run(options: Arc<PgConnectOptions>, mut queue: mpsc::Receiver<Append>, flushes: Flushes) {
     let mut conn = None;
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let group = std::mem::take(&mut group);
-        let Some(refused) = commit(&options, &mut conn, group, &appended).await else {
+        let Some(refused) = commit(&options, &mut conn, group, &flushes).await else {
             continue;
         };
         // The database refused the group, maybe for one command's events alone (a value it
         // cannot store): each is tried on its own, so that only such a command fails.
         for append in refused {
-            commit(&options, &mut conn, vec![append], &appended).await;
+            commit(&options, &mut conn, vec![append], &flushes).await;
         }
     }
 }
 
-/// Commits one group and answers its commands. A group of several that the database refused
-/// before its commit comes back untouched and unanswered, to be retried command by command.
+/// Commits one group and hands it on to the flusher, or answers its commands with the error.
+/// A group of several that the database refused before its commit comes back untouched and
+/// unanswered, to be retried command by command.
 async fn commit(
     options: &PgConnectOptions,
     conn: &mut Option<PgConnection>,
     appends: Vec<Append>,
-    appended: &Signal,
+    flushes: &Flushes,
 ) -> Option<Vec<Append>> {
     let connection = match conn {
         Some(connection) => connection,
@@ -129,26 +170,12 @@ async fn commit(
     let commands: Vec<&[SerializedEvent]> = appends.iter().map(|a| a.events.as_slice()).collect();
     let result = tokio::time::timeout(ANSWER_TIMEOUT, group::commit(connection, &commands))
         .await
-        .unwrap_or_else(|_| {
-            Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer to the group commit in time",
-            )))
-        });
+        .unwrap_or_else(|_| Err(timed_out("no answer to the group commit in time")));
     metrics::histogram!("bountyline_append_group_commands").record(appends.len() as f64);
     metrics::histogram!("bountyline_append_commit_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(verdicts) => {
-            let head = verdicts.iter().filter_map(|verdict| match verdict {
-                Verdict::Appended { position } => Some(*position),
-                Verdict::Conflict | Verdict::Repeat => None,
-            });
-            if let Some(head) = head.max() {
-                appended.raise(head);
-            }
-            answer(appends, verdicts);
-        }
+        Ok(verdicts) => flushes.send(appends, verdicts).await,
         // The database refused the statement: nothing of the group is stored.
         Err(error @ sqlx::Error::Database(_)) => {
             if appends.len() > 1 {
@@ -160,17 +187,78 @@ async fn commit(
         // sense: the group may have committed. The next group makes a new connection.
         Err(error) => {
             *conn = None;
-            metrics::counter!("bountyline_append_outcome_unknown_total")
-                .increment(appends.len() as u64);
-            tracing::warn!(%error, commands = appends.len(), "a group commit's outcome is unknown");
-            let outcome = match defects::on(Defect::ForgetUnknownOutcomes) {
-                true => Outcome::NotApplied,
-                false => Outcome::Unknown,
-            };
-            fail(appends, AppendError::new(outcome, error));
+            unknown(appends, error, "a group commit's outcome is unknown");
         }
     }
     None
+}
+
+/// The flusher: answers committed groups once the WAL is flushed past them. Each round takes
+/// every group committed so far and settles the WAL once for all of them (a statement sent
+/// after their commits returned, so flushed past them); while it waits, the next groups gather.
+async fn flush(
+    options: PgConnectOptions,
+    mut committed: mpsc::Receiver<Committed>,
+    appended: Signal,
+) {
+    let mut conn: Option<PgConnection> = None;
+    let mut groups = Vec::with_capacity(IN_FLIGHT);
+    while committed.recv_many(&mut groups, IN_FLIGHT).await > 0 {
+        let started = Instant::now();
+        let settled = tokio::time::timeout(ANSWER_TIMEOUT, async {
+            let connection = match &mut conn {
+                Some(connection) => connection,
+                None => conn.insert(options.connect().await?),
+            };
+            bountyline_projections::flushed::settle(connection).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(timed_out("no answer to the flush in time")));
+        metrics::histogram!("bountyline_append_flush_groups").record(groups.len() as f64);
+        metrics::histogram!("bountyline_append_flush_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let groups = std::mem::take(&mut groups);
+        match settled {
+            Ok(()) => {
+                let head = groups
+                    .iter()
+                    .flat_map(|group| &group.verdicts)
+                    .filter_map(|verdict| match verdict {
+                        Verdict::Appended { position } => Some(*position),
+                        Verdict::Conflict | Verdict::Repeat => None,
+                    })
+                    .max();
+                for group in groups {
+                    answer(group.appends, group.verdicts);
+                }
+                if let Some(head) = head {
+                    appended.raise(head);
+                }
+            }
+            // Committed, and maybe lost with the WAL's unflushed end if Postgres went down:
+            // only the store can say. The next round makes a new connection.
+            Err(error) => {
+                conn = None;
+                let appends = groups.into_iter().flat_map(|group| group.appends).collect();
+                unknown(appends, error, "a committed group's flush is unknown");
+            }
+        }
+    }
+}
+
+fn timed_out(what: &'static str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+}
+
+/// Answers every command of a group whose outcome is unknown.
+fn unknown(appends: Vec<Append>, error: sqlx::Error, what: &'static str) {
+    metrics::counter!("bountyline_append_outcome_unknown_total").increment(appends.len() as u64);
+    tracing::warn!(%error, commands = appends.len(), "{what}");
+    let outcome = match defects::on(Defect::ForgetUnknownOutcomes) {
+        true => Outcome::NotApplied,
+        false => Outcome::Unknown,
+    };
+    fail(appends, AppendError::new(outcome, error));
 }
 
 /// Answers each command by its verdict. A command that stopped waiting is no longer

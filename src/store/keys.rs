@@ -16,14 +16,19 @@ pub struct Recorded {
     pub position: i64,
 }
 
-/// The command `actor` sent under `key`, if one is stored.
+/// The command `actor` sent under `key`, if one is stored; once it is durable, since it is
+/// what the retry is answered.
 pub async fn recorded(pool: &PgPool, actor: Uuid, key: &str) -> sqlx::Result<Option<Recorded>> {
-    sqlx::query_as(
+    let recorded = sqlx::query_as(
         "SELECT aggregate_type, aggregate_id, first_sequence, last_sequence, position \
          FROM command_keys WHERE actor = $1 AND idempotency_key = $2",
     )
     .bind(actor.to_string())
     .bind(key)
     .fetch_optional(pool)
-    .await
+    .await?;
+    if recorded.is_some() {
+        bountyline_projections::flushed::settle(pool).await?;
+    }
+    Ok(recorded)
 }
