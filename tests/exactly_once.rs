@@ -12,7 +12,7 @@
 mod common;
 
 use bountyline::startup::Parts;
-use bountyline::store::APPLICATION_NAME;
+use bountyline::store::{APPLICATION_NAME, FLUSHER_NAME};
 use bountyline_wire::{Proxy, Rule};
 use common::*;
 use serde_json::{json, Value};
@@ -387,6 +387,34 @@ async fn a_withdrawal_cut_before_its_statement_reached_postgres_is_requested_onc
     assert_eq!(retry.status, 201, "{retry:?}");
     app.settle().await;
     assert_eq!(app.usd(&user).await, (900, 100));
+}
+
+/// A group is committed asynchronously and answered once the WAL is flushed past it
+/// (docs/adr/0005): when the flush's connection fails, the group is committed but not known to
+/// be durable, so its commands are told their outcome is unknown, and the retry is answered
+/// what the first try stored, once it is durable.
+#[tokio::test]
+async fn a_withdrawal_whose_flush_never_answered_is_unknown_and_its_retry_is_told_the_commit() {
+    let (app, proxy) = behind_proxy().await;
+    let user = saver(&app).await;
+    let (key, body, path) = (format!("k-{}", Uuid::new_v4()), hundred(), WITHDRAWALS);
+    proxy.arm(Rule::before_sending(
+        FLUSHER_NAME,
+        "pg_logical_emit_message",
+    ));
+    let first = send(&app, &user, path, &body, &key).await;
+    assert_eq!(proxy.fired(), 1, "the flush was cut");
+    assert_outcome_unknown(&first);
+    let (id, version, position) = recorded(&app, &user.id.to_string(), &key)
+        .await
+        .expect("the group committed before its flush");
+    let retry = send(&app, &user, path, &body, &key).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(retry.body["position"], position, "{retry:?}");
+    assert_eq!(retry.body["version"], version, "{retry:?}");
+    assert_eq!(retry.body["id"].as_str(), Some(id.as_str()), "{retry:?}");
+    app.settle().await;
+    assert_eq!(app.usd(&user).await, (900, 100), "held once");
 }
 
 /// A connection that goes quiet after the group was sent (a silent partition, a half-open

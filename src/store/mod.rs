@@ -11,7 +11,7 @@ mod group;
 mod keys;
 
 pub use cached::{CachedStore, CACHED_AGGREGATES};
-pub use committer::{AppendError, Outcome, RepeatedKey, APPLICATION_NAME};
+pub use committer::{AppendError, Outcome, RepeatedKey, APPLICATION_NAME, FLUSHER_NAME};
 pub use keys::{recorded, Recorded};
 
 /// The metadata keys under which a command names the payment provider's delivery it carries
