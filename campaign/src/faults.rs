@@ -1,8 +1,9 @@
 //! The faults the campaign injects, each undone before the next: processes killed or frozen,
 //! NATS or Postgres down, database backends killed, an append held open, and faults on the
 //! wire between the processes and Postgres or NATS (`campaign/wire`): group commits cut after
-//! Postgres committed them or before they were sent, a commit's answer stalled, latency,
-//! every connection cut while new ones are refused.
+//! Postgres committed them or before they were sent, a commit's answer stalled, the flushes
+//! that acknowledge committed groups cut, latency, every connection cut while new ones are
+//! refused.
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -10,7 +11,7 @@ use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use bountyline::store::APPLICATION_NAME;
+use bountyline::store::{APPLICATION_NAME, FLUSHER_NAME};
 use bountyline_wire::{Cut, Proxy, Rule};
 
 use crate::cluster::{Nats, Postgres, Process, Role, READY_WITHIN};
@@ -34,6 +35,9 @@ pub enum Fault {
     WireCutBeforeSending,
     /// A group commit whose answer never comes, the connection left open.
     WireStall,
+    /// The flushes that acknowledge committed groups (docs/adr/0005), cut before they reach
+    /// Postgres or after its answer: the groups are committed, their outcome unknown.
+    WireCutFlush,
     /// Every chunk to and from Postgres delayed.
     WireLatency,
     /// Every connection to Postgres cut, new ones refused for a while.
@@ -42,7 +46,7 @@ pub enum Fault {
     NatsWireCut,
 }
 
-const ALL: [Fault; 13] = [
+const ALL: [Fault; 14] = [
     Fault::KillApi,
     Fault::KillWorker,
     Fault::FreezeWorker,
@@ -53,6 +57,7 @@ const ALL: [Fault; 13] = [
     Fault::WireCutAfterCommit,
     Fault::WireCutBeforeSending,
     Fault::WireStall,
+    Fault::WireCutFlush,
     Fault::WireLatency,
     Fault::WireCutAll,
     Fault::NatsWireCut,
@@ -212,14 +217,28 @@ impl Deployment {
                 )
             }
             Fault::WireCutAfterCommit | Fault::WireCutBeforeSending | Fault::WireStall => {
-                let (cut, times) = match fault {
+                let (at, times) = match fault {
                     Fault::WireCutAfterCommit => (Cut::AfterAnswer, rng.random_range(1..=5)),
                     Fault::WireCutBeforeSending => (Cut::BeforeSending, rng.random_range(1..=5)),
                     _ => (Cut::Stall, 1),
                 };
                 let (wires, name) = self.pick_wires(rng);
-                let fired = cut_groups(&wires.pg, cut, times).await;
+                let fired = cut(&wires.pg, APPLICATION_NAME, "append_group", at, times).await;
                 (format!("{fired} of {times} group commits of {name}"), None)
+            }
+            Fault::WireCutFlush => {
+                let cut_at = match rng.random_bool(0.5) {
+                    true => Cut::AfterAnswer,
+                    false => Cut::BeforeSending,
+                };
+                let times = rng.random_range(1..=5);
+                let (wires, name) = self.pick_wires(rng);
+                let statement = "pg_logical_emit_message";
+                let fired = cut(&wires.pg, FLUSHER_NAME, statement, cut_at, times).await;
+                (
+                    format!("{fired} of {times} flushes of {name} ({cut_at:?})"),
+                    None,
+                )
             }
             Fault::WireLatency => {
                 let latency = Duration::from_millis(rng.random_range(20..200));
@@ -280,11 +299,11 @@ async fn hold_append(pool: &PgPool, commit: bool, hold: Duration) -> anyhow::Res
 
 /// Arms `cut` for the next `times` group commits of any API or worker and waits (bounded) for
 /// them to happen; returns how many did.
-async fn cut_groups(wire: &Proxy, cut: Cut, times: usize) -> usize {
+async fn cut(wire: &Proxy, application: &str, statement: &str, cut: Cut, times: usize) -> usize {
     let before = wire.fired();
     wire.arm(Rule {
-        application: Some(APPLICATION_NAME.to_owned()),
-        statement: "append_group".to_owned(),
+        application: Some(application.to_owned()),
+        statement: statement.to_owned(),
         cut,
         times,
     });
