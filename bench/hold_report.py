@@ -45,6 +45,9 @@ def main():
     after = load(os.path.join(args.out, "lag.json"))
     lag = after["lag_zero_seconds"]
     rss_after = after.get("rss_kb_after_load")
+    slow_disk = None
+    if os.path.exists(os.path.join(args.out, "slow-disk.json")):
+        slow_disk = load(os.path.join(args.out, "slow-disk.json"))
     peak = None
     if os.path.exists(os.path.join(args.out, "commands.json")):
         peak = load(os.path.join(args.out, "commands.json"))["commands_per_sec"]
@@ -94,6 +97,7 @@ def main():
         "rss_growth_pct_after_warmup": growth,
         "lag_zero_seconds": lag,
         "rss_kb_after_load": rss_after,
+        "slow_disk": slow_disk,
         "goals_met": all(c[3] for c in checks),
         "windows": hold["windows"],
     }
@@ -106,6 +110,8 @@ def main():
         f"  latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms;"
         f" worst window p99 after warm-up {hold['worst_window_p99_ms_after_warmup']:.1f} ms",
     ]
+    if slow_disk:
+        lines.append("  " + slow_disk_text(slow_disk))
     for name, got, goal, met in checks:
         lines.append(f"  {name}: {got} (goal {goal}): {'meets' if met else 'MISSES'}")
     for name, got in info:
@@ -119,6 +125,12 @@ def main():
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown(summary, checks, info))
+
+
+def slow_disk_text(d):
+    return (f"slow disk from {d['from_s']} s for {d['seconds']} s: every WAL flush delayed "
+            f"{d['commit_delay_us'] / 1000:.1f} ms (commit_delay), twice a durable commit's "
+            f"{d['flush_ms']:.2f} ms")
 
 
 def kb(value):
@@ -139,7 +151,8 @@ def markdown(s, checks, info):
         f"{s['rate_achieved']:.1f} of {s['rate_target']:.1f} commands/s"
         + (f" (peak {s['peak_commands_per_sec']:.0f}/s)" if s["peak_commands_per_sec"] else "")
         + f" for {s['seconds']:.0f} s, {s['subscribers']} SSE clients "
-        f"({s['sse_messages']} messages, {s['sse_reconnects']} reconnects).",
+        f"({s['sse_messages']} messages, {s['sse_reconnects']} reconnects)."
+        + (f" With a {slow_disk_text(s['slow_disk'])} (`--slow-disk`)." if s.get("slow_disk") else ""),
         "",
         "| figure | measured | goal | |",
         "| --- | --- | --- | --- |",

@@ -1,0 +1,4 @@
+-- pgbench's durable one-row insert: no lock, synchronous commit.
+INSERT INTO plain_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT 'Task', id::text, 1, 'TaskCreated', '1', proto_payload(id), proto_metadata()
+  FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, :rows)) AS g;
