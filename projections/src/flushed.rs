@@ -16,12 +16,13 @@ use sqlx::PgExecutor;
 
 /// Flushes the WAL as far as it reaches now, unless it is already flushed that far. A
 /// transactional logical message is a WAL record of its own transaction, committed
-/// synchronously: the statement returns once the WAL is flushed past it, hence past every
-/// commit that was visible before it. Run it outside any transaction (on a pool, or a
-/// connection with none open) and with `synchronous_commit` on, as every connection but the
-/// committer's is.
+/// synchronously (`synchronous_commit` set on for that transaction alone, whatever the
+/// connection's or the server's setting): the statement returns once the WAL is flushed past
+/// it, hence past every commit that was visible before it. Run it outside any transaction (on a
+/// pool, or a connection with none open): inside one, the flush would wait for its commit.
 const SETTLE: &str = "SELECT CASE WHEN pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() \
-     THEN NULL ELSE pg_logical_emit_message(true, 'bountyline', 'settle') END";
+     THEN NULL ELSE (SELECT pg_logical_emit_message(true, 'bountyline', 'settle') \
+                       FROM set_config('synchronous_commit', 'on', true)) END";
 
 /// Returns once every commit visible before the call is durable.
 pub async fn settle<'e>(executor: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
