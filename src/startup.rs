@@ -344,13 +344,16 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
     let server = HttpServer::new(move || {
         App::new()
             // The last wrapped runs first: request id, then the canonical path (what every
-            // guard after it sees), then headers on everything, then CORS.
+            // guard after it sees), then compression (gzip or brotli as the client accepts;
+            // the live streams say `Content-Encoding: identity` and pass as they come), then
+            // headers on everything, then CORS.
             .wrap(middleware::from_fn(http::guard::time_limit))
             .wrap(middleware::from_fn(http::guard::shed_load))
             .wrap(middleware::from_fn(http::guard::limit_auth))
             .wrap(middleware::from_fn(http::guard::problem_errors))
             .wrap(middleware::from_fn(http::guard::cors))
             .wrap(middleware::from_fn(http::guard::secure_defaults))
+            .wrap(middleware::Compress::default())
             .wrap(middleware::from_fn(http::canonical::canonical_request))
             .wrap(middleware::from_fn(http::middleware::request_context))
             .app_data(state.clone())
