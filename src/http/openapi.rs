@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::Problem;
 use super::routes::{
-    admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, me,
+    admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, health, me,
     notifications, ops, payments, queues, stats, streams, tasks, wallets, webhooks,
 };
 
@@ -37,7 +37,7 @@ use super::routes::{
             with a stable `type`.",
     ),
     paths(
-        ops::live, ops::ready, ops::metrics,
+        ops::live, ops::ready, ops::metrics, health::detailed,
         docs::openapi_json, docs::swagger_ui,
         dashboard::page, dashboard::page_slash, dashboard::file,
         stats::stats,

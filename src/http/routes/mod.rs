@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bounties;
 pub mod dashboard;
 pub mod docs;
+pub mod health;
 pub mod me;
 pub mod notifications;
 pub mod ops;
@@ -21,6 +22,7 @@ pub mod webhooks;
 
 pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.configure(ops::config)
+        .configure(health::config)
         .configure(docs::config)
         .configure(auth::config)
         .configure(me::config)
