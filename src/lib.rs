@@ -23,4 +23,5 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod timing;
 pub mod workers;

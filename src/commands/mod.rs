@@ -7,6 +7,7 @@ mod context;
 mod turns;
 mod wallet_history;
 
+use crate::timing;
 pub use context::{CommandContext, DeliveryClaim};
 use turns::Turns;
 use wallet_history::StoreWalletHistory;
@@ -286,7 +287,9 @@ where
     let keyed = (ctx.actor.user_id, ctx.idempotency_key.clone());
     let (pool, aggregates, turns) = (bus.pool.clone(), aggregates.clone(), bus.turns.clone());
     let tries = ctx.tries_on_conflict;
-    let handle = tokio::spawn(async move {
+    // Its own task, so that a request that goes away does not cancel it half way; what it
+    // spends in the store is carried back to the request's Server-Timing.
+    let handle = tokio::spawn(timing::measured(async move {
         let aggregate_id = id.to_string();
         let lost = |(executed, _): &(Result<(), AggregateError<A::Error>>, Option<Receipt>)| {
             let lost = matches!(executed, Err(AggregateError::AggregateConflict));
@@ -337,10 +340,14 @@ where
             other => CommandError::Internal(anyhow::anyhow!("{name}: {other}")),
         })?;
         committed::<A>(&pool, &aggregate_id, receipt).await
-    });
-    let result = handle
-        .await
-        .unwrap_or_else(|e| Err(CommandError::Internal(anyhow::anyhow!("{name} task: {e}"))));
+    }));
+    let result = match handle.await {
+        Ok((result, spent)) => {
+            timing::add(spent);
+            result
+        }
+        Err(e) => Err(CommandError::Internal(anyhow::anyhow!("{name} task: {e}"))),
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(CommandError::Domain(_)) => "refused",

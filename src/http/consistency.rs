@@ -90,8 +90,18 @@ impl ProjectionProgress {
             .unwrap_or(0)
     }
 
-    /// Returns once `projection` has applied `position`, or 503 after `timeout`.
+    /// Returns once `projection` has applied `position`, or 503 after `timeout`. The wait is
+    /// the request's read-model time in `Server-Timing`.
     pub async fn wait_for(
+        &self,
+        projection: &str,
+        position: Option<i64>,
+        timeout: Duration,
+    ) -> ApiResult<()> {
+        crate::timing::waiting_for_read_model(self.wait(projection, position, timeout)).await
+    }
+
+    async fn wait(
         &self,
         projection: &str,
         position: Option<i64>,

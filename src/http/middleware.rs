@@ -1,9 +1,10 @@
 //! Per-request plumbing: a request id, minted here for every request, answered in
 //! `X-Request-Id`, entered into the tracing span and recorded in event metadata as the request
 //! and correlation id; the caller's own `X-Request-Id` (when sane) kept apart, echoed in
-//! `X-Client-Request-Id` and recorded as `client_request_id`; and the
-//! HTTP latency histogram by route pattern; and headers copied out of the connection's read
-//! buffer, so that the requests actix keeps for reuse do not keep those buffers.
+//! `X-Client-Request-Id` and recorded as `client_request_id`; the HTTP latency histogram by
+//! route pattern and the `Server-Timing` header (handler, event store, read-model wait); and
+//! headers copied out of the connection's read buffer, so that the requests actix keeps for
+//! reuse do not keep those buffers.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -11,11 +12,14 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use std::time::Instant;
+
+use crate::timing::Timings;
 use tracing::Instrument;
 use uuid::Uuid;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// The request's ids, available to handlers through request extensions.
 ///
@@ -60,7 +64,7 @@ pub async fn request_context(
         .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("http", request_id = %id, client_request_id = client.as_deref().unwrap_or(""), %method, %route);
     let started = Instant::now();
-    let result = next.call(req).instrument(span.clone()).await;
+    let (result, timings) = crate::timing::measured(next.call(req).instrument(span.clone())).await;
     let elapsed = started.elapsed().as_secs_f64();
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -83,7 +87,22 @@ pub async fn request_context(
     if let Some(value) = client.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.headers_mut().insert(CLIENT_REQUEST_ID, value);
     }
+    if let Ok(value) = HeaderValue::from_str(&server_timing(elapsed, timings)) {
+        res.headers_mut().insert(SERVER_TIMING, value);
+    }
     Ok(res)
+}
+
+/// `Server-Timing` (W3C): the whole handling until the response's head, the part of it spent in
+/// the event store, and the part spent waiting for a read model, in milliseconds.
+fn server_timing(handler_seconds: f64, timings: Timings) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "handler;dur={:.1}, store;dur={:.1}, read-model;dur={:.1}",
+        handler_seconds * 1e3,
+        ms(timings.store),
+        ms(timings.read_model)
+    )
 }
 
 /// Replaces the request's headers with owned copies in a map sized to fit.

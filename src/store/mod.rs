@@ -23,6 +23,7 @@ pub(crate) mod delivery_keys {
     pub const EVENT: &str = "delivery_event";
 }
 
+use crate::timing;
 use bountyline_projections::signal::Signal;
 use committer::Committer;
 use cqrs_es::persist::{
@@ -119,7 +120,7 @@ impl PersistedEventRepository for EventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.reads.get_events::<A>(aggregate_id).await
+        timing::in_store(self.reads.get_events::<A>(aggregate_id)).await
     }
 
     /// The events after `last_sequence`. postgres-es writes the sequence into the statement's
@@ -130,15 +131,17 @@ impl PersistedEventRepository for EventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let rows: Vec<(i64, String, String, Value, Value)> = sqlx::query_as(
-            "SELECT sequence, event_type, event_version, payload, metadata FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
-             ORDER BY sequence",
+        let rows: Vec<(i64, String, String, Value, Value)> = timing::in_store(
+            sqlx::query_as(
+                "SELECT sequence, event_type, event_version, payload, metadata FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+                 ORDER BY sequence",
+            )
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool),
         )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
         .await
         .map_err(|error| {
             if connection_broke(&error) {
@@ -183,7 +186,7 @@ impl PersistedEventRepository for EventRepository {
         if events.is_empty() {
             return Ok(());
         }
-        let receipt = self.committer.append(events.to_vec()).await?;
+        let receipt = timing::in_store(self.committer.append(events.to_vec())).await?;
         // Outside `with_receipt` (a caller of the framework that wants none) it is dropped.
         let _ = RECEIPT.try_with(|slot| slot.set(Some(receipt)));
         Ok(())
