@@ -78,6 +78,7 @@ async fn dashboard_across_a_server_kill(access_ttl_secs: Option<u32>, screenshot
             && s.stat("events_per_minute") != "0"
             && s.queue("dash") == Some(vec![2, 0, 1, 0, 0])
             && s.bounty("Translate the handbook") == Some("open")
+            && s.worker(&poster) == Some("completed")
     })
     .await;
     let head = workers.head().await;
@@ -328,6 +329,8 @@ struct Snapshot {
     fragment: String,
     /// What the sign-in form says went wrong.
     login_error: String,
+    /// The workers panel: each worker's id and latest activity.
+    workers: Vec<WorkerRow>,
     /// How long the page's access token has left.
     token_expires_in_ms: i64,
     problems: Vec<String>,
@@ -337,6 +340,12 @@ struct Snapshot {
 struct QueueRow {
     queue: String,
     counts: Vec<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkerRow {
+    worker: String,
+    doing: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +374,15 @@ impl Snapshot {
             .iter()
             .find(|b| b.title == title)
             .map(|b| b.status.as_str())
+    }
+
+    /// What the workers panel says `worker` did last.
+    fn worker(&self, worker: &TestUser) -> Option<&str> {
+        let id = worker.id.to_string();
+        self.workers
+            .iter()
+            .find(|w| w.worker == id)
+            .map(|w| w.doing.as_str())
     }
 
     fn newest(&self) -> Option<i64> {

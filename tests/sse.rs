@@ -398,3 +398,84 @@ async fn a_stream_ends_when_its_access_token_expires() {
     })
     .await;
 }
+
+/// `workers` (issue 25, item 8): who works on what. An admin sees every worker's claims,
+/// heartbeats and completions; a worker sees their own and nobody else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_workers_stream_shows_who_works_on_what_to_admins_and_each_worker_their_own() {
+    within(async {
+        let app = TestApp::spawn().await;
+        let (alice, bob, carol) = (
+            app.user("alice").await,
+            app.user("bob").await,
+            app.user("carol").await,
+        );
+        let admin = app.admin().await;
+        wait_for_hub(&app, 2).await;
+        let mut everyone = SseStream::open(&app, &admin, "workers", None).await;
+        let mut bobs = SseStream::open(&app, &bob, "workers", None).await;
+        let mut carols = SseStream::open(&app, &carol, "workers", None).await;
+
+        let created = create_tasks(&app, &alice, 2).await;
+        app.settle().await;
+        app.may_work("history", &bob).await;
+        app.may_work("history", &carol).await;
+        let claim = |who: &TestUser| {
+            let who = who.clone();
+            let app = &app;
+            async move {
+                let res = app.post(&who, "/v1/queues/history/claim", &json!({})).await;
+                assert_eq!(res.status(), 200);
+                res.json::<Value>().await.expect("json")
+            }
+        };
+        let bobs_task = claim(&bob).await;
+        let id = bobs_task["id"].as_str().expect("an id").to_owned();
+        let res = app
+            .post(
+                &bob,
+                &format!("/v1/tasks/{id}/heartbeat"),
+                &json!({"progress": 50}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = app
+            .post(&bob, &format!("/v1/tasks/{id}/complete"), &json!({}))
+            .await;
+        assert_eq!(res.status(), 200);
+        let carols_task = claim(&carol).await;
+
+        let seen = everyone.next_messages(4).await;
+        let activities: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|m| {
+                (
+                    m.data["activity"].as_str().expect("activity"),
+                    m.data["worker"].as_str().expect("worker"),
+                )
+            })
+            .collect();
+        let (b, c) = (bob.id.to_string(), carol.id.to_string());
+        assert_eq!(
+            activities,
+            [
+                ("claimed", b.as_str()),
+                ("heartbeat", b.as_str()),
+                ("completed", b.as_str()),
+                ("claimed", c.as_str())
+            ]
+        );
+        assert_eq!(seen[1].data["progress"], 50);
+        assert_eq!(seen[0].data["queue"], "history");
+        assert!(created.iter().any(|t| t["id"] == seen[0].data["task_id"]));
+
+        let own = bobs.next_messages(3).await;
+        assert!(own.iter().all(|m| m.data["worker"] == json!(bob.id)));
+        bobs.expect_no_message(Duration::from_millis(500)).await;
+        let own = carols.next_message().await;
+        assert_eq!(own.data["task_id"], carols_task["id"]);
+        assert_eq!(own.data["activity"], "claimed");
+        app.shutdown.trigger().await;
+    })
+    .await;
+}

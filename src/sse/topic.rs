@@ -20,7 +20,11 @@
 //!   events do not name its creator, so dead letters reach the creator through the
 //!   notification feed, not here;
 //! - `events`: `{position, event_id, aggregate_type, aggregate_id, sequence, event_type,
-//!   recorded_at, payload, metadata}`, the payload without its enum wrapper.
+//!   recorded_at, payload, metadata}`, the payload without its enum wrapper;
+//! - `workers`: what workers do with tasks, `{worker, task_id, queue, activity, status,
+//!   attempt?, progress?, lease_expires_at?}` with `activity` one of `claimed`, `heartbeat`,
+//!   `completed`, `failed`, `lease-expired`: every worker's for admins and auditors, a member's
+//!   own otherwise (no results, errors or notes: those stay behind the task's own read).
 
 use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::task::TaskEvent;
@@ -43,6 +47,8 @@ pub enum Topic {
     Events,
     /// Snapshots of the platform's figures, coalesced; any member.
     Stats,
+    /// Who works on what: claims, heartbeats, completions, failures and lease expiries.
+    Workers,
 }
 
 /// One SSE message: `id:` is the event's position.
@@ -62,6 +68,7 @@ impl Topic {
             "me" => Some(Topic::Me),
             "events" => Some(Topic::Events),
             "stats" => Some(Topic::Stats),
+            "workers" => Some(Topic::Workers),
             _ => None,
         }
     }
@@ -70,7 +77,7 @@ impl Topic {
     /// `None` for all of them.
     pub fn aggregate_types(self) -> Option<&'static [&'static str]> {
         match self {
-            Topic::Tasks | Topic::Queues => Some(&["Task"]),
+            Topic::Tasks | Topic::Queues | Topic::Workers => Some(&["Task"]),
             Topic::Bounties => Some(&["Bounty"]),
             Topic::Me => Some(&["Bounty", "Wallet", "Inbox", "Task"]),
             Topic::Events => None,
@@ -82,7 +89,12 @@ impl Topic {
     /// carries what concerns the viewer.
     pub fn allows(self, actor: &Actor) -> bool {
         match self {
-            Topic::Tasks | Topic::Queues | Topic::Bounties | Topic::Me | Topic::Stats => true,
+            Topic::Tasks
+            | Topic::Queues
+            | Topic::Bounties
+            | Topic::Me
+            | Topic::Stats
+            | Topic::Workers => true,
             Topic::Events => actor.oversees(),
         }
     }
@@ -100,6 +112,7 @@ impl Topic {
             Topic::Bounties => board_data(event)?,
             Topic::Me => mine(event, viewer.user_id)?,
             Topic::Events => whole(event),
+            Topic::Workers => work(event, viewer)?,
             Topic::Stats => return None,
         };
         Some(Message {
@@ -140,6 +153,54 @@ fn queue_of<'a>(task: &'a TaskEvent, event: &'a StoredEvent) -> Option<&'a str> 
             event.body().get("queue").and_then(|q| q.as_str())
         }
     }
+}
+
+/// What a worker did with a task, for admins and auditors or the worker themselves.
+fn work(event: &StoredEvent, viewer: &Actor) -> Option<Value> {
+    let task: TaskEvent = event.decode().ok()?;
+    let (worker, activity) = match &task {
+        TaskEvent::TaskClaimed { worker, .. } => (worker, "claimed"),
+        TaskEvent::TaskHeartbeatRecorded { worker, .. } => (worker, "heartbeat"),
+        TaskEvent::TaskCompleted { worker, .. } => (worker, "completed"),
+        TaskEvent::TaskFailed { worker, .. } => (worker, "failed"),
+        TaskEvent::TaskLeaseExpired { worker, .. } => (worker, "lease-expired"),
+        TaskEvent::TaskCreated { .. } | TaskEvent::TaskCancelled { .. } => return None,
+    };
+    if !(viewer.oversees() || *worker == viewer.user_id) {
+        return None;
+    }
+    let mut data = Map::new();
+    data.insert("worker".into(), json!(worker));
+    data.insert("task_id".into(), json!(event.aggregate_id));
+    data.insert("queue".into(), json!(queue_of(&task, event)));
+    data.insert("activity".into(), json!(activity));
+    data.insert(
+        "status".into(),
+        json!(task.status_after().map(|s| s.as_str())),
+    );
+    match &task {
+        TaskEvent::TaskClaimed {
+            attempt,
+            lease_expires_at,
+            ..
+        } => {
+            data.insert("attempt".into(), json!(attempt));
+            data.insert("lease_expires_at".into(), json!(lease_expires_at));
+        }
+        TaskEvent::TaskHeartbeatRecorded {
+            progress,
+            lease_expires_at,
+            ..
+        } => {
+            data.insert("progress".into(), json!(progress));
+            data.insert("lease_expires_at".into(), json!(lease_expires_at));
+        }
+        TaskEvent::TaskFailed { attempt, .. } | TaskEvent::TaskLeaseExpired { attempt, .. } => {
+            data.insert("attempt".into(), json!(attempt));
+        }
+        _ => {}
+    }
+    Some(Value::Object(data))
 }
 
 /// A board change: public facts only.

@@ -100,6 +100,10 @@ try {
         status: li.dataset.status,
       })),
       feed: all('#feed tr[data-position]').map((r) => Number(r.dataset.position)),
+      workers: all('#workers tr[data-worker]').map((r) => ({
+        worker: r.dataset.worker,
+        doing: r.querySelector('.activity')?.textContent ?? '',
+      })),
       feed_shown: !document.querySelector('#feed-card').hidden,
       fragment: location.hash,
       login_error: document.querySelector('#login-error').textContent,

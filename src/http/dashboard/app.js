@@ -1,6 +1,7 @@
-// The live dashboard: signs in, follows the SSE topics `stats`, `bounties` and, for auditors
-// and admins, `events` with the browser's own EventSource (at most three streams: the server
-// caps each user's), and draws what they say.
+// The live dashboard: signs in, follows the SSE topics `stats`, `bounties`, `workers` (every
+// worker's for auditors and admins, the viewer's own otherwise) and, for auditors and admins,
+// `events` with the browser's own EventSource (at most four streams: the server caps each
+// user's), and draws what they say.
 //
 // Delivery. After a dropped connection an EventSource reconnects by itself and sends
 // Last-Event-ID, from which the server resumes exactly; messages are still deduplicated here by
@@ -459,6 +460,24 @@ async function fillGap(before = Infinity) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Workers: each worker's latest activity, most recent first.
+
+const WORKER_CAP = 20;
+const workers = new Map();
+
+function onWorkerMessage(_type, d) {
+  workers.set(d.worker, { ...d, seen: new Date() });
+  const rows = [...workers.values()].sort((a, b) => b.seen - a.seen).slice(0, WORKER_CAP);
+  $('#workers').replaceChildren(...rows.map((w) => el('tr', { 'data-worker': w.worker },
+    el('td', { title: w.worker }, w.worker.slice(0, 8)),
+    el('td', { title: w.task_id }, w.task_id.slice(0, 8)),
+    el('td', {}, w.queue ?? ''),
+    el('td', { class: `activity ${w.activity}` }, w.activity),
+    el('td', { class: 'num' }, w.progress == null ? '' : `${w.progress}%`),
+    el('td', {}, w.seen.toLocaleTimeString()))));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sign in, sign out, start.
 
 const statsStream = new Stream('stats', ['stats'], {
@@ -470,6 +489,7 @@ const bountiesStream = new Stream('bounties', EVENT_TYPES.Bounty, {
   // Reloading is idempotent (versions guard each row) and covers a refused-then-reopened stream.
   onOpen: () => loadBounties().catch((e) => console.warn('loading the board failed', e)),
 });
+const workersStream = new Stream('workers', EVENT_TYPES.Task, { onMessage: onWorkerMessage });
 const eventsStream = new Stream('events', ALL_EVENT_TYPES, {
   onMessage: (_type, data, id) => {
     addToFeed(data);
@@ -497,11 +517,12 @@ function showLogin(message = '') {
 function signOut(message) {
   tokens.clear();
   showLogin(message);
-  for (const s of [statsStream, bountiesStream, eventsStream]) s.lastId = null;
+  for (const s of [statsStream, bountiesStream, workersStream, eventsStream]) s.lastId = null;
   gapAfter = null;
   feedPositions.clear();
   bounties.clear();
-  for (const id of ['#feed', '#bounties', '#queues', '#asof']) $(id).replaceChildren();
+  workers.clear();
+  for (const id of ['#feed', '#bounties', '#queues', '#asof', '#workers']) $(id).replaceChildren();
   for (const node of document.querySelectorAll('[data-stat]')) {
     node.textContent = '–';
     delete node.dataset.value;
@@ -532,7 +553,9 @@ async function start() {
   $('#board').hidden = false;
   $('#logout').hidden = false;
   $('#feed-card').hidden = !oversees;
-  streams = oversees ? [statsStream, bountiesStream, eventsStream] : [statsStream, bountiesStream];
+  streams = oversees
+    ? [statsStream, bountiesStream, workersStream, eventsStream]
+    : [statsStream, bountiesStream, workersStream];
   for (const s of streams) s.open();
   showConnection();
   scheduleRefresh();

@@ -20,7 +20,9 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 /// A live stream of one topic as Server-Sent Events.
 ///
 /// Topics: `tasks`, `queues`, `bounties`, `stats` (any member), `me` (the caller's
-/// notifications, wallet and bounties), `events` (raw events; auditors and admins). Each
+/// notifications, wallet and bounties), `workers` (claims, heartbeats, completions, failures
+/// and lease expiries: every worker's for auditors and admins, the caller's own otherwise),
+/// `events` (raw events; auditors and admins). Each
 /// message is `id: <position>`, `event: <type>`, `data: <json>`; keep-alive comments flow
 /// while idle. Browsers' EventSource cannot set headers, so the access token may also come
 /// as `?access_token=`. A stream ends when its access token expires or its session ends
@@ -28,7 +30,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(
     get, path = "/v1/streams/{topic}", operation_id = "stream", tag = "streams",
     params(
-        ("topic" = String, Path, description = "`tasks`, `queues`, `bounties`, `stats`, `me` or `events`"),
+        ("topic" = String, Path, description = "`tasks`, `queues`, `bounties`, `stats`, `me`, `workers` or `events`"),
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0,
             description = "Resume after this position (the last `id:` received)"),
         ("last_event_id" = Option<i64>, Query, minimum = 0,
