@@ -4,6 +4,7 @@
 use bountyline_domain::Actor;
 use std::collections::HashMap;
 
+use super::Expected;
 use crate::defects::{self, Defect};
 use crate::store::delivery_keys;
 use sha2::{Digest, Sha256};
@@ -27,6 +28,9 @@ pub struct CommandContext {
     pub tries_on_conflict: u32,
     /// The payment provider's delivery the command carries out, claimed with its events.
     pub delivery: Option<DeliveryClaim>,
+    /// The version the sender expects the aggregate at (`If-Match`): the command is decided
+    /// only on that version, and refused with the current one otherwise.
+    pub expected: Option<Expected>,
 }
 
 /// A payment provider's delivery: its reference is one delivery's for good, and the claim on
@@ -62,6 +66,7 @@ impl CommandContext {
             resolve: false,
             tries_on_conflict: TRIES_ON_CONFLICT,
             delivery: None,
+            expected: None,
         }
     }
 
@@ -79,6 +84,7 @@ impl CommandContext {
             resolve: false,
             tries_on_conflict: TRIES_ON_CONFLICT,
             delivery: None,
+            expected: None,
         }
     }
 
@@ -99,6 +105,7 @@ impl CommandContext {
             resolve: false,
             tries_on_conflict: TRIES_FOR_FOLLOW_UPS,
             delivery: None,
+            expected: None,
         }
     }
 

@@ -4,11 +4,14 @@
 //! position of its last event.
 
 mod context;
+mod expected;
 mod turns;
 mod wallet_history;
 
 use crate::timing;
 pub use context::{CommandContext, DeliveryClaim};
+pub use expected::Expected;
+use expected::{GuardError, Guarded, Versioned};
 use turns::Turns;
 use wallet_history::StoreWalletHistory;
 
@@ -75,6 +78,14 @@ pub enum CommandError<E: std::error::Error> {
     Domain(E),
     #[error("another command changed this {0} first; reload and retry")]
     Conflict(&'static str),
+    /// The aggregate is not at the version the command expected (`If-Match`): nothing was
+    /// decided. `refusal` is what the aggregate would have answered anyway, if it refused.
+    #[error("the {aggregate} is at version {current}, not the one expected")]
+    Moved {
+        aggregate: &'static str,
+        current: i64,
+        refusal: Option<E>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -82,11 +93,11 @@ pub enum CommandError<E: std::error::Error> {
 #[derive(Clone)]
 pub struct CommandBus {
     pool: PgPool,
-    tasks: Arc<CachedStore<Task>>,
-    wallets: Arc<CachedStore<Wallet>>,
-    payments: Arc<CachedStore<Payment>>,
-    bounties: Arc<CachedStore<Bounty>>,
-    inboxes: Arc<CachedStore<Inbox>>,
+    tasks: Arc<CachedStore<Versioned<Task>>>,
+    wallets: Arc<CachedStore<Versioned<Wallet>>>,
+    payments: Arc<CachedStore<Versioned<Payment>>>,
+    bounties: Arc<CachedStore<Versioned<Bounty>>>,
+    inboxes: Arc<CachedStore<Versioned<Inbox>>>,
     turns: Arc<Turns>,
     appended: Signal,
 }
@@ -263,7 +274,7 @@ impl Creates for InboxCommand {}
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.
 async fn run<A>(
     bus: &CommandBus,
-    aggregates: &Arc<CachedStore<A>>,
+    aggregates: &Arc<CachedStore<Versioned<A>>>,
     id: Uuid,
     name: &'static str,
     command: A::Command,
@@ -287,11 +298,16 @@ where
     let keyed = (ctx.actor.user_id, ctx.idempotency_key.clone());
     let (pool, aggregates, turns) = (bus.pool.clone(), aggregates.clone(), bus.turns.clone());
     let tries = ctx.tries_on_conflict;
+    let command = Guarded {
+        expected: ctx.expected.clone(),
+        command,
+    };
     // Its own task, so that a request that goes away does not cancel it half way; what it
     // spends in the store is carried back to the request's Server-Timing.
     let handle = tokio::spawn(timing::measured(async move {
         let aggregate_id = id.to_string();
-        let lost = |(executed, _): &(Result<(), AggregateError<A::Error>>, Option<Receipt>)| {
+        type Executed<E> = (Result<(), AggregateError<GuardError<E>>>, Option<Receipt>);
+        let lost = |(executed, _): &Executed<A::Error>| {
             let lost = matches!(executed, Err(AggregateError::AggregateConflict));
             if lost {
                 metrics::counter!("bountyline_command_conflicts_retried_total", "aggregate" => A::TYPE)
@@ -329,7 +345,14 @@ where
             }
         }
         executed.map_err(|e| match e {
-            AggregateError::UserError(e) => CommandError::Domain(e),
+            AggregateError::UserError(GuardError::Refused(e)) => CommandError::Domain(e),
+            AggregateError::UserError(GuardError::Moved { current, refusal }) => {
+                CommandError::Moved {
+                    aggregate: A::TYPE,
+                    current,
+                    refusal,
+                }
+            }
             AggregateError::AggregateConflict => CommandError::Conflict(A::TYPE),
             // Kept as the cause (not flattened into text), so that the HTTP edge can tell
             // a database out of reach (503) from a fault of ours (500).
@@ -352,6 +375,7 @@ where
         Ok(_) => "ok",
         Err(CommandError::Domain(_)) => "refused",
         Err(CommandError::Conflict(_)) => "conflict",
+        Err(CommandError::Moved { .. }) => "precondition-failed",
         Err(CommandError::Internal(_)) => "error",
     };
     metrics::counter!("bountyline_commands_total", "command" => name, "outcome" => outcome)

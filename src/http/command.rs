@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::future::Future;
 
 use super::error::{problem_body, ApiError, ApiResult};
-use super::extract::{client_request_id, idempotency_key, request_id};
+use super::extract::{client_request_id, idempotency_key, if_match, request_id};
 use super::idempotency::{self, Begin};
 use super::limits::too_many;
 use crate::commands::{CommandContext, Committed};
@@ -53,11 +53,48 @@ impl Answer {
 
 /// Runs `run` at most once per Idempotency-Key (when the request has one). `request` is the
 /// request's body as the client meant it; a retry with a different one is refused.
+///
+/// For a command that creates its aggregate or picks one (a claim): `If-Match` is not read.
 pub async fn execute<F, Fut>(
     state: &AppState,
     req: &HttpRequest,
     actor: &Actor,
     request: &impl Serialize,
+    run: F,
+) -> ApiResult<HttpResponse>
+where
+    F: FnOnce(CommandContext) -> Fut,
+    Fut: Future<Output = ApiResult<Answer>>,
+{
+    command(state, req, actor, request, false, run).await
+}
+
+/// [`execute`] for a command on an aggregate the request names: `If-Match` (read into
+/// [`CommandContext::expected`]) has the command decided only on the version it names.
+///
+/// A retry under an Idempotency-Key is answered from the first try's record before anything
+/// runs, so it gets the first answer even after the aggregate moved on; the key covers the
+/// body, not the header.
+pub async fn execute_expecting<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    request: &impl Serialize,
+    run: F,
+) -> ApiResult<HttpResponse>
+where
+    F: FnOnce(CommandContext) -> Fut,
+    Fut: Future<Output = ApiResult<Answer>>,
+{
+    command(state, req, actor, request, true, run).await
+}
+
+async fn command<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    request: &impl Serialize,
+    expecting: bool,
     run: F,
 ) -> ApiResult<HttpResponse>
 where
@@ -70,8 +107,10 @@ where
         .take(&actor.user_id)
         .map_err(too_many)?;
     let key = idempotency_key(req)?;
+    let expected = if expecting { if_match(req)? } else { None };
     let mut ctx = CommandContext::http(actor.clone(), &request_id(req), key.clone());
     ctx.client_request_id = client_request_id(req);
+    ctx.expected = expected;
     let Some(key) = key else {
         return run(ctx).await.map(Answer::into_response);
     };

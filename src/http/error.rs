@@ -34,6 +34,12 @@ pub enum ApiError {
     NoSuchRoute(String),
     /// 409: a concurrency conflict or a command the current state does not allow.
     Conflict { kind: &'static str, detail: String },
+    /// 412: the aggregate a command addresses is not at the version its `If-Match` named;
+    /// nothing was done. The answer names the current version.
+    PreconditionFailed {
+        aggregate: &'static str,
+        current_version: i64,
+    },
     /// 413: the body is larger than allowed.
     PayloadTooLarge(String),
     /// 415: not JSON.
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::NoSuchRoute(_) => ("no-such-route", "No such route"),
             ApiError::Conflict { kind, .. } => (kind, "Conflict"),
+            ApiError::PreconditionFailed { .. } => ("precondition-failed", "Precondition failed"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
@@ -148,6 +155,14 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after } => {
                 format!("slow down; retry after {retry_after} s")
             }
+            ApiError::PreconditionFailed {
+                aggregate,
+                current_version,
+            } => format!(
+                "the {} is at version {current_version}, not one If-Match named; nothing was \
+                 done: read it again, and send the command again if it still applies",
+                aggregate.to_lowercase()
+            ),
             ApiError::OutcomeUnknown { .. } => "the command reached the event store but its \
                 answer was lost, so it may or may not have been carried out; send it again \
                 with the same Idempotency-Key to get its real answer (it will not act twice)"
@@ -187,6 +202,10 @@ pub struct Problem<'a> {
     /// For validation problems: the offending fields, where they are known.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldProblem]>,
+    /// For `precondition-failed`: the version the aggregate is at (also its `ETag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 4)]
+    current_version: Option<i64>,
 }
 
 /// The problem+json document for an error (what [`problem_response`] sends).
@@ -196,12 +215,19 @@ pub fn problem_body(err: &ApiError) -> serde_json::Value {
         ApiError::Invalid { fields, .. } if !fields.is_empty() => Some(fields.as_slice()),
         _ => None,
     };
+    let current_version = match err {
+        ApiError::PreconditionFailed {
+            current_version, ..
+        } => Some(*current_version),
+        _ => None,
+    };
     let body = Problem {
         kind: format!("https://bountyline.dev/problems/{kind}"),
         title,
         status: err.status_code().as_u16(),
         detail: err.detail(),
         errors,
+        current_version,
     };
     serde_json::to_value(body).unwrap_or_default()
 }
@@ -221,6 +247,11 @@ pub fn problem_response(err: &ApiError) -> HttpResponse {
         ApiError::Unauthenticated(_) => {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        ApiError::PreconditionFailed {
+            current_version, ..
+        } => {
+            res.insert_header((header::ETAG, format!("\"{current_version}\"")));
+        }
         _ => {}
     }
     let mut res = res.json(body);
@@ -237,6 +268,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) | ApiError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,

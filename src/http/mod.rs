@@ -3,6 +3,7 @@
 pub mod batched;
 pub mod canonical;
 pub mod command;
+pub mod conditional;
 pub mod consistency;
 pub mod error;
 pub mod extract;

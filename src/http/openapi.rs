@@ -17,6 +17,7 @@ use links::Links;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::conditional::ETag;
 use super::error::Problem;
 use super::routes::{
     admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, health, me,
@@ -60,7 +61,7 @@ use super::routes::{
         audit_chain::verify, audit_chain::heads, audit_chain::check_heads,
     ),
     components(schemas(Problem)),
-    modifiers(&SecuritySchemes, &ParameterDescriptions, &Links),
+    modifiers(&SecuritySchemes, &ParameterDescriptions, &Links, &Validators),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's account; roles (admin)"),
@@ -127,6 +128,50 @@ impl Modify for ParameterDescriptions {
     }
 }
 
+/// The headers a conditional read answers with (`http::conditional`), on the success answer
+/// of every operation that reads `If-None-Match`: one place, so that no read forgets them.
+struct Validators;
+
+impl Modify for Validators {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::RefOr;
+        let header = |description: &str| {
+            RefOr::T(HeaderBuilder::new().description(Some(description)).build())
+        };
+        for operation in operations_mut(openapi) {
+            let conditional = operation.parameters.iter().flatten().any(|p| match p {
+                RefOr::T(p) => p.name == "If-None-Match",
+                RefOr::Ref(_) => false,
+            });
+            let Some(RefOr::T(ok)) = operation
+                .responses
+                .responses
+                .get_mut("200")
+                .filter(|_| conditional)
+            else {
+                continue;
+            };
+            ok.headers.insert(
+                "ETag".into(),
+                header(
+                    "`\"<version>\"` of the aggregate read (what `If-Match` takes), or a weak \
+                     `W/\"...\"` tag of a list page or of a read without a version; send it \
+                     back as `If-None-Match`.",
+                ),
+            );
+            ok.headers.insert(
+                "Cache-Control".into(),
+                header(
+                    "`private, no-cache` for authenticated reads: a browser may keep the answer \
+                     and must revalidate it before reuse; `public, max-age=60` for this \
+                     document.",
+                ),
+            );
+        }
+    }
+}
+
 /// The security schemes operations name in their `security(...)`.
 struct SecuritySchemes;
 
@@ -181,6 +226,7 @@ impl Modify for SecuritySchemes {
 #[derive(Clone)]
 pub struct Document {
     bytes: Bytes,
+    etag: ETag,
     /// Each documented path as segments (`{param}` matches any one), and its methods.
     routes: Vec<(Vec<String>, Vec<String>)>,
 }
@@ -203,15 +249,22 @@ impl Document {
                 (segments, methods)
             })
             .collect();
+        // Serialised from the document itself, so that its paths keep their order.
+        let bytes = Bytes::from(serde_json::to_vec(&doc)?);
         Ok(Self {
-            // Serialised from the document itself, so that its paths keep their order.
-            bytes: Bytes::from(serde_json::to_vec(&doc)?),
+            etag: ETag::of_bytes(&bytes),
+            bytes,
             routes,
         })
     }
 
     pub fn bytes(&self) -> Bytes {
         self.bytes.clone()
+    }
+
+    /// The document's strong tag: a digest of its bytes.
+    pub fn etag(&self) -> ETag {
+        self.etag.clone()
     }
 
     /// The methods documented for `path`; empty when no documented path matches it.

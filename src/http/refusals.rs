@@ -1,5 +1,7 @@
 //! How each aggregate's refusals read over HTTP: who may not act is 403, what does not exist
-//! is 404, what the current state does not allow is 409, what can never be valid is 422.
+//! is 404, what the current state does not allow is 409, what can never be valid is 422, and
+//! an aggregate not at the version `If-Match` named is 412 (after 403 and 404: RFC 9110 has
+//! preconditions evaluated once the request is known to be allowed).
 
 use bountyline_domain::bounty::BountyError;
 use bountyline_domain::inbox::InboxError;
@@ -109,6 +111,19 @@ fn common<E: std::error::Error>(
         CommandError::Conflict(_) => ApiError::Conflict {
             kind: "concurrency-conflict",
             detail: e.to_string(),
+        },
+        CommandError::Moved {
+            aggregate,
+            current,
+            refusal,
+        } => match refusal.map(domain) {
+            // Who may not act, or may not know the aggregate, hears so whatever If-Match
+            // said: a version is told only to a caller the command was open to.
+            Some(hidden @ (ApiError::Forbidden(_) | ApiError::NotFound(_))) => hidden,
+            _ => ApiError::PreconditionFailed {
+                aggregate,
+                current_version: current,
+            },
         },
         CommandError::Internal(e) => ApiError::internal(e),
     }

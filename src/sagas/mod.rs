@@ -249,6 +249,9 @@ fn classify<E: std::error::Error>(
     match result {
         Ok(_) => Ok(Ok(())),
         Err(CommandError::Domain(e)) => Ok(Err(e.to_string())),
+        // A follow-up expects no version (`CommandContext::follow_up`): never seen; were it,
+        // a refusal like any other.
+        Err(e @ CommandError::Moved { .. }) => Ok(Err(e.to_string())),
         Err(e @ CommandError::Conflict(_)) => Err(e.to_string()),
         Err(CommandError::Internal(e)) => Err(format!("{e:#}")),
     }

@@ -12,6 +12,10 @@ cannot express, so data generated from the schema alone is refused (422) by desi
   and drops any other.
 - A bounty's ``deadline`` must be in the future, which moves: the hook moves a past one a
   month ahead.
+- ``If-Match``: a real client sends back a version it was given, or none. Schemathesis also
+  fills headers of positive cases with values it saw elsewhere (``0``), which the document's
+  pattern does not admit; the hook drops such a value from a positive case. A well-formed
+  version the aggregate is not at is answered 412, which schemathesis.toml expects.
 
 Only values that satisfy the document are replaced; the negative phase's malformed ones
 (not integers, too long, ...) still reach the server as generated.
@@ -26,6 +30,13 @@ import schemathesis
 
 # The document's pattern for Idempotency-Key (src/http/openapi/params.rs).
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+# And for If-Match (the same file).
+IF_MATCH = re.compile(r'^(\*|(W/)?"[0-9]{1,18}"([ \t]*,[ \t]*(W/)?"[0-9]{1,18}")*)$')
+
+
+def positive(case):
+    mode = getattr(getattr(getattr(case, "meta", None), "generation", None), "mode", None)
+    return mode is not None and mode.is_positive
 
 newest_position = 0
 issued_cursors = set()
@@ -41,6 +52,8 @@ def before_call(context, case, kwargs):
             headers[name] = str(min(int(value), newest_position))
         elif lower == "idempotency-key" and isinstance(value, str) and IDEMPOTENCY_KEY.match(value):
             headers[name] = str(uuid.uuid4())
+        elif lower == "if-match" and positive(case) and not IF_MATCH.fullmatch(str(value)):
+            del headers[name]
     body = case.body
     if isinstance(body, dict) and isinstance(body.get("deadline"), str):
         try:

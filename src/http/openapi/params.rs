@@ -74,6 +74,52 @@ impl IntoParams for IdempotencyKey {
     }
 }
 
+/// `If-Match`, read by every command on an aggregate the request names.
+pub struct IfMatch;
+
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(IF_MATCH_PATTERN));
+        vec![header(
+            "If-Match",
+            "Only if nothing changed since you looked: the aggregate's version as a read's \
+             `ETag` or a command's `version` gave it, quoted (`\"3\"`); several, \
+             comma-separated, for any of them; or `*` for any version of an aggregate that \
+             exists. If the aggregate is at another version (or does not exist) the command \
+             is refused with 412 naming the current version, and nothing is done. A weak tag \
+             (`W/\"3\"`) never matches (If-Match compares strongly); anything else that is \
+             not a quoted non-negative integer is refused with 400. A retry under the same \
+             `Idempotency-Key` gets the first answer, whatever this header says.",
+            schema,
+            json!("\"3\""),
+        )]
+    }
+}
+
+/// The `If-Match` values [`crate::http::extract::if_match`] reads (RFC 9110 lists, with
+/// optional whitespace around the commas).
+const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]{1,18}"([ \t]*,[ \t]*(W/)?"[0-9]{1,18}")*)$"#;
+
+/// `If-None-Match`, read by every read that answers an `ETag`.
+pub struct IfNoneMatch;
+
+impl IntoParams for IfNoneMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new().schema_type(Type::String);
+        vec![header(
+            "If-None-Match",
+            "The `ETag` of the copy you hold (or several, comma-separated, or `*`): if the \
+             answer would carry the same tag it is 304 Not Modified, without a body. Tags \
+             compare weakly, so `W/\"3\"` and `\"3\"` are the same. A value that is not a list \
+             of entity tags matches nothing.",
+            schema,
+            json!("\"3\""),
+        )]
+    }
+}
+
 /// `X-Min-Position`, read by every query of a read model.
 pub struct MinPosition;
 

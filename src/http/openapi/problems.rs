@@ -37,6 +37,9 @@ fn problem(err: ApiError, meaning: &str) -> (String, RefOr<Response>) {
         | ApiError::OutcomeUnknown { .. } => {
             response = response.header("Retry-After", header("Seconds to wait before retrying."));
         }
+        ApiError::PreconditionFailed { .. } => {
+            response = response.header("ETag", header("The aggregate's current version, quoted."));
+        }
         _ => {}
     }
     (
@@ -49,7 +52,7 @@ fn bad_request() -> (String, RefOr<Response>) {
     problem(
         ApiError::BadRequest("X-Min-Position must be a non-negative integer".into()),
         "The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, \
-         `X-Min-Position` or `Last-Event-ID` header.",
+         `If-Match`, `X-Min-Position` or `Last-Event-ID` header.",
     )
 }
 
@@ -83,6 +86,36 @@ fn conflict() -> (String, RefOr<Response>) {
          ...), another writer got there first (`concurrency-conflict`), or a request with \
          the same `Idempotency-Key` is still running (`request-in-progress`).",
     )
+}
+
+fn precondition_failed() -> (String, RefOr<Response>) {
+    problem(
+        ApiError::PreconditionFailed {
+            aggregate: "Bounty",
+            current_version: 4,
+        },
+        "`precondition-failed`: the aggregate is not at a version `If-Match` named (or does \
+         not exist); nothing was done. `current_version` (and the `ETag` header) names the \
+         version it is at. Told only to a caller the command is open to: one who may not act \
+         hears 403 or 404 as without the header.",
+    )
+}
+
+/// 304 to a read whose `If-None-Match` named the tag it would answer.
+fn not_modified() -> (String, RefOr<Response>) {
+    let header = |description: &str| HeaderBuilder::new().description(Some(description)).build();
+    let response = ResponseBuilder::new()
+        .description(
+            "Not modified: `If-None-Match` named the tag this answer would carry. No body; the \
+             copy the client holds is current.",
+        )
+        .header(
+            "ETag",
+            header("The answer's entity tag, as a 200 would carry it."),
+        )
+        .header("Cache-Control", header("As a 200 would carry it."))
+        .build();
+    ("304".to_owned(), response.into())
 }
 
 fn too_large() -> (String, RefOr<Response>) {
@@ -180,6 +213,8 @@ answers! {
     NotFound = [not_found];
     /// 409.
     Conflict = [conflict];
+    /// 412: the command reads `If-Match`.
+    Expecting = [precondition_failed];
     /// 429: the route is rate limited.
     TooMany = [too_many];
     /// 422: the route reads a query string or validates values.
@@ -198,4 +233,13 @@ answers! {
     /// What every read of a read model can refuse: no credentials, a bad `X-Min-Position` (or
     /// one past the newest event), a read model that did not catch up in time.
     Read = [bad_request, unauthenticated, invalid, unavailable];
+}
+
+/// 304: the read answers an `ETag` and honours `If-None-Match`.
+pub struct NotModified;
+
+impl IntoResponses for NotModified {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([not_modified()])
+    }
 }

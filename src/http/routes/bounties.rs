@@ -28,12 +28,13 @@ use uuid::Uuid;
 
 use crate::auth::{require_role, Authenticated};
 use crate::commands::Committed;
-use crate::http::command::{execute, Answer};
+use crate::http::command::{execute, execute_expecting, Answer};
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::optional_json;
-use crate::http::openapi::params::{BountyId, IdempotencyKey, MinPosition};
+use crate::http::openapi::params::{BountyId, IdempotencyKey, IfMatch, IfNoneMatch, MinPosition};
 use crate::http::openapi::problems::{
-    Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
+    Command, Expecting, Forbidden, Invalid, JsonBody, NotFound, NotModified, RawJsonBody, Read,
 };
 use crate::http::paging::{self, Page};
 use crate::state::AppState;
@@ -165,10 +166,10 @@ struct ApplicationAnswer {
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/applications", operation_id = "applyToBounty",
     tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = ApplyRequest,
     responses((status = 201, description = "Applied", body = ApplicationAnswer), Command,
-        JsonBody, Forbidden, NotFound),
+        JsonBody, Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn apply(
@@ -180,7 +181,7 @@ async fn apply(
 ) -> ApiResult<HttpResponse> {
     let (pitch, hunter) = (Pitch::parse(&body.pitch)?, actor.clone());
     let (bus, id) = (state.commands.clone(), *id);
-    execute(&state, &req, &actor, &*body, |ctx| async move {
+    execute_expecting(&state, &req, &actor, &*body, |ctx| async move {
         let application_id = ctx.mint("application");
         let command = BountyCommand::Apply {
             application_id,
@@ -208,9 +209,10 @@ async fn apply(
         BountyId,
         ("application_id" = Uuid, Path, description = "The application's id"),
         IdempotencyKey,
+        IfMatch,
     ),
     responses((status = 200, description = "Withdrawn", body = Committed), Command, Forbidden,
-        NotFound),
+        NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn withdraw(
@@ -239,10 +241,10 @@ struct AcceptRequest {
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/accept", operation_id = "acceptApplication",
     tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = AcceptRequest,
     responses((status = 200, description = "Assigned", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn accept(
@@ -290,10 +292,10 @@ struct SubmitRequest {
 /// Submit work (the assigned hunter).
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/submit", operation_id = "submitWork", tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = SubmitRequest,
     responses((status = 200, description = "Submitted", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn submit(
@@ -327,10 +329,10 @@ struct NoBody {}
 /// may be left out.
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/approve", operation_id = "approveWork", tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = Option<NoBody>,
     responses((status = 200, description = "Approved", body = Committed), Command, RawJsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn approve(
@@ -352,10 +354,10 @@ async fn approve(
 /// may be left out.
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/cancel", operation_id = "cancelBounty", tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = Option<NoBody>,
     responses((status = 200, description = "Cancelled", body = Committed), Command, RawJsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn cancel(
@@ -384,10 +386,10 @@ struct ReasonRequest {
 /// Reject the submitted work (the poster), with a reason; the hunter may submit again.
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/reject", operation_id = "rejectWork", tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = ReasonRequest,
     responses((status = 200, description = "Rejected", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn reject(
@@ -408,10 +410,10 @@ async fn reject(
 /// Dispute the bounty (the poster or the hunter), with a reason; an admin resolves it.
 #[utoipa::path(
     post, path = "/v1/bounties/{id}/dispute", operation_id = "disputeBounty", tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = ReasonRequest,
     responses((status = 200, description = "Disputed", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn dispute(
@@ -442,10 +444,10 @@ struct ResolveRequest {
 #[utoipa::path(
     post, path = "/v1/admin/bounties/{id}/resolve", operation_id = "resolveDispute",
     tag = "bounties",
-    params(BountyId, IdempotencyKey),
+    params(BountyId, IdempotencyKey, IfMatch),
     request_body = ResolveRequest,
     responses((status = 200, description = "Resolved", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn resolve(
@@ -472,7 +474,7 @@ async fn run(
     request: &impl Serialize,
     command: BountyCommand,
 ) -> ApiResult<HttpResponse> {
-    execute(state, req, actor, request, |ctx| async move {
+    execute_expecting(state, req, actor, request, |ctx| async move {
         let committed = state.commands.bounty(id, command, &ctx).await?;
         Answer::committed(&committed)
     })
@@ -621,9 +623,9 @@ fn decode_cursor(cursor: &str, sort: BoardSort) -> ApiResult<(SortKey, Uuid)> {
 /// The board: any member may read it; "my bounties" are `poster=me` and `hunter=me`.
 #[utoipa::path(
     get, path = "/v1/bounties", operation_id = "listBounties", tag = "bounties",
-    params(BoardQuery, MinPosition),
+    params(BoardQuery, MinPosition, IfNoneMatch),
     responses((status = 200, description = "A page of bounties", body = Page<BountyView>),
-        Read, Invalid),
+        NotModified, Read, Invalid),
     security(("bearer" = [])),
 )]
 async fn board(
@@ -635,6 +637,10 @@ async fn board(
     let limit = paging::limit(q.limit)?;
     let filter = q.into_inner().into_filter(actor.user_id, limit)?;
     state.caught_up(PROJECTION, &req).await?;
+    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    if let Some(unchanged) = tag.unchanged(&req) {
+        return Ok(unchanged);
+    }
     // Known before the read, so that the page read is at least this new (see read_cache).
     let position = state.progress.position(PROJECTION);
     let body = match state.board.get(&filter, position) {
@@ -647,9 +653,7 @@ async fn board(
             body
         }
     };
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body))
+    Ok(tag.ok().content_type(ContentType::json()).body(body))
 }
 
 /// A bounty with what the caller may see of its work and applications.
@@ -667,8 +671,9 @@ struct Detail {
 /// applicant's own for the applicant; none for anyone else.
 #[utoipa::path(
     get, path = "/v1/bounties/{id}", operation_id = "getBounty", tag = "bounties",
-    params(BountyId, MinPosition),
-    responses((status = 200, description = "The bounty", body = Detail), Read, NotFound),
+    params(BountyId, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "The bounty", body = Detail), NotModified, Read,
+        NotFound),
     security(("bearer" = [])),
 )]
 async fn detail(
@@ -688,11 +693,16 @@ async fn detail(
         applications.retain(|a| a.hunter == me);
     }
     let work = (sees_all || bounty.hunter == Some(me)).then(|| bounty.work.clone());
-    Ok(HttpResponse::Ok().json(Detail {
-        bounty,
-        work,
-        applications,
-    }))
+    // Applications and work are the bounty's own events: its version covers them.
+    let tag = ETag::version(bounty.version);
+    Ok(tag.answer(
+        &req,
+        &Detail {
+            bounty,
+            work,
+            applications,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! their own roles or account: another admin must (a demoted admin could otherwise grant the
 //! role back with a token issued before the demotion).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bountyline_domain::Role;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -18,9 +18,12 @@ use crate::auth::refresh;
 use crate::auth::sessions::Sessions;
 use crate::auth::users::{self, User};
 use crate::auth::{require_role, Authenticated};
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::openapi::params::UserId;
-use crate::http::openapi::problems::{Forbidden, Invalid, JsonBody, NotFound, Unauthenticated};
+use crate::http::openapi::params::{IfNoneMatch, UserId};
+use crate::http::openapi::problems::{
+    Forbidden, Invalid, JsonBody, NotFound, NotModified, Unauthenticated,
+};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     // Resources, not a `/v1/admin` scope, which would hide other modules' admin routes.
@@ -50,14 +53,20 @@ struct RoleRequest {
 /// The caller's own account.
 #[utoipa::path(
     get, path = "/v1/me", operation_id = "me", tag = "users",
-    responses((status = 200, description = "The caller", body = User), Unauthenticated),
+    params(IfNoneMatch),
+    responses((status = 200, description = "The caller", body = User), NotModified,
+        Unauthenticated),
     security(("bearer" = [])),
 )]
-async fn me(pool: web::Data<PgPool>, caller: Authenticated) -> ApiResult<HttpResponse> {
+async fn me(
+    pool: web::Data<PgPool>,
+    req: HttpRequest,
+    caller: Authenticated,
+) -> ApiResult<HttpResponse> {
     let user = users::find_by_id(&pool, caller.user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".to_owned()))?;
-    Ok(HttpResponse::Ok().json(user))
+    ETag::answer_by_content(&req, &user)
 }
 
 /// Grant a user a role (admin). It reaches the user's tokens at their next refresh.

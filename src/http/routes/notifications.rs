@@ -11,7 +11,8 @@
 //!
 //! Marking answers `{id, version, position}` of the caller's inbox (always 200: the inbox is
 //! bookkeeping, not a resource the client creates); a read with `X-Min-Position: <position>`
-//! then reflects it.
+//! then reflects it, and `If-Match: "<version>"` on the next marking has it refused (412) if
+//! the inbox changed in between.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,10 +27,15 @@ use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::commands::Committed;
-use crate::http::command::{execute, Answer};
+use crate::http::command::{execute_expecting, Answer};
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::openapi::params::{IdempotencyKey, MinPosition, NotificationId};
-use crate::http::openapi::problems::{Command, Invalid, JsonBody, NotFound, Read};
+use crate::http::openapi::params::{
+    IdempotencyKey, IfMatch, IfNoneMatch, MinPosition, NotificationId,
+};
+use crate::http::openapi::problems::{
+    Command, Expecting, Invalid, JsonBody, NotFound, NotModified, Read,
+};
 use crate::http::paging;
 use crate::state::AppState;
 
@@ -69,8 +75,9 @@ struct Feed {
 #[utoipa::path(
     get, path = "/v1/notifications", operation_id = "listNotifications",
     tag = "notifications",
-    params(ListQuery, MinPosition),
-    responses((status = 200, description = "A page of the feed", body = Feed), Read, Invalid),
+    params(ListQuery, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "A page of the feed", body = Feed), NotModified,
+        Read, Invalid),
     security(("bearer" = [])),
 )]
 async fn list(
@@ -89,12 +96,16 @@ async fn list(
         })
         .transpose()?;
     state.caught_up(PROJECTION, &req).await?;
+    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    if let Some(unchanged) = tag.unchanged(&req) {
+        return Ok(unchanged);
+    }
     let user = actor.user_id;
     let unread_only = q.unread.unwrap_or(false);
     let rows = query::list(&state.pool, user, unread_only, before, limit + 1).await?;
     let page = paging::page(rows, limit, |n| n.position.to_string());
     let unread_count = query::unread_count(&state.pool, user).await?;
-    Ok(HttpResponse::Ok().json(Feed {
+    Ok(tag.ok().json(Feed {
         items: page.items,
         next_cursor: page.next_cursor,
         unread_count,
@@ -106,10 +117,9 @@ async fn list(
 #[utoipa::path(
     post, path = "/v1/notifications/{id}/read", operation_id = "markNotificationRead",
     tag = "notifications",
-    params(NotificationId, IdempotencyKey,
-        MinPosition),
+    params(NotificationId, IdempotencyKey, IfMatch, MinPosition),
     responses((status = 200, description = "Marked; `id` is the caller's inbox",
-        body = Committed), Command, Read, NotFound),
+        body = Committed), Command, Read, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn mark_one(
@@ -136,10 +146,10 @@ struct MarkRequest {
 #[utoipa::path(
     post, path = "/v1/notifications/read", operation_id = "markNotificationsRead",
     tag = "notifications",
-    params(IdempotencyKey, MinPosition),
+    params(IdempotencyKey, IfMatch, MinPosition),
     request_body = MarkRequest,
     responses((status = 200, description = "Marked; `id` is the caller's inbox",
-        body = Committed), Command, JsonBody, Read, NotFound),
+        body = Committed), Command, JsonBody, Read, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn mark_many(
@@ -190,7 +200,7 @@ async fn mark(
         at: Utc::now(),
     };
     let bus = state.commands.clone();
-    execute(state, req, actor, request, |ctx| async move {
+    execute_expecting(state, req, actor, request, |ctx| async move {
         let c = bus.inbox(owner, command, &ctx).await?;
         Answer::json(StatusCode::OK, &c)
     })

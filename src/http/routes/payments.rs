@@ -8,9 +8,10 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::openapi::params::{MinPosition, PaymentId};
-use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, Read};
+use crate::http::openapi::params::{IfNoneMatch, MinPosition, PaymentId};
+use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, NotModified, Read};
 use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
@@ -41,9 +42,9 @@ struct ListQuery {
 /// Escrow payments, newest first: the caller's own, or any for admins and auditors.
 #[utoipa::path(
     get, path = "/v1/payments", operation_id = "listPayments", tag = "payments",
-    params(ListQuery, MinPosition),
+    params(ListQuery, MinPosition, IfNoneMatch),
     responses((status = 200, description = "A page of payments", body = Page<PaymentView>),
-        Read, Forbidden, Invalid),
+        NotModified, Read, Forbidden, Invalid),
     security(("bearer" = [])),
 )]
 async fn list(
@@ -69,18 +70,23 @@ async fn list(
         .map(paging::decode_time_cursor)
         .transpose()?;
     state.caught_up(PROJECTION, &req).await?;
+    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    if let Some(unchanged) = tag.unchanged(&req) {
+        return Ok(unchanged);
+    }
     let rows = query::list(&state.pool, q.bounty_id, party, after, limit + 1).await?;
     let page = paging::page(rows, limit, |p| {
         paging::encode_time_cursor(p.created_at, p.id)
     });
-    Ok(HttpResponse::Ok().json(page))
+    Ok(tag.ok().json(page))
 }
 
 /// One escrow payment, if the caller pays or receives it, or oversees.
 #[utoipa::path(
     get, path = "/v1/payments/{id}", operation_id = "getPayment", tag = "payments",
-    params(PaymentId, MinPosition),
-    responses((status = 200, description = "The payment", body = PaymentView), Read, NotFound),
+    params(PaymentId, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "The payment", body = PaymentView), NotModified,
+        Read, NotFound),
     security(("bearer" = [])),
 )]
 async fn get(
@@ -94,5 +100,5 @@ async fn get(
         .await?
         .filter(|p| actor.oversees() || p.payer == actor.user_id || p.payee == Some(actor.user_id))
         .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
-    Ok(HttpResponse::Ok().json(payment))
+    Ok(ETag::version(payment.version).answer(&req, &payment))
 }

@@ -5,9 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bountyline_projections::stats::query::{snapshot, Stats};
 
 use crate::auth::extractor::Authenticated;
+use crate::http::conditional::ETag;
 use crate::http::error::ApiResult;
-use crate::http::openapi::params::MinPosition;
-use crate::http::openapi::problems::Read;
+use crate::http::openapi::params::{IfNoneMatch, MinPosition};
+use crate::http::openapi::problems::{NotModified, Read};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -18,8 +19,9 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 /// queue, completions and events in the last minute (and per second), people active today.
 #[utoipa::path(
     get, path = "/v1/stats", operation_id = "stats", tag = "stats",
-    params(MinPosition),
-    responses((status = 200, description = "The figures as of `position`", body = Stats), Read),
+    params(MinPosition, IfNoneMatch),
+    responses((status = 200, description = "The figures as of `position`", body = Stats),
+        NotModified, Read),
     security(("bearer" = [])),
 )]
 async fn stats(
@@ -28,5 +30,6 @@ async fn stats(
     Authenticated(_): Authenticated,
 ) -> ApiResult<HttpResponse> {
     state.caught_up("stats", &req).await?;
-    Ok(HttpResponse::Ok().json(snapshot(&state.pool).await?))
+    // Per-minute figures move with the clock: tagged by content.
+    ETag::answer_by_content(&req, &snapshot(&state.pool).await?)
 }

@@ -17,12 +17,15 @@ use uuid::Uuid;
 use crate::auth::extractor::Authenticated;
 use crate::commands::{CommandError, Committed};
 use crate::http::batched::{BatchFailed, Batched};
-use crate::http::command::{execute, Answer};
+use crate::http::command::{execute, execute_expecting, Answer};
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::optional_json;
-use crate::http::openapi::params::{IdempotencyKey, MinPosition, QueuePath, TaskId};
+use crate::http::openapi::params::{
+    IdempotencyKey, IfMatch, IfNoneMatch, MinPosition, QueuePath, TaskId,
+};
 use crate::http::openapi::problems::{
-    Command, Forbidden, Invalid, JsonBody, NotFound, RawJsonBody, Read,
+    Command, Expecting, Forbidden, Invalid, JsonBody, NotFound, NotModified, RawJsonBody, Read,
 };
 use crate::http::paging::{self, Items, Page};
 use crate::state::AppState;
@@ -296,10 +299,10 @@ struct HeartbeatRequest {
 /// be left out.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/heartbeat", operation_id = "heartbeatTask", tag = "tasks",
-    params(TaskId, IdempotencyKey),
+    params(TaskId, IdempotencyKey, IfMatch),
     request_body = Option<HeartbeatRequest>,
     responses((status = 200, description = "Recorded", body = Committed), Command, RawJsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn heartbeat(
@@ -335,10 +338,10 @@ struct CompleteRequest {
 /// Complete a claimed task (its worker). The body may be left out.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/complete", operation_id = "completeTask", tag = "tasks",
-    params(TaskId, IdempotencyKey),
+    params(TaskId, IdempotencyKey, IfMatch),
     request_body = Option<CompleteRequest>,
     responses((status = 200, description = "Completed", body = Committed), Command, RawJsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn complete(
@@ -376,10 +379,10 @@ struct FailRequest {
 /// Report that a claimed task failed (its worker).
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/fail", operation_id = "failTask", tag = "tasks",
-    params(TaskId, IdempotencyKey),
+    params(TaskId, IdempotencyKey, IfMatch),
     request_body = FailRequest,
     responses((status = 200, description = "Recorded", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn fail(
@@ -403,9 +406,9 @@ async fn fail(
 /// Cancel a task that is not finished (its creator). Takes no body.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/cancel", operation_id = "cancelTask", tag = "tasks",
-    params(TaskId, IdempotencyKey),
+    params(TaskId, IdempotencyKey, IfMatch),
     responses((status = 200, description = "Cancelled", body = Committed), Command, Forbidden,
-        NotFound),
+        NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn cancel(
@@ -429,7 +432,7 @@ async fn run(
     request: &impl Serialize,
     command: TaskCommand,
 ) -> ApiResult<HttpResponse> {
-    execute(state, req, actor, request, |ctx| async move {
+    execute_expecting(state, req, actor, request, |ctx| async move {
         let committed = state.commands.task(id, command, &ctx).await?;
         Answer::committed(&committed)
     })
@@ -462,9 +465,9 @@ struct ListQuery {
 /// or holds.
 #[utoipa::path(
     get, path = "/v1/tasks", operation_id = "listTasks", tag = "tasks",
-    params(ListQuery, MinPosition),
-    responses((status = 200, description = "A page of tasks", body = Page<TaskView>), Read,
-        Invalid),
+    params(ListQuery, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "A page of tasks", body = Page<TaskView>),
+        NotModified, Read, Invalid),
     security(("bearer" = [])),
 )]
 async fn list(
@@ -500,18 +503,23 @@ async fn list(
         limit: limit + 1,
     };
     state.caught_up(PROJECTION, &req).await?;
+    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    if let Some(unchanged) = tag.unchanged(&req) {
+        return Ok(unchanged);
+    }
     let rows = query::list(&state.pool, &filter).await?;
     let page = paging::page(rows, limit, |t| {
         paging::encode_time_cursor(t.created_at, t.id)
     });
-    Ok(HttpResponse::Ok().json(page))
+    Ok(tag.ok().json(page))
 }
 
 /// One task, if the caller created it, holds it, or oversees.
 #[utoipa::path(
     get, path = "/v1/tasks/{id}", operation_id = "getTask", tag = "tasks",
-    params(TaskId, MinPosition),
-    responses((status = 200, description = "The task", body = TaskView), Read, NotFound),
+    params(TaskId, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "The task", body = TaskView), NotModified, Read,
+        NotFound),
     security(("bearer" = [])),
 )]
 async fn get(
@@ -532,15 +540,15 @@ async fn get(
             actor.oversees() || t.creator == actor.user_id || t.worker == Some(actor.user_id)
         })
         .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
-    Ok(HttpResponse::Ok().json(task))
+    Ok(ETag::version(task.version).answer(&req, &task))
 }
 
 /// Per queue: depth by status, the oldest waiting task's age, completions per minute.
 #[utoipa::path(
     get, path = "/v1/queues", operation_id = "queueStats", tag = "tasks",
-    params(MinPosition),
+    params(MinPosition, IfNoneMatch),
     responses((status = 200, description = "Every queue's numbers", body = Items<QueueStats>),
-        Read),
+        NotModified, Read),
     security(("bearer" = [])),
 )]
 async fn queues(
@@ -550,5 +558,6 @@ async fn queues(
 ) -> ApiResult<HttpResponse> {
     state.caught_up(PROJECTION, &req).await?;
     let items = query::queue_stats(&state.pool, Utc::now()).await?;
-    Ok(HttpResponse::Ok().json(Items { items }))
+    // Ages move with the clock, not with the read model: tagged by content.
+    ETag::answer_by_content(&req, &Items { items })
 }

@@ -14,10 +14,13 @@ use uuid::Uuid;
 
 use crate::auth::{require_role, Authenticated};
 use crate::commands::Committed;
-use crate::http::command::{execute, Answer};
+use crate::http::command::{execute_expecting, Answer};
+use crate::http::conditional::ETag;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::openapi::params::{IdempotencyKey, MinPosition};
-use crate::http::openapi::problems::{Command, Forbidden, Invalid, JsonBody, NotFound, Read};
+use crate::http::openapi::params::{IdempotencyKey, IfMatch, IfNoneMatch, MinPosition};
+use crate::http::openapi::problems::{
+    Command, Expecting, Forbidden, Invalid, JsonBody, NotFound, NotModified, Read,
+};
 use crate::http::paging::{self, Page};
 use crate::state::AppState;
 
@@ -39,8 +42,9 @@ struct Balances {
 /// The caller's balances: available and held, per currency.
 #[utoipa::path(
     get, path = "/v1/wallets/me", operation_id = "myBalances", tag = "wallets",
-    params(MinPosition),
-    responses((status = 200, description = "The balances", body = Balances), Read),
+    params(MinPosition, IfNoneMatch),
+    responses((status = 200, description = "The balances", body = Balances), NotModified,
+        Read),
     security(("bearer" = [])),
 )]
 async fn balances(
@@ -50,7 +54,7 @@ async fn balances(
 ) -> ApiResult<HttpResponse> {
     state.caught_up(PROJECTION, &req).await?;
     let balances = query::balances(&state.pool, actor.user_id).await?;
-    Ok(HttpResponse::Ok().json(Balances { balances }))
+    ETag::answer_by_content(&req, &Balances { balances })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -68,9 +72,9 @@ struct EntriesQuery {
 /// The caller's ledger, newest first; each entry carries the balances after it.
 #[utoipa::path(
     get, path = "/v1/wallets/me/entries", operation_id = "myLedger", tag = "wallets",
-    params(EntriesQuery, MinPosition),
-    responses((status = 200, description = "A page of entries", body = Page<Entry>), Read,
-        Invalid),
+    params(EntriesQuery, MinPosition, IfNoneMatch),
+    responses((status = 200, description = "A page of entries", body = Page<Entry>),
+        NotModified, Read, Invalid),
     security(("bearer" = [])),
 )]
 async fn entries(
@@ -89,9 +93,13 @@ async fn entries(
         })
         .transpose()?;
     state.caught_up(PROJECTION, &req).await?;
+    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    if let Some(unchanged) = tag.unchanged(&req) {
+        return Ok(unchanged);
+    }
     let rows = query::entries(&state.pool, actor.user_id, before, limit + 1).await?;
     let page = paging::page(rows, limit, |e| e.position.to_string());
-    Ok(HttpResponse::Ok().json(page))
+    Ok(tag.ok().json(page))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -125,13 +133,15 @@ struct WithdrawalAnswer {
 }
 
 /// Withdraw from the caller's wallet: the amount is reserved at once, and the payment
-/// provider's webhook later completes or fails the withdrawal.
+/// provider's webhook later completes or fails the withdrawal. `If-Match` names the wallet's
+/// version, as a wallet command answered it (`GET /v1/wallets/me` is tagged by its content,
+/// not by a version: its read model keeps none).
 #[utoipa::path(
     post, path = "/v1/wallets/me/withdrawals", operation_id = "withdraw", tag = "wallets",
-    params(IdempotencyKey),
+    params(IdempotencyKey, IfMatch),
     request_body = MoneyRequest,
     responses((status = 201, description = "Requested", body = WithdrawalAnswer), Command,
-        JsonBody),
+        JsonBody, Expecting),
     security(("bearer" = [])),
 )]
 async fn withdraw(
@@ -143,7 +153,7 @@ async fn withdraw(
     let money = body.money()?;
     let bus = state.commands.clone();
     let (owner, requester) = (actor.user_id, actor.clone());
-    execute(&state, &req, &actor, &*body, |ctx| async move {
+    execute_expecting(&state, &req, &actor, &*body, |ctx| async move {
         let withdrawal_id = ctx.mint("withdrawal");
         let command = WalletCommand::RequestWithdrawal {
             owner,
@@ -186,10 +196,10 @@ struct CreditRequest {
     post, path = "/v1/admin/wallets/{user_id}/credit", operation_id = "creditWallet",
     tag = "wallets",
     params(("user_id" = Uuid, Path, description = "The user whose wallet to credit"),
-        IdempotencyKey),
+        IdempotencyKey, IfMatch),
     request_body = CreditRequest,
     responses((status = 200, description = "Credited", body = Committed), Command, JsonBody,
-        Forbidden, NotFound),
+        Forbidden, NotFound, Expecting),
     security(("bearer" = [])),
 )]
 async fn credit(
@@ -211,7 +221,7 @@ async fn credit(
     let money = Money::positive(body.amount, Currency::parse(&body.currency)?)?;
     let reason = Reason::parse(&body.reason)?;
     let (bus, admin) = (state.commands.clone(), actor.clone());
-    execute(&state, &req, &actor, &*body, |ctx| async move {
+    execute_expecting(&state, &req, &actor, &*body, |ctx| async move {
         let command = WalletCommand::Credit {
             owner,
             credit_id: ctx.mint("credit"),
