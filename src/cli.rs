@@ -206,13 +206,14 @@ async fn replay(
     for (projection, report) in projections.iter().zip(reports) {
         eprintln!(
             "{}: rebuilt from {} events up to position {} in {:.2} s ({:.0} events/s), \
-             swapped in; {:.2} s applying",
+             swapped in; {:.2} s applying, {:.2} s building indexes after the load",
             projection.name(),
             report.events,
             report.position,
             secs,
             report.events as f64 / secs.max(1e-9),
             report.applying.as_secs_f64(),
+            report.indexing.as_secs_f64(),
         );
     }
     Ok(())

@@ -6,6 +6,7 @@
 mod common;
 
 use bountyline_projections::rebuild::{build_shadow, diff};
+use bountyline_projections::Projection;
 use common::{TestApp, TestUser};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -136,6 +137,62 @@ async fn mixed_workload(app: &TestApp, users: &[TestUser]) {
     app.settle().await;
 }
 
+/// Every index of the projections' live tables, with its definition, in name order.
+async fn indexes_of(
+    app: &TestApp,
+    projections: &[std::sync::Arc<dyn Projection>],
+) -> Vec<(String, String)> {
+    let tables: Vec<String> = projections
+        .iter()
+        .flat_map(|p| p.tables().iter().map(|t| (*t).to_owned()))
+        .collect();
+    sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes \
+         WHERE schemaname = 'public' AND tablename = ANY($1) ORDER BY indexname",
+    )
+    .bind(&tables)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// A rebuild loads the shadow tables without the indexes each projection names as deferred
+/// and builds them afterwards; a name that matched nothing would silently keep the index
+/// through the load (slower, not wrong), so every name must be an index of the projection's
+/// own tables, and not one that a constraint (the key `ON CONFLICT` needs) owns.
+#[tokio::test]
+async fn every_deferred_index_is_an_index_of_its_projections_tables_that_no_constraint_owns() {
+    let app = TestApp::spawn().await;
+    for projection in bountyline::workers::projections() {
+        for index in projection.deferred_indexes() {
+            let owner: Option<(String, bool)> = sqlx::query_as(
+                "SELECT t.relname::text, EXISTS (SELECT 1 FROM pg_constraint c \
+                     WHERE c.conindid = i.oid) \
+                 FROM pg_class i JOIN pg_index x ON x.indexrelid = i.oid \
+                 JOIN pg_class t ON t.oid = x.indrelid \
+                 JOIN pg_namespace n ON n.oid = i.relnamespace \
+                 WHERE n.nspname = 'public' AND i.relname = $1",
+            )
+            .bind(index)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+            let (table, constrained) =
+                owner.unwrap_or_else(|| panic!("{}: no index {index}", projection.name()));
+            assert!(
+                projection.tables().contains(&table.as_str()),
+                "{}: {index} is on {table}, not on its tables",
+                projection.name()
+            );
+            assert!(
+                !constrained,
+                "{}: {index} belongs to a constraint",
+                projection.name()
+            );
+        }
+    }
+}
+
 async fn snapshot(app: &TestApp, table: &str) -> Value {
     sqlx::query_scalar(&format!(
         "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]') FROM {table} t"
@@ -178,6 +235,7 @@ async fn every_projection_rebuilt_from_zero_equals_the_live_one_row_for_row() {
         }
     }
 
+    let indexes = indexes_of(&app, &projections).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bountyline"))
         .args(["replay", "--all"])
         .env("DATABASE_URL", app.settings.database_url.expose_secret())
@@ -199,6 +257,8 @@ async fn every_projection_rebuilt_from_zero_equals_the_live_one_row_for_row() {
             "replay --all changed {table}"
         );
     }
+    // The deferred indexes were built after the load: every index is back, under its name.
+    assert_eq!(indexes_of(&app, &projections).await, indexes);
     // And the live projections carry on from where the rebuild left them.
     let more = app.create_task(&users[0], "mixed", "after replay", 0).await;
     app.wait_for_projection("tasks", more["position"].as_i64().unwrap())

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod bounties;
 pub mod checkpoint;
 pub mod event;
+mod fan_out;
 pub mod flushed;
 pub mod notifications;
 pub mod payments;

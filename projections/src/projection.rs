@@ -42,6 +42,15 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection owns; a rebuild recreates and swaps exactly these.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Indexes of its tables that its apply never reads through (only queries of the API
+    /// do). A rebuild loads its shadow tables without them and builds them once, after the
+    /// load, which costs far less than keeping them up to date row by row. Every other index
+    /// (the unique ones that `ON CONFLICT` and the row look-ups need, say) is there from the
+    /// start. A name that is not an index of the projection's tables fails the rebuild.
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The aggregate types whose events can change this projection, or `None` for every
     /// event. A rebuild reads only these from the store; it still ends at the store's head.
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {

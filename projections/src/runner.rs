@@ -15,14 +15,15 @@
 //!   batch is retried until it passes.
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
-use futures::future::try_join_all;
-use futures::StreamExt;
+use futures::future::{try_join, try_join_all};
+use futures::{StreamExt, TryFutureExt};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::fan_out::fan_out;
 use crate::projection::{share_of, types_read};
 use crate::signal::Signal;
 use crate::wire::{aggregate_type_of, HEADER_POSITION, HEADER_PREV_POSITION};
@@ -222,9 +223,9 @@ impl ProjectionRunner {
 
     /// Applies everything the store holds beyond each projection's checkpoint. The backlog is
     /// read once for every projection, `catch_up_batch` events of the types they read at a
-    /// time (the next page is read while this one is applied), and each projection applies its
-    /// share beyond its own checkpoint in a transaction of its own. The pages end at or below
-    /// the store's head, and positions become visible in commit order (an append draws its
+    /// time, and each projection applies its share of every page beyond its own checkpoint in
+    /// a transaction of its own, at its own pace ([`fan_out`]). The pages end at or below the
+    /// store's head, and positions become visible in commit order (an append draws its
     /// position under a transaction-scoped advisory lock), so a page holds every event up to
     /// where it reaches and a checkpoint may move there.
     async fn catch_up_from_store(&self) -> Result<(), RunError> {
@@ -245,51 +246,23 @@ impl ProjectionRunner {
             let Some(from) = at.iter().copied().min().filter(|from| *from < head) else {
                 return Ok(());
             };
-            let mut pages = self.reader.pages(types, from, head, page_size);
-            let Some(mut page) = pages.next().await? else {
-                continue;
-            };
-            loop {
-                let last = page.through >= head;
-                let applied = self.apply_span(&mut at, &page.events, page.through, last);
-                let (applied, following) = tokio::join!(applied, pages.next());
-                applied?;
-                match following? {
-                    Some(following) => page = following,
-                    None => break,
-                }
-            }
-        }
-    }
-
-    /// Applies a page of the store, `events` up to `up_to`, to every projection behind it,
-    /// side by side; `at` holds each one's checkpoint. A projection with no events in the page
-    /// stores its checkpoint with its next events, or on the `last` page.
-    async fn apply_span(
-        &self,
-        at: &mut [i64],
-        events: &[StoredEvent],
-        up_to: i64,
-        last: bool,
-    ) -> Result<(), RunError> {
-        try_join_all(
-            self.appliers
-                .iter()
-                .zip(at.iter_mut())
-                .map(|(applier, at)| async move {
-                    if *at >= up_to || !(last || applier.has_share(events, *at)) {
-                        return Ok(());
+            let pages = self.reader.pages(types, from, head, page_size);
+            let (read, queues) = fan_out(pages, self.appliers.len(), |_| {});
+            let applied = try_join_all(self.appliers.iter().zip(at.iter_mut()).zip(queues).map(
+                |((applier, at), mut queue)| async move {
+                    while *at < head {
+                        let Some(page) = queue.recv().await else {
+                            break;
+                        };
+                        applier
+                            .catch_up(at, &page.events, page.through, head)
+                            .await?;
                     }
-                    applier
-                        .apply_range(events, up_to)
-                        .await
-                        .map_err(|e| applier.failed(e))?;
-                    *at = up_to;
                     Ok::<_, RunError>(())
-                }),
-        )
-        .await?;
-        Ok(())
+                },
+            ));
+            try_join(read.map_err(RunError::from), applied).await?;
+        }
     }
 
     /// The batch in position order, each event decoded once. An event of a type no projection
@@ -356,6 +329,26 @@ impl Applier {
                     .cloned(),
             })
             .collect()
+    }
+
+    /// Applies a page of the store, `events` up to `up_to`, if this projection's checkpoint
+    /// `at` is behind it, and moves `at` there. A page without events for it is passed over:
+    /// the checkpoint moves with its next events, or with the page that reaches `head`.
+    async fn catch_up(
+        &self,
+        at: &mut i64,
+        events: &[StoredEvent],
+        up_to: i64,
+        head: i64,
+    ) -> Result<(), RunError> {
+        if *at >= up_to || !(up_to >= head || self.has_share(events, *at)) {
+            return Ok(());
+        }
+        self.apply_range(events, up_to)
+            .await
+            .map_err(|e| self.failed(e))?;
+        *at = up_to;
+        Ok(())
     }
 
     /// Whether `events` (in position order) hold any this projection reads beyond `at`.

@@ -26,6 +26,22 @@ impl Projection for BountiesProjection {
         &["bounties", "bounty_applications"]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        // The apply reads rows by id only.
+        &[
+            "bounties_board_idx",
+            "bounties_created_idx",
+            "bounties_expiry_idx",
+            "bounties_hunter_idx",
+            "bounties_poster_idx",
+            "bounties_reward_idx",
+            "bounties_search_idx",
+            "bounties_tags_idx",
+            "bounty_applications_bounty_idx",
+            "bounty_applications_hunter_idx",
+        ]
+    }
+
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["Bounty"])
     }

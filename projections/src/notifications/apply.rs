@@ -32,6 +32,16 @@ impl Projection for NotificationsProjection {
         ]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        // The feed's indexes by user; a payment's bounty is looked up by
+        // `notification_bounties_payment_idx`, which stays.
+        &[
+            "notifications_user_idx",
+            "notifications_user_unread_idx",
+            "notifications_unread_idx",
+        ]
+    }
+
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["Bounty", "Wallet", "Task", "Inbox"])
     }

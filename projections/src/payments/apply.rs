@@ -42,6 +42,15 @@ impl Projection for PaymentsProjection {
         &["payments"]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        // The apply reads rows by id only.
+        &[
+            "payments_bounty_idx",
+            "payments_payer_idx",
+            "payments_payee_idx",
+        ]
+    }
+
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["Payment"])
     }

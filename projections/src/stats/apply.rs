@@ -37,6 +37,10 @@ impl Projection for StatsProjection {
         ]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        &["stats_bounties_status_idx"]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,
@@ -222,7 +226,7 @@ async fn activity(
     Ok(())
 }
 
-pub(super) async fn prune(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
+async fn prune(tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
     sqlx::query("DELETE FROM stats_seconds WHERE second < $1 - interval '1 hour'")
         .bind(event.recorded_at)
         .execute(&mut **tx)

@@ -1,19 +1,20 @@
 //! Applies a batch of events to the stats counters set-based: each task's and bounty's row is
 //! read once, counters are summed in memory, and every table gets one write per batch. The
-//! per-second and active-user rows are written before each prune point, so pruning removes
-//! exactly what it removes event by event (`tests/batch_apply.rs` compares the two paths).
+//! prune points inside the batch are played in memory too ([`Activity`]), so that one delete
+//! and one write per table remove and add exactly what event by event would have
+//! (`tests/batch_apply.rs` compares the two paths).
 
 use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::payment::PaymentEvent;
 use bountyline_domain::task::{TaskEvent, TaskStatus};
 use bountyline_domain::Actor;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Days, NaiveDate, SubsecRound, TimeDelta, Utc};
 use sqlx::{Postgres, Transaction};
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
-use super::apply::{id_of, prune, PRUNE_EVERY};
+use super::apply::{id_of, PRUNE_EVERY};
 use crate::{ProjectionError, StoredEvent};
 
 type Tx = Transaction<'static, Postgres>;
@@ -32,6 +33,14 @@ struct BountyRow {
     status: String,
     currency: String,
     amount: i64,
+}
+
+/// `stats_tasks` rows to write, one array per column.
+#[derive(Default)]
+struct TaskColumns {
+    ids: Vec<Uuid>,
+    queues: Vec<String>,
+    statuses: Vec<String>,
 }
 
 /// A task's queue and current status, as `stats_tasks` holds them.
@@ -65,6 +74,8 @@ impl Delta {
 #[derive(Default)]
 struct Batch {
     tasks: HashMap<Uuid, TaskRow>,
+    /// The tasks `stats_tasks` held when the batch read it (the rest are new).
+    tasks_stored: HashSet<Uuid>,
     tasks_changed: Vec<Uuid>,
     task_counts: BTreeMap<(String, String), Delta>,
     bounties: HashMap<Uuid, BountyRow>,
@@ -72,10 +83,24 @@ struct Batch {
     /// Per (status, currency): the bounties' count and the net change of their reward.
     bounty_counts: BTreeMap<(String, String), (Delta, i64)>,
     escrow: BTreeMap<String, i64>,
-    /// Recording time and completion (0 or 1) of each event since the last flush.
-    seconds: Vec<(DateTime<Utc>, i64)>,
-    /// Recording time and actor of each event by a person since the last flush.
-    active: Vec<(DateTime<Utc>, Uuid)>,
+    activity: Activity,
+}
+
+/// What a batch does to `stats_seconds` and `stats_active_users`, pruning included. Event by
+/// event, each event adds to its second (and its actor to its day), and every `PRUNE_EVERY`
+/// positions the seconds and days too old are deleted. The rows a batch adds that a later
+/// prune of the batch deletes are dropped here as the prune is met; of the stored rows, a
+/// batch's prunes delete whatever lies below the highest of their bounds. So one delete per
+/// table (below that bound) and then one write of what is left give the same rows.
+#[derive(Default)]
+struct Activity {
+    /// Per second: the events and completions added since a prune last deleted that second.
+    seconds: BTreeMap<DateTime<Utc>, (i64, i64)>,
+    /// The days and actors added since a prune last deleted that day.
+    active: BTreeSet<(NaiveDate, Uuid)>,
+    /// The highest bounds of the batch's prunes: stored seconds and days below are deleted.
+    seconds_below: Option<DateTime<Utc>>,
+    days_below: Option<NaiveDate>,
 }
 
 pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
@@ -83,22 +108,16 @@ pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), Pro
     let mut batch = Batch::load(tx, &changes).await?;
     for (event, change) in events.iter().zip(changes) {
         let completed = batch.fold(change);
-        batch
-            .seconds
-            .push((event.recorded_at, i64::from(completed)));
         let actor = event
             .meta("actor")
             .and_then(|a| Uuid::parse_str(a).ok())
             .filter(|a| *a != Actor::SYSTEM_ID);
-        if let Some(actor) = actor {
-            batch.active.push((event.recorded_at, actor));
-        }
+        batch.activity.count(event.recorded_at, completed, actor);
         if event.position % PRUNE_EVERY == 0 {
-            batch.write_activity(tx).await?;
-            prune(tx, event).await?;
+            batch.activity.prune(event.recorded_at);
         }
     }
-    batch.write_activity(tx).await?;
+    std::mem::take(&mut batch.activity).write(tx).await?;
     batch.write_rows(tx).await
 }
 
@@ -172,8 +191,15 @@ impl Batch {
         }
         let mut batch = Batch::default();
         if !task_ids.is_empty() {
+            task_ids.sort_unstable();
+            task_ids.dedup();
+            // One look-up by primary key per task: given thousands of ids, the planner would
+            // rather scan a table of some hundred thousand rows whole (in parallel), at ten
+            // times the cost, than read them through the index.
             let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-                "SELECT task_id, queue, status FROM stats_tasks WHERE task_id = ANY($1)",
+                "SELECT s.task_id, s.queue, s.status FROM unnest($1::uuid[]) AS k(id) \
+                 CROSS JOIN LATERAL (SELECT * FROM stats_tasks \
+                     WHERE stats_tasks.task_id = k.id LIMIT 1) s",
             )
             .bind(&task_ids)
             .fetch_all(&mut **tx)
@@ -182,6 +208,7 @@ impl Batch {
                 .into_iter()
                 .map(|(id, queue, status)| (id, TaskRow { queue, status }))
                 .collect();
+            batch.tasks_stored = batch.tasks.keys().copied().collect();
         }
         if !bounty_ids.is_empty() {
             let rows: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
@@ -271,61 +298,45 @@ impl Batch {
             .add(by);
     }
 
-    /// Adds the events counted since the last flush to their seconds and days.
-    async fn write_activity(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        if !self.seconds.is_empty() {
-            let (at, completed): (Vec<_>, Vec<_>) = self.seconds.drain(..).unzip();
-            sqlx::query(
-                "INSERT INTO stats_seconds (second, events, completions) \
-                 SELECT date_trunc('second', at), count(*), sum(completed)::bigint \
-                 FROM UNNEST($1::timestamptz[], $2::int8[]) AS e(at, completed) GROUP BY 1 \
-                 ON CONFLICT (second) DO UPDATE SET \
-                     events = stats_seconds.events + EXCLUDED.events, \
-                     completions = stats_seconds.completions + EXCLUDED.completions",
-            )
-            .bind(at)
-            .bind(completed)
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.active.is_empty() {
-            let (at, actor): (Vec<_>, Vec<_>) = self.active.drain(..).unzip();
-            sqlx::query(
-                "INSERT INTO stats_active_users (day, user_id) \
-                 SELECT DISTINCT (at AT TIME ZONE 'UTC')::date, actor \
-                 FROM UNNEST($1::timestamptz[], $2::uuid[]) AS a(at, actor) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(at)
-            .bind(actor)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
-    }
-
     /// Writes the task, bounty and escrow rows the batch changed, one statement per table.
     async fn write_rows(mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
         self.tasks_changed.sort_unstable();
         self.tasks_changed.dedup();
-        if !self.tasks_changed.is_empty() {
-            let mut ids = Vec::with_capacity(self.tasks_changed.len());
-            let (mut queues, mut statuses) = (Vec::new(), Vec::new());
-            for id in self.tasks_changed {
-                if let Some(row) = self.tasks.remove(&id) {
-                    ids.push(id);
-                    queues.push(row.queue);
-                    statuses.push(row.status);
-                }
+        // New tasks in a plain insert (an upsert costs a speculative insertion per row, and
+        // nearly every task of a catch-up or a rebuild is new), moved ones in an update. The
+        // checkpoint's lock keeps every other applier out; were a new row there all the same,
+        // the insert fails and the runner applies the batch event by event.
+        let (mut new, mut moved) = (TaskColumns::default(), TaskColumns::default());
+        for id in self.tasks_changed {
+            if let Some(row) = self.tasks.remove(&id) {
+                let columns = match self.tasks_stored.contains(&id) {
+                    true => &mut moved,
+                    false => &mut new,
+                };
+                columns.ids.push(id);
+                columns.queues.push(row.queue);
+                columns.statuses.push(row.status);
             }
+        }
+        if !new.ids.is_empty() {
             sqlx::query(
                 "INSERT INTO stats_tasks (task_id, queue, status) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[]) \
-                 ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status",
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
             )
-            .bind(ids)
-            .bind(queues)
-            .bind(statuses)
+            .bind(new.ids)
+            .bind(new.queues)
+            .bind(new.statuses)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !moved.ids.is_empty() {
+            sqlx::query(
+                "UPDATE stats_tasks t SET status = m.status \
+                 FROM UNNEST($1::uuid[], $2::text[]) AS m(task_id, status) \
+                 WHERE t.task_id = m.task_id",
+            )
+            .bind(moved.ids)
+            .bind(moved.statuses)
             .execute(&mut **tx)
             .await?;
         }
@@ -415,6 +426,79 @@ impl Batch {
             )
             .bind(currencies)
             .bind(deltas)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Activity {
+    /// An event recorded `at`: one more in its second (and a completion), its actor active
+    /// on its day (UTC), as `apply.rs`'s `activity` counts them.
+    fn count(&mut self, at: DateTime<Utc>, completed: bool, actor: Option<Uuid>) {
+        let second = self.seconds.entry(at.trunc_subsecs(0)).or_default();
+        second.0 += 1;
+        second.1 += i64::from(completed);
+        if let Some(actor) = actor {
+            self.active.insert((at.date_naive(), actor));
+        }
+    }
+
+    /// A prune at an event recorded `at`, as `apply.rs`'s `prune` deletes: seconds more than an
+    /// hour and days more than a week before it.
+    fn prune(&mut self, at: DateTime<Utc>) {
+        let second = at - TimeDelta::hours(1);
+        self.seconds = self.seconds.split_off(&second);
+        self.seconds_below = self.seconds_below.max(Some(second));
+        let Some(day) = at.date_naive().checked_sub_days(Days::new(7)) else {
+            return;
+        };
+        self.active = self.active.split_off(&(day, Uuid::nil()));
+        self.days_below = self.days_below.max(Some(day));
+    }
+
+    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        if let Some(below) = self.seconds_below {
+            sqlx::query("DELETE FROM stats_seconds WHERE second < $1")
+                .bind(below)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if let Some(below) = self.days_below {
+            sqlx::query("DELETE FROM stats_active_users WHERE day < $1")
+                .bind(below)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if !self.seconds.is_empty() {
+            let (mut seconds, mut events, mut completions) = (Vec::new(), Vec::new(), Vec::new());
+            for (second, (n, completed)) in self.seconds {
+                seconds.push(second);
+                events.push(n);
+                completions.push(completed);
+            }
+            sqlx::query(
+                "INSERT INTO stats_seconds (second, events, completions) \
+                 SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::int8[]) \
+                 ON CONFLICT (second) DO UPDATE SET \
+                     events = stats_seconds.events + EXCLUDED.events, \
+                     completions = stats_seconds.completions + EXCLUDED.completions",
+            )
+            .bind(seconds)
+            .bind(events)
+            .bind(completions)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.active.is_empty() {
+            let (days, actors): (Vec<_>, Vec<_>) = self.active.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO stats_active_users (day, user_id) \
+                 SELECT * FROM UNNEST($1::date[], $2::uuid[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(days)
+            .bind(actors)
             .execute(&mut **tx)
             .await?;
         }

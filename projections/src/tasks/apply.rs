@@ -20,6 +20,18 @@ impl Projection for TasksProjection {
         &["tasks"]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        // Every index but the primary key: queries read through them, the apply never does.
+        &[
+            "tasks_claim_order_idx",
+            "tasks_lease_expiry_idx",
+            "tasks_list_idx",
+            "tasks_queue_status_idx",
+            "tasks_creator_idx",
+            "tasks_worker_idx",
+        ]
+    }
+
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["Task"])
     }

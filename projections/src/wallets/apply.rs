@@ -82,6 +82,10 @@ impl Projection for WalletsProjection {
         &["wallet_balances", "wallet_entries"]
     }
 
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        &["wallet_entries_user_idx"]
+    }
+
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["Wallet"])
     }
