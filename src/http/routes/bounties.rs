@@ -637,13 +637,23 @@ async fn board(
     let limit = paging::limit(q.limit)?;
     let filter = q.into_inner().into_filter(actor.user_id, limit)?;
     state.caught_up(PROJECTION, &req).await?;
-    let tag = ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?;
+    // Known before the read, so that the page read is at least this new (see read_cache).
+    let position = state.progress.position(PROJECTION);
+    // A page kept in memory is tagged by the position it was read at, which costs no query
+    // (a board read is the busiest); one read afresh by the checkpoint as stored, read before
+    // the rows. Either way an unchanged tag means unchanged rows, within the cache's time to
+    // live when the projections' announcements are lost.
+    let (tag, kept) = match state.board.get(&filter, position) {
+        Some(body) => (ETag::of_read(position, &req, &actor), Some(body)),
+        None => (
+            ETag::of_projection(&state.pool, PROJECTION, &req, &actor).await?,
+            None,
+        ),
+    };
     if let Some(unchanged) = tag.unchanged(&req) {
         return Ok(unchanged);
     }
-    // Known before the read, so that the page read is at least this new (see read_cache).
-    let position = state.progress.position(PROJECTION);
-    let body = match state.board.get(&filter, position) {
+    let body = match kept {
         Some(body) => body,
         None => {
             let rows = query::board(&state.pool, &filter).await?;
