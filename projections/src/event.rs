@@ -51,21 +51,38 @@ const SELECT_EVENTS: &str = "SELECT position, event_id, aggregate_type, aggregat
      event_type, event_version, payload, metadata, recorded_at FROM events";
 
 /// Reads the event store in global position order. Every read is bounded: a range is read a
-/// page at a time ([`EventReader::pages`]), so memory stays bounded however long it is. Every
-/// read that returns events returns only once they are durable ([`crate::flushed`]), so that
-/// whatever a reader hands on survives a crash of Postgres.
+/// page at a time ([`EventReader::pages`]), so memory stays bounded however long it is. A
+/// reader made with [`EventReader::new`] returns events (and the head) only once they are
+/// durable ([`crate::flushed`]), so that whatever it hands outside the database survives a
+/// crash of Postgres; one that only writes what it reads back into the database
+/// ([`EventReader::in_database`]) skips that round trip.
 #[derive(Clone)]
 pub struct EventReader {
     pool: PgPool,
+    /// Whether reads wait for what they return to be durable.
+    settles: bool,
     /// The most events one read of this reader (or a clone) returned.
     most_read: Arc<AtomicUsize>,
 }
 
 impl EventReader {
+    /// For readers that hand events outside the database (JetStream, SSE, HTTP answers).
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
+            settles: true,
             most_read: Arc::default(),
+        }
+    }
+
+    /// For readers whose every use of what they read is a synchronous commit in the same
+    /// database (projections catching up or rebuilt): that commit is flushed only after the
+    /// events it read, so a crash takes both or neither, and a settle per page is work for
+    /// nothing.
+    pub fn in_database(pool: PgPool) -> Self {
+        Self {
+            settles: false,
+            ..Self::new(pool)
         }
     }
 
@@ -164,7 +181,7 @@ impl EventReader {
     /// `events` once they are durable, their number noted in [`EventReader::most_read`].
     async fn noted(&self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, sqlx::Error> {
         self.most_read.fetch_max(events.len(), Ordering::Relaxed);
-        if !events.is_empty() {
+        if self.settles && !events.is_empty() {
             crate::flushed::settle(&self.pool).await?;
         }
         Ok(events)
@@ -176,7 +193,9 @@ impl EventReader {
         let head = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
             .fetch_one(&self.pool)
             .await?;
-        crate::flushed::settle(&self.pool).await?;
+        if self.settles {
+            crate::flushed::settle(&self.pool).await?;
+        }
         Ok(head)
     }
 }

@@ -93,7 +93,7 @@ pub async fn build_shadows(
     for projection in projections {
         deferred.push(create_shadow(pool, *projection).await?);
     }
-    let reader = EventReader::new(pool.clone());
+    let reader = EventReader::in_database(pool.clone());
     let head = match until {
         Some(until) => until,
         None => reader.head().await?,
@@ -294,7 +294,7 @@ pub async fn swap_in(
         // However far live went meanwhile, a page at a time: all in this one transaction, which
         // holds the checkpoint, but never the whole range in memory.
         point_at(&mut tx, &shadow).await?;
-        let reader = EventReader::new(pool.clone());
+        let reader = EventReader::in_database(pool.clone());
         let mut pages = reader.pages(projection.aggregate_types(), built_to, live, PAGE);
         while let Some(page) = pages.next().await? {
             if !page.events.is_empty() {

@@ -98,7 +98,7 @@ impl ProjectionRunner {
         let appliers = feeds
             .into_iter()
             .map(|feed| Applier {
-                reader: EventReader::new(pool.clone()),
+                reader: EventReader::in_database(pool.clone()),
                 pool: pool.clone(),
                 projection: feed.projection,
                 progress: Signal::default(),
@@ -109,7 +109,7 @@ impl ProjectionRunner {
             .collect();
         Self {
             js,
-            reader: EventReader::new(pool),
+            reader: EventReader::in_database(pool),
             config,
             appliers,
         }
