@@ -54,6 +54,9 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the OpenAPI document (the bytes served at `/openapi.json`) and exit; the typed
+    /// client in clients/typescript is generated from it.
+    Openapi,
     /// Administer users.
     Admin {
         #[command(subcommand)]
@@ -97,6 +100,10 @@ pub enum AdminCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The document needs no configuration: it prints on a machine with no database set up.
+    if let Some(Command::Openapi) = cli.command {
+        return print_openapi();
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(&settings.log_format);
     match cli.command.unwrap_or(Command::Dev) {
@@ -117,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             list,
         } => replay(settings, projection, all, list).await,
         Command::Audit { command } => audit(settings, command).await,
+        Command::Openapi => unreachable!("answered before the configuration is read"),
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -125,6 +133,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => create_admin(settings, &email, &display_name).await,
     }
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    use std::io::Write;
+    let document = crate::http::openapi::Document::build()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&document.bytes())?;
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 async fn serve(settings: Settings, parts: Parts) -> anyhow::Result<()> {
