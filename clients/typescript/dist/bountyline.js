@@ -517,7 +517,8 @@ function ifMatch(version) {
 }
 var SAFE = /* @__PURE__ */ new Set(["GET", "HEAD", "OPTIONS"]);
 var CSRF_COOKIE = "__Host-bl_csrf";
-var REFRESH_AHEAD_MS = 3e4;
+var RENEW_AHEAD_MS = 3e4;
+var LIVED_MS = 1e3;
 var Bountyline = class {
   /** Every route of the v1 API, typed from the OpenAPI document. */
   api;
@@ -527,8 +528,11 @@ var Bountyline = class {
   retries;
   backoffMs;
   onSignedOut;
+  onSession;
   fetch;
   csrf;
+  cookieExpiresAt = 0;
+  cookieRenewAt = 0;
   refreshing;
   constructor(options = {}) {
     this.baseUrl = (options.baseUrl ?? "").replace(/\/$/, "");
@@ -537,6 +541,7 @@ var Bountyline = class {
     this.retries = options.retries ?? 4;
     this.backoffMs = options.backoffMs ?? 200;
     this.onSignedOut = options.onSignedOut;
+    this.onSession = options.onSession;
     const base = options.fetch ?? globalThis.fetch;
     this.fetch = (input, init) => base(input, init);
     this.api = createClient({
@@ -547,6 +552,10 @@ var Bountyline = class {
   /** Whether a session is held (for a cookie session: whether its CSRF token is known). */
   get signedIn() {
     return this.session === "cookie" ? this.csrfToken() !== void 0 : !!this.tokens.get();
+  }
+  /** When the session's access token expires (ms since the epoch; 0 when not known). */
+  get expiresAt() {
+    return this.session === "cookie" ? this.cookieExpiresAt : this.tokens.get()?.expires_at ?? 0;
   }
   /** Signs in; a wrong email or password throws a {@link ProblemError} (401). */
   async login(email, password) {
@@ -590,7 +599,7 @@ var Bountyline = class {
    * dropped connection, a server restart or an expired token.
    */
   async *stream(topic, options = {}) {
-    const { signal } = options;
+    const { signal, onOpen, onDrop } = options;
     let lastEventId = options.lastEventId;
     let reconnectMs = options.reconnectMs ?? 1e3;
     let failures = 0;
@@ -626,6 +635,8 @@ var Bountyline = class {
         continue;
       }
       failures = 0;
+      const opened = Date.now();
+      onOpen?.();
       try {
         for await (const field of sseMessages(response.body, signal)) {
           if (field.retry !== void 0) reconnectMs = field.retry;
@@ -639,7 +650,8 @@ var Bountyline = class {
         void err;
       }
       if (signal?.aborted) return;
-      await sleep(backoff(reconnectMs, failures++), signal);
+      onDrop?.();
+      if (Date.now() - opened < LIVED_MS) await sleep(backoff(reconnectMs, failures++), signal);
     }
   }
   // -------------------------------------------------------------------------------------------
@@ -684,13 +696,14 @@ var Bountyline = class {
    * expire), or for a cookie session the CSRF token on commands. */
   async authorize(request) {
     if (this.session === "cookie") {
+      if (this.cookieRenewAt && Date.now() >= this.cookieRenewAt) await this.refresh();
       const csrf = this.csrfToken();
       if (csrf && !SAFE.has(request.method)) request.headers.set("X-CSRF-Token", csrf);
       return request;
     }
     if (request.headers.has("Authorization")) return request;
     let tokens = this.tokens.get();
-    if (tokens && tokens.expires_at - Date.now() < REFRESH_AHEAD_MS) {
+    if (tokens?.refresh_token && tokens.renew_at && Date.now() >= tokens.renew_at) {
       await this.refresh();
       tokens = this.tokens.get();
     }
@@ -698,7 +711,7 @@ var Bountyline = class {
     return request;
   }
   canRenew() {
-    return this.session === "cookie" ? this.csrfToken() !== void 0 : !!this.tokens.get();
+    return this.session === "cookie" ? this.csrfToken() !== void 0 : !!this.tokens.get()?.refresh_token;
   }
   async renew() {
     let response;
@@ -706,7 +719,7 @@ var Bountyline = class {
       response = await this.fetch(`${this.baseUrl}/v1/auth/refresh`, this.cookiePost());
     } else {
       const tokens = this.tokens.get();
-      if (!tokens) throw new SignedOutError();
+      if (!tokens?.refresh_token) throw new SignedOutError();
       response = await this.fetch(`${this.baseUrl}/v1/auth/refresh`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -724,16 +737,23 @@ var Bountyline = class {
   async keepSession(response) {
     if (!response.ok) throw await problemOf(response);
     const body = await response.json();
-    const expires_at = Date.now() + body.expires_in * 1e3;
+    const lifetime = body.expires_in * 1e3;
+    const expires_at = Date.now() + lifetime;
+    const renew_at = expires_at - Math.min(RENEW_AHEAD_MS, lifetime / 4);
     if (this.session === "cookie") {
       this.csrf = body.csrf_token;
+      this.cookieExpiresAt = expires_at;
+      this.cookieRenewAt = renew_at;
     } else if (body.access_token && body.refresh_token) {
-      this.tokens.set({ access_token: body.access_token, refresh_token: body.refresh_token, expires_at });
+      this.tokens.set({ access_token: body.access_token, refresh_token: body.refresh_token, expires_at, renew_at });
     }
+    this.onSession?.(expires_at);
   }
   forget() {
     this.tokens.set(void 0);
     this.csrf = void 0;
+    this.cookieExpiresAt = 0;
+    this.cookieRenewAt = 0;
   }
   cookiePost() {
     const headers = { "Content-Type": "application/json" };

@@ -28,9 +28,12 @@ export type Problem = Schemas['Problem'];
 /** A bearer session: what the store keeps between calls (and, if it wants, between pages). */
 export interface Tokens {
   access_token: string;
+  /** Empty when the session cannot be renewed (a token handed over without one). */
   refresh_token: string;
-  /** Milliseconds since the epoch when the access token expires. */
+  /** Milliseconds since the epoch when the access token expires (0: unknown). */
   expires_at: number;
+  /** Milliseconds since the epoch from when it is renewed before a call (0: only on a 401). */
+  renew_at: number;
 }
 
 /** Where a token session is kept. The default keeps it in memory only. */
@@ -59,6 +62,8 @@ export interface Options {
   backoffMs?: number;
   /** Called once when the session has ended for good (a refresh refused). */
   onSignedOut?: () => void;
+  /** Called after each sign-in and renewal with when the new access token expires. */
+  onSession?: (expiresAt: number) => void;
   /** The fetch to use (default: the global one). */
   fetch?: typeof globalThis.fetch;
 }
@@ -128,13 +133,21 @@ export interface StreamOptions {
   lastEventId?: string;
   /** Ends the stream; the generator then returns. */
   signal?: AbortSignal;
+  /** Called each time the stream is connected (first and after each reconnect). */
+  onOpen?: () => void;
+  /** Called each time the connection is lost (before the reconnect). */
+  onDrop?: () => void;
   /** The wait before reconnecting when the server named none (default 1000 ms). */
   reconnectMs?: number;
 }
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const CSRF_COOKIE = '__Host-bl_csrf';
-const REFRESH_AHEAD_MS = 30_000;
+/** A session is renewed this long before it expires (or after 3/4 of a shorter lifetime). */
+const RENEW_AHEAD_MS = 30_000;
+/** A stream the server ended after this long is reopened at once (its session was renewed or
+ * its token expired); one ended sooner waits, so a refusing server is not hammered. */
+const LIVED_MS = 1_000;
 
 export class Bountyline {
   /** Every route of the v1 API, typed from the OpenAPI document. */
@@ -145,8 +158,11 @@ export class Bountyline {
   private readonly retries: number;
   private readonly backoffMs: number;
   private readonly onSignedOut?: () => void;
+  private readonly onSession?: (expiresAt: number) => void;
   private readonly fetch: typeof globalThis.fetch;
   private csrf?: string;
+  private cookieExpiresAt = 0;
+  private cookieRenewAt = 0;
   private refreshing?: Promise<void>;
 
   constructor(options: Options = {}) {
@@ -156,6 +172,7 @@ export class Bountyline {
     this.retries = options.retries ?? 4;
     this.backoffMs = options.backoffMs ?? 200;
     this.onSignedOut = options.onSignedOut;
+    this.onSession = options.onSession;
     const base = options.fetch ?? globalThis.fetch;
     this.fetch = (input, init) => base(input, init);
     this.api = createFetchClient<paths>({
@@ -167,6 +184,11 @@ export class Bountyline {
   /** Whether a session is held (for a cookie session: whether its CSRF token is known). */
   get signedIn(): boolean {
     return this.session === 'cookie' ? this.csrfToken() !== undefined : !!this.tokens.get();
+  }
+
+  /** When the session's access token expires (ms since the epoch; 0 when not known). */
+  get expiresAt(): number {
+    return this.session === 'cookie' ? this.cookieExpiresAt : (this.tokens.get()?.expires_at ?? 0);
   }
 
   /** Signs in; a wrong email or password throws a {@link ProblemError} (401). */
@@ -214,7 +236,7 @@ export class Bountyline {
    * dropped connection, a server restart or an expired token.
    */
   async *stream(topic: string, options: StreamOptions = {}): AsyncGenerator<StreamMessage> {
-    const { signal } = options;
+    const { signal, onOpen, onDrop } = options;
     let lastEventId = options.lastEventId;
     let reconnectMs = options.reconnectMs ?? 1000;
     let failures = 0;
@@ -250,6 +272,8 @@ export class Bountyline {
         continue;
       }
       failures = 0;
+      const opened = Date.now();
+      onOpen?.();
       try {
         for await (const field of sseMessages(response.body, signal)) {
           if (field.retry !== undefined) reconnectMs = field.retry;
@@ -264,7 +288,8 @@ export class Bountyline {
         void err;
       }
       if (signal?.aborted) return;
-      await sleep(backoff(reconnectMs, failures++), signal);
+      onDrop?.();
+      if (Date.now() - opened < LIVED_MS) await sleep(backoff(reconnectMs, failures++), signal);
     }
   }
 
@@ -313,13 +338,14 @@ export class Bountyline {
    * expire), or for a cookie session the CSRF token on commands. */
   private async authorize(request: Request): Promise<Request> {
     if (this.session === 'cookie') {
+      if (this.cookieRenewAt && Date.now() >= this.cookieRenewAt) await this.refresh();
       const csrf = this.csrfToken();
       if (csrf && !SAFE.has(request.method)) request.headers.set('X-CSRF-Token', csrf);
       return request;
     }
     if (request.headers.has('Authorization')) return request;
     let tokens = this.tokens.get();
-    if (tokens && tokens.expires_at - Date.now() < REFRESH_AHEAD_MS) {
+    if (tokens?.refresh_token && tokens.renew_at && Date.now() >= tokens.renew_at) {
       await this.refresh();
       tokens = this.tokens.get();
     }
@@ -328,7 +354,7 @@ export class Bountyline {
   }
 
   private canRenew(): boolean {
-    return this.session === 'cookie' ? this.csrfToken() !== undefined : !!this.tokens.get();
+    return this.session === 'cookie' ? this.csrfToken() !== undefined : !!this.tokens.get()?.refresh_token;
   }
 
   private async renew(): Promise<void> {
@@ -337,7 +363,7 @@ export class Bountyline {
       response = await this.fetch(`${this.baseUrl}/v1/auth/refresh`, this.cookiePost());
     } else {
       const tokens = this.tokens.get();
-      if (!tokens) throw new SignedOutError();
+      if (!tokens?.refresh_token) throw new SignedOutError();
       response = await this.fetch(`${this.baseUrl}/v1/auth/refresh`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
@@ -361,17 +387,24 @@ export class Bountyline {
       expires_in: number;
       csrf_token?: string;
     };
-    const expires_at = Date.now() + body.expires_in * 1000;
+    const lifetime = body.expires_in * 1000;
+    const expires_at = Date.now() + lifetime;
+    const renew_at = expires_at - Math.min(RENEW_AHEAD_MS, lifetime / 4);
     if (this.session === 'cookie') {
       this.csrf = body.csrf_token;
+      this.cookieExpiresAt = expires_at;
+      this.cookieRenewAt = renew_at;
     } else if (body.access_token && body.refresh_token) {
-      this.tokens.set({ access_token: body.access_token, refresh_token: body.refresh_token, expires_at });
+      this.tokens.set({ access_token: body.access_token, refresh_token: body.refresh_token, expires_at, renew_at });
     }
+    this.onSession?.(expires_at);
   }
 
   private forget(): void {
     this.tokens.set(undefined);
     this.csrf = undefined;
+    this.cookieExpiresAt = 0;
+    this.cookieRenewAt = 0;
   }
 
   private cookiePost(): RequestInit {

@@ -39,7 +39,8 @@ test('a token about to expire is renewed before the call, not after a refusal', 
   const tokens = memoryTokens();
   const { fetch, calls } = counting();
   const bl = await signedIn({ tokens, fetch });
-  tokens.set({ ...tokens.get(), expires_at: Date.now() + 1_000 });
+  // As if the token had reached the last quarter of its life (or its last 30 s).
+  tokens.set({ ...tokens.get(), renew_at: Date.now() - 1 });
   const before = calls('/v1/auth/refresh');
   must(await bl.api.GET('/v1/me'));
   assert.equal(calls('/v1/auth/refresh') - before, 1);
