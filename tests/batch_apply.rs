@@ -136,7 +136,7 @@ impl History {
             aggregate_id: id.to_string(),
             sequence,
             event_type,
-            event_version: "1.0".to_owned(),
+            event_version: "1".to_owned(),
             payload,
             metadata: json!({ "actor": actor }),
             recorded_at,

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod money;
 pub mod payment;
 pub mod task;
+pub mod upcast;
 pub mod values;
 pub mod wallet;
 

@@ -1,9 +1,11 @@
 //! An event as the store holds it, with its place on the global position line, and the one
 //! way to read the store in that order (postgres-es's own streams swallow errors).
 
+use bountyline_domain::upcast::{upcast, UpcastError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -23,18 +25,32 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The domain event, for aggregates whose events serialize as cqrs-es stores them.
-    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        E::deserialize(&self.payload)
+    /// The payload in the current form of its event type: as stored, or upcast from the
+    /// older version it was stored at ([`bountyline_domain::upcast`]). `payload` itself stays
+    /// as stored: it is what the hash chain covers and what exports and the relay carry.
+    pub fn current_payload(&self) -> Result<Cow<'_, serde_json::Value>, UpcastError> {
+        upcast(&self.event_type, &self.event_version, &self.payload)
     }
 
-    /// The body of the event without cqrs-es's enum wrapper (`{"TaskCreated": {...}}`).
-    pub fn body(&self) -> &serde_json::Value {
-        self.payload
-            .as_object()
-            .filter(|o| o.len() == 1)
-            .and_then(|o| o.get(&self.event_type))
-            .unwrap_or(&self.payload)
+    /// The domain event, for aggregates whose events serialize as cqrs-es stores them, upcast
+    /// first if it was stored at an older version (an upcast that fails is a decode error).
+    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
+        let payload = self
+            .current_payload()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        E::deserialize(payload.as_ref())
+    }
+
+    /// The body of the event in its current form without cqrs-es's enum wrapper
+    /// (`{"TaskCreated": {...}}`); as stored if it cannot be upcast (no current form to give).
+    pub fn body(&self) -> Cow<'_, serde_json::Value> {
+        match self
+            .current_payload()
+            .unwrap_or(Cow::Borrowed(&self.payload))
+        {
+            Cow::Borrowed(payload) => Cow::Borrowed(unwrapped(payload, &self.event_type)),
+            Cow::Owned(payload) => Cow::Owned(unwrapped(&payload, &self.event_type).clone()),
+        }
     }
 
     /// A metadata field, e.g. `actor`, `request_id`, `correlation_id`, `causation_id`.
@@ -45,6 +61,15 @@ impl StoredEvent {
     pub fn aggregate_uuid(&self) -> Option<Uuid> {
         Uuid::parse_str(&self.aggregate_id).ok()
     }
+}
+
+/// A payload's body: what cqrs-es's enum wrapper `{"<event_type>": ...}` holds.
+fn unwrapped<'a>(payload: &'a serde_json::Value, event_type: &str) -> &'a serde_json::Value {
+    payload
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get(event_type))
+        .unwrap_or(payload)
 }
 
 const SELECT_EVENTS: &str = "SELECT position, event_id, aggregate_type, aggregate_id, sequence, \
@@ -239,5 +264,61 @@ impl Pages {
         };
         self.after = through;
         Ok(Some(Page { events, through }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoredEvent;
+    use bountyline_domain::wallet::WalletEvent;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    /// An admin's credit as stored before credits had ids: `WalletCredited` v1.
+    fn old_credit() -> StoredEvent {
+        StoredEvent {
+            position: 7,
+            event_id: Uuid::from_u128(7),
+            aggregate_type: "Wallet".into(),
+            aggregate_id: Uuid::from_u128(1).to_string(),
+            sequence: 2,
+            event_type: "WalletCredited".into(),
+            event_version: "1".into(),
+            payload: json!({"WalletCredited": {
+                "owner": Uuid::from_u128(1), "currency": "USD", "amount": 250,
+                "reason": "goodwill", "credited_by": Uuid::from_u128(2),
+                "available": 1250, "held": 0, "at": "2026-11-01T12:00:00Z"}}),
+            metadata: json!({}),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_event_stored_at_an_older_version_decodes_in_its_current_form() {
+        let event = old_credit();
+        let decoded: WalletEvent = event.decode().expect("upcast, then decoded");
+        assert!(matches!(
+            decoded,
+            WalletEvent::WalletCredited {
+                credit_id: None,
+                amount: 250,
+                ..
+            }
+        ));
+        let mut newer = event.clone();
+        newer.event_version = "9".into();
+        assert!(
+            newer.decode::<WalletEvent>().is_err(),
+            "a version this build does not know"
+        );
+    }
+
+    #[test]
+    fn the_body_is_in_the_current_form_while_the_payload_stays_as_stored() {
+        let event = old_credit();
+        // `get`, not indexing, which gives null for a missing key too.
+        assert_eq!(event.body().get("credit_id"), Some(&json!(null)));
+        assert_eq!(event.body()["amount"], 250);
+        assert!(event.payload["WalletCredited"].get("credit_id").is_none());
     }
 }

@@ -160,32 +160,21 @@ pub async fn state_at(
     })
 }
 
-/// Folds events (in sequence order) into a fresh aggregate and serializes the result.
+/// Folds events (in sequence order) into a fresh aggregate and serializes the result. Each
+/// event is decoded in the current form of its type, upcast from the version it was stored at
+/// (`StoredEvent::decode`, the domain's registry).
 fn fold<A: Aggregate>(events: &[StoredEvent]) -> Result<serde_json::Value, AuditError> {
     let mut aggregate = A::default();
     for event in events {
-        aggregate.apply(upcast::<A::Event>(event)?);
-    }
-    serde_json::to_value(&aggregate).map_err(|e| AuditError::Internal(e.into()))
-}
-
-/// The one place a stored event becomes a domain event. Every event is at `event_version`
-/// "1" today; an upcaster for an older version would rewrite `event.payload` here (matched on
-/// `event_type` and `event_version`) before decoding.
-pub fn upcast<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, AuditError> {
-    match event.event_version.as_str() {
-        "1" | "" => event.decode::<E>().map_err(|e| {
+        let decoded = event.decode::<A::Event>().map_err(|e| {
             AuditError::Internal(anyhow::anyhow!(
                 "event {} ({} v{}) does not decode: {e}",
                 event.event_id,
                 event.event_type,
                 event.event_version
             ))
-        }),
-        other => Err(AuditError::Internal(anyhow::anyhow!(
-            "event {} ({}) has version {other}, which no upcaster handles",
-            event.event_id,
-            event.event_type
-        ))),
+        })?;
+        aggregate.apply(decoded);
     }
+    serde_json::to_value(&aggregate).map_err(|e| AuditError::Internal(e.into()))
 }

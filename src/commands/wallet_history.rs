@@ -1,7 +1,9 @@
 //! The wallet's keyed history, read from the event store: the events one wallet recorded
 //! under one entry key, with the index of migrations/0014.
 
+use bountyline_domain::upcast::upcast;
 use bountyline_domain::wallet::{EntryKey, HistoryError, WalletEvent, WalletHistory};
+use serde::Deserialize;
 use sqlx::PgPool;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,18 +22,23 @@ impl StoreWalletHistory {
         // Sorted here, not by the query: with ORDER BY sequence the planner walked the primary
         // key through all of the wallet's events, computing each one's key (1.8 ms a command
         // in a held load, growing with the wallet), instead of the few under this key.
-        let mut rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-            "SELECT sequence, payload FROM events WHERE aggregate_type = 'Wallet' \
-             AND aggregate_id = $1 AND wallet_entry_key(event_type, payload) = $2",
+        let mut rows: Vec<(i64, String, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, event_type, event_version, payload FROM events \
+             WHERE aggregate_type = 'Wallet' AND aggregate_id = $1 \
+             AND wallet_entry_key(event_type, payload) = $2",
         )
         .bind(wallet.to_string())
         .bind(key.stored())
         .fetch_all(&self.pool)
         .await
         .map_err(HistoryError::new)?;
-        rows.sort_unstable_by_key(|(sequence, _)| *sequence);
+        rows.sort_unstable_by_key(|(sequence, ..)| *sequence);
         rows.into_iter()
-            .map(|(_, payload)| serde_json::from_value(payload).map_err(HistoryError::new))
+            .map(|(_, event_type, version, payload)| {
+                // In the current form of its type, whatever version it was stored at.
+                let payload = upcast(&event_type, &version, &payload).map_err(HistoryError::new)?;
+                WalletEvent::deserialize(payload.as_ref()).map_err(HistoryError::new)
+            })
             .collect()
     }
 }

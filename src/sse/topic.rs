@@ -141,17 +141,19 @@ fn task_data(topic: Topic, event: &StoredEvent) -> Option<Value> {
     })
 }
 
-fn queue_of<'a>(task: &'a TaskEvent, event: &'a StoredEvent) -> Option<&'a str> {
+fn queue_of(task: &TaskEvent, event: &StoredEvent) -> Option<String> {
     match task {
         TaskEvent::TaskCreated { queue, .. }
         | TaskEvent::TaskClaimed { queue, .. }
         | TaskEvent::TaskCompleted { queue, .. }
         | TaskEvent::TaskFailed { queue, .. }
         | TaskEvent::TaskLeaseExpired { queue, .. }
-        | TaskEvent::TaskCancelled { queue, .. } => Some(queue),
-        TaskEvent::TaskHeartbeatRecorded { .. } => {
-            event.body().get("queue").and_then(|q| q.as_str())
-        }
+        | TaskEvent::TaskCancelled { queue, .. } => Some(queue.clone()),
+        TaskEvent::TaskHeartbeatRecorded { .. } => event
+            .body()
+            .get("queue")
+            .and_then(|q| q.as_str())
+            .map(str::to_owned),
     }
 }
 
@@ -239,7 +241,8 @@ fn whole(event: &StoredEvent) -> Value {
 /// What `event` shows `viewer` on `me`, if it concerns them: its own fields, with the
 /// subject's id, version and status.
 fn mine(event: &StoredEvent, viewer: Uuid) -> Option<Value> {
-    let body = event.body().as_object()?;
+    let body = event.body();
+    let body = body.as_object()?;
     let names = |field: &str| {
         body.get(field)
             .and_then(Value::as_str)

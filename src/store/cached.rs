@@ -21,10 +21,14 @@
 //! commit), except that a refusal keeps the entry, and that it does not ask the store first
 //! where the answer is most likely "nothing newer": see there.
 
+use bountyline_domain::upcast::{current_version, upcast};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistenceError, SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use hashlink::LruCache;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -340,12 +344,23 @@ impl<A: Aggregate> CachedStore<A> {
     }
 }
 
+/// The stored events as the aggregate's events, each upcast first if it was stored at an
+/// older version of its type ([`bountyline_domain::upcast`]).
 fn envelopes<A: Aggregate>(
     events: Vec<SerializedEvent>,
 ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
     events
         .into_iter()
-        .map(|event| EventEnvelope::try_from(event).map_err(AggregateError::from))
+        .map(|mut event| {
+            let current = upcast(&event.event_type, &event.event_version, &event.payload)
+                .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+            if let Cow::Owned(payload) = current {
+                event.payload = payload;
+                event.event_version = current_version(&event.event_type).to_string();
+            }
+            EventEnvelope::try_from(event)
+        })
+        .map(|envelope| envelope.map_err(AggregateError::from))
         .collect()
 }
 

@@ -114,9 +114,9 @@ impl DomainEvent for TaskEvent {
         name.to_owned()
     }
 
-    /// Version 1 of every task event's stored form; bump it (and add an upcaster) when a
-    /// stored shape changes.
+    /// The version of this event type's stored form: 1 plus the upcasting steps registered
+    /// for it ([`crate::upcast`], which says how to change an event).
     fn event_version(&self) -> String {
-        "1".to_owned()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }

@@ -29,8 +29,11 @@ pub enum WalletEvent {
     },
     WalletCredited {
         owner: Uuid,
-        /// Absent in credits recorded before credits had ids (each of those stands alone).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// `None` for credits recorded before credits had ids (each of those stands alone):
+        /// version 1 left the field out, version 2 writes `null` (`wallet/upcast.rs`). Required
+        /// when read (serde would take a missing `Option` for `None`), so a v2 credit without
+        /// it is refused rather than taken for one without an id.
+        #[serde(deserialize_with = "Option::deserialize")]
         credit_id: Option<Uuid>,
         currency: Currency,
         amount: i64,
@@ -241,9 +244,9 @@ impl DomainEvent for WalletEvent {
         name.to_owned()
     }
 
-    /// Version 1 of every wallet event's stored form; bump it (and add an upcaster) when a
-    /// stored shape changes.
+    /// The version of this event type's stored form: 1 plus the upcasting steps registered
+    /// for it ([`crate::upcast`], which says how to change an event).
     fn event_version(&self) -> String {
-        "1".to_owned()
+        crate::upcast::current_version(&self.event_type()).to_string()
     }
 }

@@ -17,6 +17,7 @@ mod decide;
 mod entries;
 mod error;
 mod event;
+pub(crate) mod upcast;
 
 pub use command::WalletCommand;
 pub use entries::{Entry, EntryKey, HistoryError, WalletHistory, WalletServices};

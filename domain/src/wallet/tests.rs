@@ -404,12 +404,15 @@ fn a_credit_recorded_before_credits_had_ids_stands_alone() {
         .then_expect_events(vec![credited(CREDIT, 250, 1500)]);
 }
 
+/// Stored at version 1, before credits had ids: read through the upcaster, as every reader
+/// of the store does (`crate::upcast`).
 #[test]
 fn an_old_credit_without_an_id_still_reads() {
     let stored = serde_json::json!({"WalletCredited": {"owner": OWNER, "currency": "USD",
         "amount": 250, "reason": "goodwill", "credited_by": admin().user_id,
         "available": 1250, "held": 0, "at": t0()}});
-    let event: WalletEvent = serde_json::from_value(stored).expect("an old credit");
+    let current = crate::upcast::upcast("WalletCredited", "1", &stored).expect("upcast");
+    let event: WalletEvent = serde_json::from_value(current.into_owned()).expect("an old credit");
     assert!(matches!(
         event,
         WalletEvent::WalletCredited {

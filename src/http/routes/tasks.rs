@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bountyline_domain::task::{CreateTask, TaskCommand, TaskEvent};
+use bountyline_domain::upcast::upcast;
 use bountyline_domain::values::{
     bounded_int, Description, JsonDoc, Note, Priority, QueueName, Title,
 };
@@ -247,19 +248,21 @@ async fn claimed(
     version: i64,
     position: i64,
 ) -> ApiResult<Answer> {
-    let payload: serde_json::Value = sqlx::query_scalar(
-        "SELECT payload FROM events WHERE aggregate_type = 'Task' AND aggregate_id = $1 \
-         AND sequence = $2",
+    let (event_type, event_version, payload): (String, String, serde_json::Value) = sqlx::query_as(
+        "SELECT event_type, event_version, payload FROM events \
+         WHERE aggregate_type = 'Task' AND aggregate_id = $1 AND sequence = $2",
     )
     .bind(view.id.to_string())
     .bind(version)
     .fetch_one(&state.pool)
     .await?;
+    // A recorded claim may predate a change of the event's form: read it in the current one.
+    let payload = upcast(&event_type, &event_version, &payload).map_err(ApiError::internal)?;
     let TaskEvent::TaskClaimed {
         attempt,
         lease_expires_at,
         ..
-    } = serde_json::from_value(payload).map_err(ApiError::internal)?
+    } = TaskEvent::deserialize(payload.as_ref()).map_err(ApiError::internal)?
     else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "claim stored no TaskClaimed"
