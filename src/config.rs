@@ -49,6 +49,13 @@ pub struct HttpSettings {
     pub admission_wait_ms: u64,
     /// Browser origins allowed to call the API (CORS), comma-separated, exact: empty for none.
     pub cors_origins: String,
+    /// Origins taken as this server's own by the CSRF defence of browser sessions (the
+    /// `Origin` a cookie-authenticated command must carry; `auth::csrf`), besides the one the
+    /// request shows (its scheme and `Host`): comma-separated, exact, empty for none. List the
+    /// public origin (`https://bountyline.example`) when a proxy in front hides it (terminates
+    /// TLS without `X-Forwarded-Proto`, or rewrites `Host`). Pages of other origins cannot use
+    /// the session cookie whatever this says: CORS never allows credentials.
+    pub allowed_origins: String,
     /// When set, `/metrics` answers only `Authorization: Bearer <this token>`.
     pub metrics_token: SecretString,
     /// Whether `/openapi.json` and `/docs` are served.
@@ -148,6 +155,7 @@ impl Settings {
             .set_default("http.max_in_flight", 256)?
             .set_default("http.admission_wait_ms", 2000)?
             .set_default("http.cors_origins", "")?
+            .set_default("http.allowed_origins", "")?
             .set_default("http.metrics_token", "")?
             .set_default("http.docs", true)?
             .set_default("auth.jwt_secret", "")?

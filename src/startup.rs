@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::csrf::Csrf;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::AuthKeys;
 use crate::commands::CommandBus;
@@ -333,6 +334,10 @@ async fn retire_own_durables(js: jetstream::Context, names: Names, projections: 
 
 fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow::Result<Server> {
     let auth_keys = web::Data::new(AuthKeys::new(&settings.auth));
+    let csrf = web::Data::new(Csrf::new(
+        &settings.auth.jwt_secret,
+        &settings.http.allowed_origins,
+    )?);
     let sessions = web::Data::new(Sessions::new(
         state.pool.clone(),
         std::time::Duration::from_millis(settings.auth.session_cache_ms),
@@ -359,6 +364,7 @@ fn serve(listener: TcpListener, state: AppState, settings: &Settings) -> anyhow:
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(auth_keys.clone())
+            .app_data(csrf.clone())
             .app_data(sessions.clone())
             .app_data(openapi.clone())
             // One per worker thread, its reads run on that thread: no hand-over between

@@ -1,9 +1,13 @@
-//! Who is calling: the `Authenticated` extractor that turns a bearer access token into an
-//! [`Actor`], and the role check handlers use after it.
+//! Who is calling: the `Authenticated` extractor that turns an access token into an [`Actor`],
+//! and the role check handlers use after it.
 //!
-//! A token is taken when its signature and claims verify and its session still stands: an
-//! access token stops working as soon as its refresh token is rotated (a refresh) or revoked
-//! (logout, reuse), not only when it expires.
+//! The token comes from `Authorization: Bearer`, or, without that header, from a browser
+//! session's `__Host-bl_session` cookie (`auth::cookies`). A token is taken when its signature
+//! and claims verify and its session still stands: an access token stops working as soon as
+//! its refresh token is rotated (a refresh) or revoked (logout, reuse), not only when it
+//! expires. A request authenticated by the cookie that may change something must also prove
+//! that this server's own page sent it (`auth::csrf`); a bearer token needs no such proof, as
+//! no browser sends one on its own.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -12,34 +16,39 @@ use bountyline_domain::{Actor, Role};
 use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 use sqlx::PgPool;
+use uuid::Uuid;
 
-use crate::auth::refresh;
+use crate::auth::csrf::{self, Csrf};
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{AuthKeys, Verified};
+use crate::auth::{cookies, refresh};
 use crate::http::error::ApiError;
 
 /// The verified caller. Put it in a handler's arguments to require a valid access token
-/// (`Authorization: Bearer <token>`); without one the request is answered with a 401.
+/// (`Authorization: Bearer <token>`, or a browser session's cookie with, on anything but a
+/// read, its CSRF proofs); without one the request is answered with a 401, without the
+/// proofs with a 403.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Actor);
 
 impl Authenticated {
     /// For SSE routes only: browsers' `EventSource` cannot set headers, so the token may also
-    /// come as `?access_token=`. The header wins when both are present. Query strings end up in
-    /// access logs, which is why no other route accepts this. Answers the whole verification,
-    /// since a stream outlives its request and must end with its token and session.
+    /// come as `?access_token=`, or from the session cookie, which `EventSource` sends to its
+    /// own origin. The header wins, then the query. Query strings end up in access logs, which
+    /// is why no other route accepts this. Answers the whole verification, since a stream
+    /// outlives its request and must end with its token and session.
     pub async fn from_request_or_query(req: &HttpRequest) -> Result<Verified, ApiError> {
-        let token = match bearer(req)? {
-            Some(token) => token,
-            None => query_token(req).ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "an access token is required: send `Authorization: Bearer <token>` \
-                     or `?access_token=<token>`"
-                        .to_owned(),
-                )
-            })?,
-        };
-        authenticate(req, &token).await
+        if let Some(token) = bearer(req)?.or_else(|| query_token(req)) {
+            return Ok(authenticate(req, &token).await?.0);
+        }
+        match cookies::read(req, cookies::SESSION) {
+            Some(token) => from_cookie(req, &token).await,
+            None => Err(ApiError::Unauthenticated(
+                "an access token is required: send `Authorization: Bearer <token>` or \
+                 `?access_token=<token>`, or sign in for a session cookie"
+                    .to_owned(),
+            )),
+        }
     }
 
     pub fn into_inner(self) -> Actor {
@@ -62,25 +71,46 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let token = bearer(&req)?.ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "an access token is required: send `Authorization: Bearer <token>`".to_owned(),
-                )
-            })?;
-            let verified = authenticate(&req, &token).await?;
+            // A bearer header wins: with one, the cookie is not looked at.
+            let verified =
+                match (bearer(&req)?, cookies::read(&req, cookies::SESSION)) {
+                    (Some(token), _) => authenticate(&req, &token).await?.0,
+                    (None, Some(token)) => from_cookie(&req, &token).await?,
+                    (None, None) => return Err(ApiError::Unauthenticated(
+                        "an access token is required: send `Authorization: Bearer <token>`, or \
+                         sign in for a session cookie"
+                            .to_owned(),
+                    )),
+                };
             Ok(Authenticated(verified.actor))
         })
     }
 }
 
+/// Authenticates by the session cookie's access token. A request that may change something
+/// must come from an allowed origin (checked first: it needs no look-up) and carry the CSRF
+/// token of the very session the cookie belongs to.
+async fn from_cookie(req: &HttpRequest, token: &str) -> Result<Verified, ApiError> {
+    let guarded = !csrf::is_safe(req.method());
+    if guarded {
+        csrf_guard(req)?.check_origin(req)?;
+    }
+    let (verified, family) = authenticate(req, token).await?;
+    if guarded {
+        csrf_guard(req)?.check_token(req, family)?;
+    }
+    Ok(verified)
+}
+
 /// Verifies `token`, checks that its session still stands and its account is enabled, and
-/// takes the account's roles as they stand now (not as the token was issued with).
-async fn authenticate(req: &HttpRequest, token: &str) -> Result<Verified, ApiError> {
+/// takes the account's roles as they stand now (not as the token was issued with). Answers
+/// the session's family besides.
+async fn authenticate(req: &HttpRequest, token: &str) -> Result<(Verified, Uuid), ApiError> {
     let mut verified = keys(req)?.verify(token)?;
     match sessions(req)?.current(verified.session).await? {
         Some(current) if current.user == verified.actor.user_id => {
             verified.actor = Actor::new(current.user, current.roles);
-            Ok(verified)
+            Ok((verified, current.family))
         }
         _ => {
             tracing::debug!(user_id = %verified.actor.user_id, "access token of an ended session refused");
@@ -127,6 +157,12 @@ fn sessions(req: &HttpRequest) -> Result<&Sessions, ApiError> {
         .ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!("Sessions is not registered as app data"))
         })
+}
+
+fn csrf_guard(req: &HttpRequest) -> Result<&Csrf, ApiError> {
+    req.app_data::<web::Data<Csrf>>()
+        .map(|data| data.get_ref())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("Csrf is not registered as app data")))
 }
 
 fn pool(req: &HttpRequest) -> Result<&PgPool, ApiError> {

@@ -159,6 +159,17 @@ pub fn reused() -> ApiError {
     refused("the refresh token has already been used; please log in again")
 }
 
+/// The family `token` belongs to, whatever its state; `None` for a token never issued. Reads
+/// only: a cookie refresh or logout checks its CSRF token against this family before it
+/// rotates or revokes anything.
+pub async fn family_of(pool: &PgPool, token: &str) -> ApiResult<Option<Uuid>> {
+    let family = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(digest(token))
+        .fetch_optional(pool)
+        .await?;
+    Ok(family)
+}
+
 /// Revokes the family `token` belongs to (logout). An unknown token is not an error: logging
 /// out twice, or with a token that already expired, leaves the caller logged out either way.
 /// Returns the sessions it ended.
@@ -187,11 +198,12 @@ pub async fn revoke_user(pool: &PgPool, user: Uuid) -> ApiResult<Vec<Uuid>> {
     Ok(revoked)
 }
 
-/// Who a live session is: its user and the roles the account holds now. `None` when the
-/// session ended (rotated, revoked, expired) or its account is disabled.
-pub async fn session(pool: &PgPool, id: Uuid) -> ApiResult<Option<(Uuid, Vec<String>)>> {
+/// Who a live session is: its user, the roles the account holds now, and its family (the
+/// sign-in it was rotated from). `None` when the session ended (rotated, revoked, expired) or
+/// its account is disabled.
+pub async fn session(pool: &PgPool, id: Uuid) -> ApiResult<Option<(Uuid, Vec<String>, Uuid)>> {
     let current = sqlx::query_as(
-        "SELECT u.id, u.roles FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+        "SELECT u.id, u.roles, r.family_id FROM refresh_tokens r JOIN users u ON u.id = r.user_id
          WHERE r.id = $1 AND r.rotated_at IS NULL AND r.revoked_at IS NULL
            AND r.expires_at > now() AND u.disabled_at IS NULL",
     )

@@ -28,6 +28,8 @@ const MAX_KEPT: usize = 100_000;
 pub struct Current {
     pub user: Uuid,
     pub roles: Vec<Role>,
+    /// The sign-in the session belongs to: what a cookie session's CSRF token is bound to.
+    pub family: Uuid,
 }
 
 pub struct Sessions {
@@ -53,9 +55,10 @@ impl Sessions {
         metrics::counter!("bountyline_session_checks_total", "cache" => "miss").increment(1);
         let current = refresh::session(&self.pool, session)
             .await?
-            .map(|(user, roles)| Current {
+            .map(|(user, roles, family)| Current {
                 roles: users::roles_of(user, &roles),
                 user,
+                family,
             });
         if let (Some(current), Some(kept)) = (&current, &self.live) {
             kept.put(session, current.clone());

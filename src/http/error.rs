@@ -25,6 +25,9 @@ pub enum ApiError {
     Unauthenticated(String),
     /// 403: authenticated, but not allowed.
     Forbidden(String),
+    /// 403: a request carried the session cookie but not the proof that this server's own
+    /// page sent it (its `Origin`, and an `X-CSRF-Token` of that session); nothing was done.
+    CsrfRejected(String),
     /// 404: no such resource (or one the caller may not know about).
     NotFound(String),
     /// 405: the method is not served (TRACE).
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::BadRequest(_) => ("bad-request", "The request could not be read"),
             ApiError::Unauthenticated(_) => ("unauthenticated", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
+            ApiError::CsrfRejected(_) => ("csrf-rejected", "Cross-site request refused"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::NoSuchRoute(_) => ("no-such-route", "No such route"),
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::BadRequest(d)
             | ApiError::Unauthenticated(d)
             | ApiError::Forbidden(d)
+            | ApiError::CsrfRejected(d)
             | ApiError::NotFound(d)
             | ApiError::MethodNotAllowed(d)
             | ApiError::NoSuchRoute(d)
@@ -264,7 +269,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::CsrfRejected(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -286,7 +291,9 @@ impl ResponseError for ApiError {
                 tracing::error!(error = format!("{cause:#}"), "request failed")
             }
             // Within the request's span, so the log line carries its request id.
-            ApiError::Unauthenticated(detail) | ApiError::Forbidden(detail) => {
+            ApiError::Unauthenticated(detail)
+            | ApiError::Forbidden(detail)
+            | ApiError::CsrfRejected(detail) => {
                 tracing::info!(status = self.status_code().as_u16(), %detail, "access refused")
             }
             _ => {}

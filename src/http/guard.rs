@@ -208,8 +208,9 @@ const CORS_ALLOW_HEADERS: &str =
 const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-client-request-id, retry-after, location";
 
 /// CORS for the origins in `http.cors_origins` only (exact matches, never a wildcard, never
-/// credentials: tokens travel in headers, not cookies). Other origins get no CORS headers, so
-/// browsers keep their answers from the calling page; same-origin use is unaffected.
+/// credentials: other origins' pages call with bearer tokens in headers; the session cookies
+/// are for this server's own pages). Other origins get no CORS headers, so browsers keep their
+/// answers from the calling page; same-origin use is unaffected.
 pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -61,7 +61,7 @@ use super::routes::{
         audit_chain::verify, audit_chain::heads, audit_chain::check_heads,
     ),
     components(schemas(Problem)),
-    modifiers(&SecuritySchemes, &ParameterDescriptions, &Links, &Validators),
+    modifiers(&SecuritySchemes, &CookieSessions, &ParameterDescriptions, &Links, &Validators),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's account; roles (admin)"),
@@ -172,6 +172,55 @@ impl Modify for Validators {
     }
 }
 
+/// Wherever a bearer token is taken, a browser session's cookie is taken too
+/// (`auth::extractor`): each such operation names it as another way in, with the CSRF token
+/// beside it on operations that change something, which may then also answer 403
+/// `csrf-rejected`. So do the operations that read the refresh cookie (they declare the
+/// `X-CSRF-Token` header). One place, so that no route forgets it.
+struct CookieSessions;
+
+impl Modify for CookieSessions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(read) = &mut item.get {
+                add_cookie_session(read, false);
+            }
+            let writes = [
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for write in writes.into_iter().flatten() {
+                add_cookie_session(write, true);
+            }
+        }
+    }
+}
+
+fn add_cookie_session(operation: &mut utoipa::openapi::path::Operation, changes: bool) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::RefOr;
+    let none: [&str; 0] = [];
+    let by_bearer = operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement).is_ok_and(|names| names.get("bearer").is_some())
+    });
+    if by_bearer {
+        let mut cookie = SecurityRequirement::new("session_cookie", none);
+        if changes {
+            cookie = cookie.add("csrf_token", none);
+        }
+        operation.security.get_or_insert_with(Vec::new).push(cookie);
+    }
+    let reads_csrf_token = operation.parameters.iter().flatten().any(|p| match p {
+        RefOr::T(p) => p.name == "X-CSRF-Token",
+        RefOr::Ref(_) => false,
+    });
+    if changes && (by_bearer || reads_csrf_token) {
+        problems::add_csrf_refusal(&mut operation.responses);
+    }
+}
+
 /// The security schemes operations name in their `security(...)`.
 struct SecuritySchemes;
 
@@ -196,6 +245,27 @@ impl Modify for SecuritySchemes {
                 "access_token",
                 "The same access token as a query parameter, for EventSource clients that \
                  cannot set headers; `/v1/streams/{topic}` only.",
+            ))),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::cookies::SESSION,
+                "A browser session's access token, set by `/v1/auth/login` with \
+                 `\"session\": \"cookie\"` and by `/v1/auth/refresh` (`HttpOnly; Secure; \
+                 SameSite=Strict`). Taken wherever a bearer token is, when no `Authorization` \
+                 header is sent (that wins). On anything but GET it needs `csrf_token` and an \
+                 `Origin` header naming this server's own origin (or one of \
+                 `http.allowed_origins`); otherwise 403 `csrf-rejected`, and nothing changes.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::auth::csrf::HEADER_NAME,
+                "The browser session's CSRF token: `csrf_token` of the sign-in's answer, also \
+                 in the page-readable `__Host-bl_csrf` cookie. Bound to the session: a token \
+                 of another session does not verify.",
             ))),
         );
         components.add_security_scheme(

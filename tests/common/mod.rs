@@ -147,6 +147,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             max_in_flight: 256,
             admission_wait_ms: 2000,
             cors_origins: String::new(),
+            allowed_origins: String::new(),
             metrics_token: SecretString::from(String::new()),
             docs: true,
         },

@@ -120,6 +120,40 @@ impl IntoParams for IfNoneMatch {
     }
 }
 
+/// What a browser session's refresh and logout read instead of a body: the refresh cookie,
+/// and the CSRF token that must come with it.
+pub struct RefreshCookie;
+
+impl IntoParams for RefreshCookie {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        vec![
+            ParameterBuilder::new()
+                .name(crate::auth::cookies::REFRESH)
+                .parameter_in(ParameterIn::Cookie)
+                .required(Required::False)
+                .description(Some(
+                    "A browser session's refresh token, set by a sign-in with \
+                     `\"session\": \"cookie\"` (`HttpOnly`, sent to `/v1/auth` only). Read \
+                     when the body names no `refresh_token`; it needs `X-CSRF-Token` and the \
+                     page's own `Origin`.",
+                ))
+                .schema(Some(text()))
+                .build(),
+            header(
+                "X-CSRF-Token",
+                "The browser session's CSRF token (the sign-in answered it; the \
+                 `__Host-bl_csrf` cookie holds it): required with the refresh cookie, with an \
+                 `Origin` header naming this server's origin (or one of \
+                 `http.allowed_origins`). Without both, or with a token of another session, \
+                 the answer is 403 `csrf-rejected` and nothing changes.",
+                text(),
+                json!("q1vU7m0cW8Jd3nZ5yT2bXkR4fA6sE9hL0pG1iC3oN8w"),
+            ),
+        ]
+    }
+}
+
 /// `X-Min-Position`, read by every query of a read model.
 pub struct MinPosition;
 

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use actix_web::ResponseError;
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::response::{Response, ResponseBuilder, Responses};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::IntoResponses;
 
@@ -69,6 +70,40 @@ fn forbidden() -> (String, RefOr<Response>) {
         "Authenticated, but not allowed: a role is missing, or the caller is not the party \
          who may act.",
     )
+}
+
+/// What a 403 `csrf-rejected` means, wherever it may be answered.
+const CSRF_REJECTED: &str = "`csrf-rejected`: the request came with the session cookie (no \
+    bearer token), and its `Origin` header is missing, `null` or not this server's own origin \
+    (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the \
+    session's. Nothing was done.";
+
+fn csrf_refusal() -> ApiError {
+    ApiError::CsrfRejected("this origin may not send requests with the session cookie".into())
+}
+
+/// Adds the CSRF refusal to an operation a cookie session may call to change something: as
+/// its 403 when it has none, else beside the 403 it has (both examples kept, named by type).
+pub fn add_csrf_refusal(responses: &mut Responses) {
+    let Some(RefOr::T(forbidden)) = responses.responses.get_mut("403") else {
+        responses
+            .responses
+            .extend([problem(csrf_refusal(), CSRF_REJECTED)]);
+        return;
+    };
+    forbidden.description = format!("{} Or {CSRF_REJECTED}", forbidden.description);
+    if let Some(RefOr::T(content)) = forbidden.content.get_mut(PROBLEM_JSON) {
+        let example = |value| RefOr::T(ExampleBuilder::new().value(Some(value)).build());
+        if let Some(existing) = content.example.take() {
+            let kind = existing["type"].as_str().and_then(|t| t.rsplit('/').next());
+            let name = kind.unwrap_or("forbidden").to_owned();
+            content.examples.insert(name, example(existing));
+        }
+        content.examples.insert(
+            "csrf-rejected".into(),
+            example(problem_body(&csrf_refusal())),
+        );
+    }
 }
 
 fn not_found() -> (String, RefOr<Response>) {
