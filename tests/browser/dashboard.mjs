@@ -6,11 +6,18 @@
 //   {"cmd":"snapshot"}                 → {"ok": {connection, stats, queues, bounties, feed, problems}}
 //   {"cmd":"screenshot","path":"..."}  → {"ok": "<path>"}
 //   {"cmd":"fill","selector":"...","value":"..."}, {"cmd":"click","selector":"..."} → {"ok": true}
+//   {"cmd":"cookies"}                  → {"ok": [{name, httpOnly, secure, sameSite, path}]}
+//   {"cmd":"foreign_post","path":"/v1/tasks","body":"..."}
+//                                      → {"ok": {origin, status}}: a page of another origin on
+//                                        the same site (a server on another loopback port) sends
+//                                        a command with the browser's cookies, as an attacker's
+//                                        page would; status is what the API answered (0: none)
 //   {"cmd":"quit"}                     → closes the browser and exits; so does the end of stdin.
 // Environment: DASHBOARD_URL (the server's base URL), and DASHBOARD_EMAIL with
 // DASHBOARD_PASSWORD to sign in through the form, or DASHBOARD_TOKEN to open the page with
 // `#token=<access token>`.
 // Everything is bounded: each step has a timeout and the whole run ends after five minutes.
+import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -51,7 +58,8 @@ try {
     ],
   });
   log(`chromium ${browser.version()}`);
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   // For the test's log: which requests failed (tokens cut out of the URLs).
   const shown = (url) => url.replace(/access_token=[^&]*/, 'access_token=…');
@@ -108,6 +116,9 @@ try {
       fragment: location.hash,
       login_error: document.querySelector('#login-error').textContent,
       token_expires_in_ms: Number(sessionStorage.getItem('bl.expiry')) - Date.now(),
+      // What a script on the page could steal: a token in storage or a readable auth cookie.
+      script_sees_credentials: /bl_session|bl_refresh/.test(document.cookie)
+        || /eyJ/.test(JSON.stringify({ ...sessionStorage })) || /eyJ/.test(JSON.stringify({ ...localStorage })),
     };
   });
 
@@ -138,6 +149,37 @@ try {
           await page.click(command.selector, { timeout: 5_000 });
           send({ ok: true });
           break;
+        case 'cookies':
+          send({ ok: (await page.context().cookies()).map(({ name, httpOnly, secure, sameSite, path }) => ({
+            name, httpOnly, secure, sameSite, path,
+          })) });
+          break;
+        case 'foreign_post': {
+          // A page of another origin on the same site: a real server on another loopback port.
+          const elsewhere = createServer((_req, res) => {
+            res.writeHead(200, { 'Content-Type': 'text/html' });
+            res.end('<!doctype html><title>elsewhere</title>');
+          });
+          await new Promise((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+          const origin = `http://127.0.0.1:${elsewhere.address().port}`;
+          const foreign = await page.context().newPage();
+          const target = `${base}${command.path}`;
+          const answered = foreign.waitForResponse((r) => r.url() === target, { timeout: 5_000 })
+            .then((r) => r.status()).catch(() => 0);
+          try {
+            await foreign.goto(`${origin}/`, { timeout: 5_000 });
+            // A simple request (no preflight): the browser sends it with its cookies.
+            await foreign.evaluate(([url, body]) => fetch(url, {
+              method: 'POST', credentials: 'include', mode: 'no-cors',
+              headers: { 'Content-Type': 'text/plain' }, body,
+            }).catch(() => undefined), [target, command.body]);
+            send({ ok: { origin, status: await answered } });
+          } finally {
+            await foreign.close();
+            elsewhere.close();
+          }
+          break;
+        }
         case 'quit':
           send({ ok: 'bye' });
           await finish(0);

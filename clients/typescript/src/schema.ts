@@ -210,8 +210,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Exchange an email and password for a token pair.
-         * @description A wrong password and an unknown email get the same 401, after the same work.
+         * Exchange an email and password for a token pair, or for a browser session.
+         * @description With `"session": "cookie"` the tokens are set as `HttpOnly` cookies and the answer carries
+         *     only the session's CSRF token. A wrong password and an unknown email get the same 401,
+         *     after the same work.
          */
         post: operations["login"];
         delete?: never;
@@ -229,7 +231,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Exchange a refresh token for a new pair; the old refresh token stops working. */
+        /**
+         * Exchange a refresh token for a new pair; the old refresh token stops working.
+         * @description A browser session sends no body (or `{}`): its `__Secure-bl_refresh` cookie is used, with
+         *     the page's own `Origin` and the session's `X-CSRF-Token` (403 `csrf-rejected` otherwise,
+         *     and nothing rotates), and the answer sets fresh cookies. A refresh token presented again
+         *     after it was used ends its whole session family, whichever way it came.
+         */
         post: operations["refresh"];
         delete?: never;
         options?: never;
@@ -249,7 +257,10 @@ export interface paths {
         /**
          * Revoke a refresh token and every token rotated from it.
          * @description Authenticated by the refresh token itself, so a client whose access token has lapsed can
-         *     still log out; an unknown token changes nothing.
+         *     still log out; an unknown token changes nothing. A browser session sends no body (or
+         *     `{}`): its `__Secure-bl_refresh` cookie is used, with the page's own `Origin` and the
+         *     session's `X-CSRF-Token` (403 `csrf-rejected` otherwise, and nothing is revoked), and the
+         *     answer clears its cookies.
          */
         post: operations["logout"];
         delete?: never;
@@ -267,7 +278,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log out everywhere: every session of the caller ends, every device's tokens with it. */
+        /**
+         * Log out everywhere: every session of the caller ends, every device's tokens with it. A
+         *     browser's session cookies are cleared too.
+         */
         post: operations["logoutAll"];
         delete?: never;
         options?: never;
@@ -1384,6 +1398,30 @@ export interface components {
             latency_ms?: number | null;
         };
         /**
+         * @description A browser session: the tokens are in `HttpOnly` cookies (`Set-Cookie`), out of the page's
+         *     scripts' reach.
+         * @example {
+         *       "csrf_token": "q1vU7m0cW8Jd3nZ5yT2bXkR4fA6sE9hL0pG1iC3oN8w",
+         *       "expires_in": 900,
+         *       "token_type": "Cookie"
+         *     }
+         */
+        CookieSession: {
+            /** @description Always `Cookie`. */
+            token_type: string;
+            /**
+             * Format: int64
+             * @description Seconds until the access token (and its cookie) expires: refresh before.
+             */
+            expires_in: number;
+            /**
+             * @description The session's CSRF token: send it as `X-CSRF-Token` (with the page's own `Origin`) on
+             *     every request that changes something. Also in the `__Host-bl_csrf` cookie, for a page
+             *     reloaded; it stays the same through refreshes until the session ends.
+             */
+            csrf_token: string;
+        };
+        /**
          * @example {
          *       "max_attempts": 3,
          *       "payload": {
@@ -1683,6 +1721,12 @@ export interface components {
             email: string;
             /** Format: password */
             password: string;
+            /**
+             * @description How the sign-in is kept: `token` (the default) answers a token pair; `cookie` (for
+             *     browsers) sets the tokens as `HttpOnly` cookies and answers only the CSRF token.
+             * @default token
+             */
+            session: components["schemas"]["SessionKind"];
         };
         /**
          * @example {
@@ -2126,7 +2170,11 @@ export interface components {
          *     }
          */
         RefreshToken: {
-            refresh_token: string;
+            /**
+             * @description The refresh token. Left out (or the body left out), the `__Secure-bl_refresh` cookie
+             *     of a browser session is used, with its CSRF proofs.
+             */
+            refresh_token?: string | null;
         };
         /**
          * @example {
@@ -2159,6 +2207,13 @@ export interface components {
             amount: number;
             currency: string;
         };
+        /**
+         * @description How a sign-in is kept.
+         * @enum {string}
+         */
+        SessionKind: "token" | "cookie";
+        /** @description A sign-in's answer: a token pair, or for a cookie session the CSRF token alone. */
+        SignedIn: components["schemas"]["TokenPair"] | components["schemas"]["CookieSession"];
         Stats: {
             /**
              * Format: int64
@@ -3025,13 +3080,15 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A token pair */
+            /** @description A token pair (`token_type` `Bearer`), or for `"session": "cookie"` a browser session (`token_type` `Cookie`) */
             200: {
                 headers: {
+                    /** @description For a browser session only, three cookies: `__Host-bl_session` (the access token; `HttpOnly; Secure; SameSite=Strict; Path=/`, as long as the token lives), `__Secure-bl_refresh` (the refresh token; `HttpOnly; Secure; SameSite=Strict; Path=/v1/auth`) and `__Host-bl_csrf` (the CSRF token, readable by the page; `Secure; SameSite=Strict; Path=/`), the last two as long as the refresh token lives. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TokenPair"];
+                    "application/json": components["schemas"]["SignedIn"];
                 };
             };
             /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
@@ -3185,23 +3242,34 @@ export interface operations {
     refresh: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The browser session's CSRF token (the sign-in answered it; the `__Host-bl_csrf` cookie holds it): required with the refresh cookie, with an `Origin` header naming this server's origin (or one of `http.allowed_origins`). Without both, or with a token of another session, the answer is 403 `csrf-rejected` and nothing changes.
+                 * @example q1vU7m0cW8Jd3nZ5yT2bXkR4fA6sE9hL0pG1iC3oN8w
+                 */
+                "X-CSRF-Token"?: string;
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description A browser session's refresh token, set by a sign-in with `"session": "cookie"` (`HttpOnly`, sent to `/v1/auth` only). Read when the body names no `refresh_token`; it needs `X-CSRF-Token` and the page's own `Origin`. */
+                "__Secure-bl_refresh"?: string;
+            };
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefreshToken"];
+                "application/json": components["schemas"]["RefreshToken"] | null;
             };
         };
         responses: {
-            /** @description A new token pair */
+            /** @description A new token pair, or for a browser session fresh cookies */
             200: {
                 headers: {
+                    /** @description For a browser session only, three cookies: `__Host-bl_session` (the access token; `HttpOnly; Secure; SameSite=Strict; Path=/`, as long as the token lives), `__Secure-bl_refresh` (the refresh token; `HttpOnly; Secure; SameSite=Strict; Path=/v1/auth`) and `__Host-bl_csrf` (the CSRF token, readable by the page; `Secure; SameSite=Strict; Path=/`), the last two as long as the refresh token lives. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TokenPair"];
+                    "application/json": components["schemas"]["SignedIn"];
                 };
             };
             /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
@@ -3235,6 +3303,23 @@ export interface operations {
                      *       "status": 401,
                      *       "title": "Authentication required",
                      *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3338,19 +3423,30 @@ export interface operations {
     logout: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The browser session's CSRF token (the sign-in answered it; the `__Host-bl_csrf` cookie holds it): required with the refresh cookie, with an `Origin` header naming this server's origin (or one of `http.allowed_origins`). Without both, or with a token of another session, the answer is 403 `csrf-rejected` and nothing changes.
+                 * @example q1vU7m0cW8Jd3nZ5yT2bXkR4fA6sE9hL0pG1iC3oN8w
+                 */
+                "X-CSRF-Token"?: string;
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description A browser session's refresh token, set by a sign-in with `"session": "cookie"` (`HttpOnly`, sent to `/v1/auth` only). Read when the body names no `refresh_token`; it needs `X-CSRF-Token` and the page's own `Origin`. */
+                "__Secure-bl_refresh"?: string;
+            };
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefreshToken"];
+                "application/json": components["schemas"]["RefreshToken"] | null;
             };
         };
         responses: {
             /** @description Logged out */
             204: {
                 headers: {
+                    /** @description For a browser session only: its three cookies cleared (`Max-Age=0`). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3367,6 +3463,42 @@ export interface operations {
                      *       "status": 400,
                      *       "title": "The request could not be read",
                      *       "type": "https://bountyline.dev/problems/bad-request"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credentials: the access token (or signature) is missing, malformed or expired. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "an access token is required",
+                     *       "status": 401,
+                     *       "title": "Authentication required",
+                     *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3479,6 +3611,8 @@ export interface operations {
             /** @description Every session of the caller ended */
             204: {
                 headers: {
+                    /** @description For a browser session only: its three cookies cleared (`Max-Age=0`). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3497,6 +3631,23 @@ export interface operations {
                      *       "status": 401,
                      *       "title": "Authentication required",
                      *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3580,20 +3731,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -3696,20 +3839,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -3910,20 +4045,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -4062,20 +4189,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -4178,20 +4297,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -4271,20 +4382,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -4362,20 +4465,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -4805,6 +4900,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The current state does not allow this (`state-conflict`, `insufficient-funds`, ...), another writer got there first (`concurrency-conflict`), or a request with the same `Idempotency-Key` is still running (`request-in-progress`). */
             409: {
                 headers: {
@@ -5169,20 +5281,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -5426,20 +5530,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -5683,20 +5779,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -5936,20 +6024,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -6307,20 +6387,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -6672,6 +6744,23 @@ export interface operations {
                      *       "status": 401,
                      *       "title": "Authentication required",
                      *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -7041,20 +7130,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -7296,20 +7377,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -7519,20 +7592,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -7776,20 +7841,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -8033,20 +8090,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -8290,20 +8339,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -8547,20 +8588,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -8804,20 +8837,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -9061,20 +9086,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -9602,6 +9619,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The current state does not allow this (`state-conflict`, `insufficient-funds`, ...), another writer got there first (`concurrency-conflict`), or a request with the same `Idempotency-Key` is still running (`request-in-progress`). */
             409: {
                 headers: {
@@ -9825,20 +9859,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -10563,6 +10589,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such resource, or one the caller may not see (the two are not told apart); also a path segment that is not a valid id. */
             404: {
                 headers: {
@@ -10799,6 +10842,23 @@ export interface operations {
                      *       "status": 401,
                      *       "title": "Authentication required",
                      *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "this origin may not send requests with the session cookie",
+                     *       "status": 403,
+                     *       "title": "Cross-site request refused",
+                     *       "type": "https://bountyline.dev/problems/csrf-rejected"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -11929,20 +11989,12 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. */
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "detail": "this needs the admin role",
-                     *       "status": 403,
-                     *       "title": "Not allowed",
-                     *       "type": "https://bountyline.dev/problems/forbidden"
-                     *     }
-                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };

@@ -1,38 +1,22 @@
 // The live dashboard: signs in, follows the SSE topics `stats`, `bounties`, `workers` (every
 // worker's for auditors and admins, the viewer's own otherwise) and, for auditors and admins,
-// `events` with the browser's own EventSource (at most four streams: the server caps each
-// user's), and draws what they say.
+// `events` (at most four streams: the server caps each user's), and draws what they say.
 //
-// Delivery. After a dropped connection an EventSource reconnects by itself and sends
-// Last-Event-ID, from which the server resumes exactly; messages are still deduplicated here by
-// id (the global position) as a defence. A stream the server refused (any HTTP error: a 401
-// once the token in its URL expired, a 429) is closed for good by the browser, so it is
-// reopened here with a fresh token. EventSource cannot send Last-Event-ID on a new object, so
-// the reopened URL carries `last_event_id` (for a server that reads it) and the events feed
-// also fills what it missed from the audit API; the feed drops any position it already shows.
+// Talking to the API. Every call and stream goes through the typed client in
+// clients/typescript (served beside this file as bountyline.js): it renews the session, sends
+// commands at most once, and reads each stream over fetch, resuming after a dropped connection
+// with Last-Event-ID from the last message it handed out, so nothing is missed or repeated
+// (messages are still deduplicated here by id, the global position, as a defence).
 //
-// Named events reach only listeners registered for their name (`onmessage` hears unnamed
-// ones), so every event type the domain defines (domain/src/*/event.rs) is listed below.
-'use strict';
+// Sessions. Signing in through the form opens a cookie session: the server keeps the tokens in
+// httpOnly cookies no script can read, and commands carry the CSRF token. A page opened with
+// `#token=<access token>[&refresh_token=<refresh token>]` holds those bearer tokens in
+// sessionStorage (this tab only) instead.
+import { createClient, must, ProblemError, SignedOutError } from './bountyline.js';
 
 const FEED_CAP = 200;
 const BOUNTY_CAP = 12;
 const TASK_STATUSES = ['queued', 'claimed', 'completed', 'dead_lettered', 'cancelled'];
-const EVENT_TYPES = {
-  Task: ['TaskCreated', 'TaskClaimed', 'TaskHeartbeatRecorded', 'TaskCompleted', 'TaskFailed',
-    'TaskLeaseExpired', 'TaskCancelled'],
-  Bounty: ['BountyPosted', 'BountyOpened', 'BountyUnfunded', 'BountyFundedAfterCancel',
-    'ApplicationSubmitted', 'ApplicationWithdrawn', 'ApplicationAccepted', 'WorkSubmitted',
-    'WorkApproved', 'WorkRejected', 'BountyCancelled', 'BountyDisputed', 'DisputeResolved',
-    'BountyExpired', 'BountyPaid', 'BountyRefunded'],
-  Wallet: ['DepositConfirmed', 'WalletCredited', 'WithdrawalRequested', 'WithdrawalCompleted',
-    'WithdrawalFailed', 'FundsHeld', 'HoldRejected', 'HoldReleased', 'HoldRefunded',
-    'PaymentReceived'],
-  Payment: ['PaymentRequested', 'PaymentHeld', 'PaymentHoldFailed', 'ReleaseRequested',
-    'RefundRequested', 'PaymentReleased', 'PaymentRefunded'],
-  Inbox: ['NotificationsRead'],
-};
-const ALL_EVENT_TYPES = Object.values(EVENT_TYPES).flat();
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -45,30 +29,37 @@ function el(tag, attrs = {}, ...children) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tokens: kept in sessionStorage (this tab only), refreshed before they expire and on a 401.
+// The session: which kind this tab holds, and the client for it.
 
-class AuthError extends Error {}
+const ENDED = 'your session has ended; please sign in';
 
-const tokens = {
-  get access() { return sessionStorage.getItem('bl.access'); },
-  get refresh() { return sessionStorage.getItem('bl.refresh'); },
-  save({ access_token, refresh_token, expires_in }) {
-    sessionStorage.setItem('bl.access', access_token);
-    if (refresh_token) sessionStorage.setItem('bl.refresh', refresh_token);
-    const exp = claims(access_token).exp;
-    const expiry = exp ? exp * 1000 : expires_in ? Date.now() + expires_in * 1000 : 0;
-    sessionStorage.setItem('bl.expiry', String(expiry));
-    scheduleRefresh();
+/** Bearer tokens handed over in the fragment, kept for this tab only. */
+const tabTokens = {
+  get() {
+    const kept = sessionStorage.getItem('bl.tokens');
+    return kept ? JSON.parse(kept) : undefined;
   },
-  clear() {
-    for (const key of ['bl.access', 'bl.refresh', 'bl.expiry']) sessionStorage.removeItem(key);
-    clearTimeout(refreshTimer);
+  set(tokens) {
+    if (tokens) sessionStorage.setItem('bl.tokens', JSON.stringify(tokens));
+    else sessionStorage.removeItem('bl.tokens');
   },
-  /** Milliseconds since the epoch when the access token expires; 0 when unknown. */
-  get expiry() { return Number(sessionStorage.getItem('bl.expiry')) || 0; },
 };
 
-/** The claims of a JWT, unverified: only to learn its expiry and roles. */
+let bl = null;
+
+function connect(kind) {
+  sessionStorage.setItem('bl.session', kind);
+  bl = createClient({
+    session: kind,
+    tokens: kind === 'token' ? tabTokens : undefined,
+    onSignedOut: () => signOut(ENDED),
+    // When the access token expires, for the browser test's "a token renewed just now".
+    onSession: (expiresAt) => sessionStorage.setItem('bl.expiry', String(expiresAt)),
+  });
+  return bl;
+}
+
+/** The claims of a JWT, unverified: only to learn its expiry. */
 function claims(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
@@ -83,71 +74,28 @@ function takeTokenFromFragment() {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const access = fragment.get('token') || fragment.get('access_token');
   if (!access) return;
-  tokens.clear();
-  tokens.save({ access_token: access, refresh_token: fragment.get('refresh_token') });
   history.replaceState(null, '', location.pathname + location.search);
-}
-
-let refreshTimer = 0;
-let refreshing = null;
-
-/** Refreshes once however many callers ask at the same time: refresh tokens rotate. */
-function refresh() {
-  refreshing ??= doRefresh().finally(() => { refreshing = null; });
-  return refreshing;
-}
-
-async function doRefresh() {
-  const refresh_token = tokens.refresh;
-  if (!refresh_token) throw new AuthError('your session has ended; please sign in');
-  const res = await fetch('/v1/auth/refresh', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: JSON.stringify({ refresh_token }),
+  const expires_at = (claims(access).exp ?? 0) * 1000;
+  const lifetime = expires_at - (claims(access).iat ?? 0) * 1000;
+  tabTokens.set({
+    access_token: access,
+    refresh_token: fragment.get('refresh_token') ?? '',
+    expires_at,
+    renew_at: expires_at ? expires_at - Math.min(30_000, lifetime / 4) : 0,
   });
-  if (res.status >= 400 && res.status < 500) {
-    throw new AuthError('your session has ended; please sign in');
-  }
-  if (!res.ok) throw new Error(`refresh failed (${res.status})`);
-  tokens.save(await res.json());
+  sessionStorage.setItem('bl.expiry', String(expires_at));
+  connect('token');
 }
 
-/** Refreshes a minute (or a fifth of the lifetime, if shorter) before the token expires. */
-function scheduleRefresh() {
-  clearTimeout(refreshTimer);
-  const expiry = tokens.expiry;
-  if (!expiry || !tokens.refresh) return;
-  const lifetime = expiry - (claims(tokens.access).iat || 0) * 1000;
-  const margin = Math.min(60_000, Math.max(1000, lifetime / 5));
-  refreshTimer = setTimeout(() => {
-    refresh().catch((e) => {
-      if (e instanceof AuthError) signOut(e.message);
-      else refreshTimer = setTimeout(scheduleRefresh, 5000);
-    });
-  }, Math.max(0, expiry - Date.now() - margin));
-}
-
-/** A JSON request with the access token; refreshes and retries once on a 401. */
-async function api(path, { method = 'GET', body, headers = {} } = {}) {
-  for (let attempt = 0; ; attempt++) {
-    const res = await fetch(path, {
-      method,
-      headers: {
-        Accept: 'application/json',
-        Authorization: `Bearer ${tokens.access}`,
-        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-        ...headers,
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (res.status === 401 && attempt === 0) {
-      await refresh();
-      continue;
-    }
-    if (res.status === 401) throw new AuthError('your session has ended; please sign in');
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
-    return res.status === 204 ? null : res.json();
+/** The session this tab holds after a reload, if any. */
+function resume() {
+  const kind = sessionStorage.getItem('bl.session');
+  if (kind === 'token' && tabTokens.get()) return connect('token');
+  // A cookie session's CSRF cookie is readable; the session cookie itself is not.
+  if (document.cookie.split(';').some((c) => c.trim().startsWith('__Host-bl_csrf='))) {
+    return connect('cookie');
   }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,89 +106,64 @@ class Stream {
    * `snapshot` topics (stats) repeat an id when only the clock moved, so they keep a message
    * whose id equals the last; event topics drop it.
    */
-  constructor(topic, names, { onMessage, onOpen = () => {}, onReopen = () => {}, snapshot = false }) {
-    Object.assign(this, { topic, names, onMessage, onOpen, onReopen, snapshot });
+  constructor(topic, { onMessage, onOpen = () => {}, snapshot = false }) {
+    Object.assign(this, { topic, onMessage, onOpen, snapshot });
     this.lastId = null;
-    this.es = null;
-    this.failures = 0;
-    this.timer = 0;
+    this.live = false;
+    this.controller = null;
   }
 
   open() {
-    this.close();
-    const params = new URLSearchParams({ access_token: tokens.access });
-    if (this.lastId !== null) params.set('last_event_id', String(this.lastId));
-    const es = new EventSource(`/v1/streams/${this.topic}?${params}`);
-    this.es = es;
-    this.tokenExpiry = tokens.expiry;
-    const receive = (e) => this.receive(e);
-    for (const name of this.names) es.addEventListener(name, receive);
-    es.onmessage = receive;
-    es.onopen = () => {
-      this.failures = 0;
-      showConnection();
-      this.onOpen();
-    };
-    es.onerror = () => {
-      if (es !== this.es) return;
-      if (es.readyState === EventSource.CLOSED) {
-        this.reopen(this.backoff());
-      } else if (this.tokenExpiry && this.tokenExpiry - Date.now() < 5000) {
-        // The browser would retry with the expired token in the URL and be refused.
-        this.reopen(0);
+    this.stop();
+    const controller = new AbortController();
+    this.controller = controller;
+    const messages = bl.stream(this.topic, {
+      lastEventId: this.lastId === null ? undefined : String(this.lastId),
+      signal: controller.signal,
+      onOpen: () => {
+        this.live = true;
+        showConnection();
+        this.onOpen();
+      },
+      onDrop: () => {
+        this.live = false;
+        showConnection();
+      },
+    });
+    (async () => {
+      try {
+        for await (const message of messages) this.receive(message);
+      } catch (e) {
+        // A session that ended signs the page out (onSignedOut); a refusal stays shown.
+        if (!(e instanceof SignedOutError)) console.warn(`the ${this.topic} stream was refused`, e);
       }
-      showConnection();
-    };
+      if (this.controller === controller) {
+        this.live = false;
+        showConnection();
+      }
+    })();
   }
 
-  receive(e) {
-    if (e.lastEventId !== '') {
-      const id = Number(e.lastEventId);
+  receive(message) {
+    if (message.id !== '') {
+      const id = Number(message.id);
       const seen = this.lastId !== null && (this.snapshot ? id < this.lastId : id <= this.lastId);
       if (seen) return;
       this.lastId = id;
     }
     let data;
     try {
-      data = JSON.parse(e.data);
+      data = message.json();
     } catch {
       return;
     }
-    this.onMessage(e.type, data, this.lastId);
-  }
-
-  /** Closes this stream and opens a new one after `delay` ms with a token that works. */
-  reopen(delay) {
-    this.close();
-    clearTimeout(this.timer);
-    this.timer = setTimeout(async () => {
-      try {
-        if (tokens.refresh && tokens.expiry && tokens.expiry - Date.now() < 30_000) await refresh();
-        await api('/v1/me'); // a 401 here refreshes; a network error retries later
-      } catch (e) {
-        if (e instanceof AuthError) return signOut(e.message);
-        return this.reopen(this.backoff());
-      }
-      if (!streams.includes(this)) return; // signed out meanwhile
-      this.onReopen(this.lastId);
-      this.open();
-    }, delay);
-  }
-
-  backoff() {
-    return Math.min(30_000, 1000 * 2 ** Math.min(this.failures++, 5));
-  }
-
-  get live() { return this.es?.readyState === EventSource.OPEN; }
-
-  close() {
-    this.es?.close();
-    this.es = null;
+    this.onMessage(message.event, data, this.lastId);
   }
 
   stop() {
-    clearTimeout(this.timer);
-    this.close();
+    this.controller?.abort();
+    this.controller = null;
+    this.live = false;
   }
 }
 
@@ -361,7 +284,9 @@ window.addEventListener('resize', () => drawChart());
 const bounties = new Map();
 
 async function loadBounties() {
-  const page = await api(`/v1/bounties?sort=-created&limit=${BOUNTY_CAP}`);
+  const page = must(await bl.api.GET('/v1/bounties', {
+    params: { query: { sort: '-created', limit: BOUNTY_CAP } },
+  }));
   for (const b of page.items) {
     showBounty({ bounty_id: b.id, version: b.version, status: b.status, title: b.title, reward: b.reward });
   }
@@ -373,7 +298,10 @@ function onBountyMessage(_type, d, position) {
   // the board. Fetch it if it is new enough to be listed.
   const ids = [...bounties.keys()].sort();
   if (ids.length >= BOUNTY_CAP && d.bounty_id < ids[0]) return;
-  api(`/v1/bounties/${d.bounty_id}`, { headers: { 'X-Min-Position': String(position) } })
+  bl.api.GET('/v1/bounties/{id}', {
+    params: { path: { id: d.bounty_id }, header: { 'X-Min-Position': position } },
+  })
+    .then(must)
     .then((b) => showBounty({ bounty_id: b.id, version: b.version, status: b.status, title: b.title, reward: b.reward }))
     .catch(() => {});
 }
@@ -435,30 +363,6 @@ function addToFeed(e) {
   }
 }
 
-// After a manual reopen: the position the feed had reached, until the gap after it is filled.
-let gapAfter = null;
-
-/** Fills the feed from the audit API after `gapAfter`, below `before` (the first live id). */
-async function fillGap(before = Infinity) {
-  let after = gapAfter;
-  if (after === null) return;
-  try {
-    for (let pages = 0; pages < 20; pages++) {
-      const page = await api(`/v1/audit/events?after=${after}&limit=200`);
-      for (const e of page.items) {
-        if (e.position >= before) break;
-        addToFeed(e);
-        after = e.position;
-      }
-      if (!page.next_cursor || after >= before - 1) break;
-    }
-    // Once live past the gap, nothing more can be missing.
-    if (before !== Infinity && gapAfter !== null) gapAfter = null;
-  } catch (e) {
-    console.warn('filling the events feed failed; will retry', e);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Workers: each worker's latest activity, most recent first.
 
@@ -480,26 +384,17 @@ function onWorkerMessage(_type, d) {
 // ---------------------------------------------------------------------------------------------
 // Sign in, sign out, start.
 
-const statsStream = new Stream('stats', ['stats'], {
+const statsStream = new Stream('stats', {
   snapshot: true,
   onMessage: (_type, data) => showStats(data),
 });
-const bountiesStream = new Stream('bounties', EVENT_TYPES.Bounty, {
+const bountiesStream = new Stream('bounties', {
   onMessage: onBountyMessage,
-  // Reloading is idempotent (versions guard each row) and covers a refused-then-reopened stream.
+  // Reloading is idempotent (versions guard each row) and covers what a refused stream missed.
   onOpen: () => loadBounties().catch((e) => console.warn('loading the board failed', e)),
 });
-const workersStream = new Stream('workers', EVENT_TYPES.Task, { onMessage: onWorkerMessage });
-const eventsStream = new Stream('events', ALL_EVENT_TYPES, {
-  onMessage: (_type, data, id) => {
-    addToFeed(data);
-    if (gapAfter !== null) fillGap(id);
-  },
-  onOpen: () => fillGap(),
-  onReopen: (lastId) => {
-    if (lastId !== null && gapAfter === null) gapAfter = lastId;
-  },
-});
+const workersStream = new Stream('workers', { onMessage: onWorkerMessage });
+const eventsStream = new Stream('events', { onMessage: (_type, data) => addToFeed(data) });
 
 function showLogin(message = '') {
   for (const s of streams) s.stop();
@@ -513,12 +408,12 @@ function showLogin(message = '') {
   $('#email').focus();
 }
 
-/** Forgets the tokens and everything the streams brought, so another user starts afresh. */
+/** Forgets the session and everything the streams brought, so another user starts afresh. */
 function signOut(message) {
-  tokens.clear();
+  bl = null;
+  for (const key of ['bl.session', 'bl.tokens', 'bl.expiry']) sessionStorage.removeItem(key);
   showLogin(message);
   for (const s of [statsStream, bountiesStream, workersStream, eventsStream]) s.lastId = null;
-  gapAfter = null;
   feedPositions.clear();
   bounties.clear();
   workers.clear();
@@ -533,21 +428,20 @@ function signOut(message) {
 
 async function start() {
   takeTokenFromFragment();
-  if (!tokens.access) return showLogin();
+  if (!bl && !resume()) return showLogin();
+  const client = bl;
   let me;
   try {
-    me = await api('/v1/me');
+    me = must(await client.api.GET('/v1/me'));
   } catch (e) {
-    if (e instanceof AuthError) return signOut(e.message);
+    if (e instanceof SignedOutError || (e instanceof ProblemError && e.status === 401)) {
+      return signOut(ENDED);
+    }
     $('#connection').textContent = 'disconnected — reconnecting';
     return setTimeout(start, 3000);
   }
+  if (bl !== client) return; // signed out meanwhile
   const oversees = me.roles.includes('auditor') || me.roles.includes('admin');
-  // A role granted since the token was issued reaches the token at a refresh.
-  const tokenRoles = claims(tokens.access).roles ?? [];
-  if (oversees && !me.roles.every((r) => tokenRoles.includes(r)) && tokens.refresh) {
-    await refresh().catch(() => {});
-  }
   $('#who').textContent = `${me.display_name} · ${me.roles.join(', ')}`;
   $('#login-view').hidden = true;
   $('#board').hidden = false;
@@ -558,41 +452,30 @@ async function start() {
     : [statsStream, bountiesStream, workersStream];
   for (const s of streams) s.open();
   showConnection();
-  scheduleRefresh();
   drawChart();
 }
 
 $('#login').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   $('#login-error').textContent = '';
+  const client = connect('cookie');
   try {
-    const res = await fetch('/v1/auth/login', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ email: $('#email').value.trim(), password: $('#password').value }),
-    });
-    if (!res.ok) {
-      const problem = await res.json().catch(() => ({}));
-      throw new Error(problem.detail || `sign-in failed (${res.status})`);
-    }
-    tokens.save(await res.json());
+    await client.login($('#email').value.trim(), $('#password').value);
     $('#password').value = '';
     await start();
   } catch (e) {
-    $('#login-error').textContent = e.message;
+    bl = null;
+    sessionStorage.removeItem('bl.session');
+    $('#login-error').textContent = e instanceof ProblemError
+      ? (e.problem.detail || `sign-in failed (${e.status})`)
+      : `sign-in failed: ${e.message}`;
   }
 });
 
 $('#logout').addEventListener('click', async () => {
-  const refresh_token = tokens.refresh;
+  const client = bl;
   signOut('');
-  if (refresh_token) {
-    await fetch('/v1/auth/logout', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ refresh_token }),
-    }).catch(() => {});
-  }
+  await client?.logout().catch(() => {});
 });
 
 start();

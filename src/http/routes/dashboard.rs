@@ -34,6 +34,13 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../dashboard/app.js"),
     },
+    // The typed client (clients/typescript), built by `scripts/client generate`; app.js
+    // imports it.
+    Asset {
+        path: "bountyline.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../clients/typescript/dist/bountyline.js"),
+    },
     Asset {
         path: "style.css",
         content_type: "text/css; charset=utf-8",
