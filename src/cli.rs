@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use crate::config::Settings;
+use crate::privacy::{Keyring, Opener};
 use crate::startup::{Application, Parts};
 use crate::{db, telemetry, workers};
 
@@ -190,7 +191,10 @@ async fn replay(
     all: bool,
     list: bool,
 ) -> anyhow::Result<()> {
-    let available = workers::projections();
+    let pool = db::connect(&settings).await?;
+    // A rebuilt search vector indexes the words of the texts it opens, as the live one does.
+    let opener = Opener::new(Keyring::new(pool.clone(), &settings)?);
+    let available = workers::projections(&opener);
     if list {
         for p in &available {
             println!("{}", p.name());
@@ -199,12 +203,11 @@ async fn replay(
     }
     let chosen: Vec<_> = match (projection, all) {
         (_, true) => available,
-        (Some(name), false) => vec![workers::projection(&name).ok_or_else(|| {
+        (Some(name), false) => vec![workers::projection(&name, &opener).ok_or_else(|| {
             anyhow::anyhow!("no projection named {name}; try `bountyline replay --list`")
         })?],
         (None, false) => anyhow::bail!("name a projection or pass --all"),
     };
-    let pool = db::connect(&settings).await?;
     // Every chosen projection rebuilds into its own shadow schema from one read of the store,
     // side by side (one waits on Postgres while another decodes), and swaps in on its own.
     let bar = ProgressBar::new(0).with_style(
@@ -243,7 +246,9 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
         AuditCommand::Export { filter, format } => {
             let out = std::io::BufWriter::new(std::io::stdout().lock());
             let operator = bountyline_domain::Actor::SYSTEM_ID;
-            let rows = export::export_with_progress(&pool, operator, &filter, format, out).await?;
+            let opener = Opener::new(Keyring::new(pool.clone(), &settings)?);
+            let rows = export::export_with_progress(&pool, &opener, operator, &filter, format, out)
+                .await?;
             eprintln!("exported {rows} events");
             Ok(())
         }

@@ -27,6 +27,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub payments: PaymentsSettings,
     pub limits: LimitSettings,
+    pub privacy: PrivacySettings,
     /// `pretty` for people, `json` for log shippers.
     pub log_format: String,
 }
@@ -120,6 +121,20 @@ pub struct PaymentsSettings {
     pub webhook_secret: SecretString,
 }
 
+/// The keyring of people's texts (`crate::privacy`, ADR 7).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivacySettings {
+    /// The key-encryption key that wraps every person's data key: 32 bytes in base64. Kept in
+    /// the deployment's secret store, never in the database; losing it loses every text.
+    pub key: SecretString,
+    /// How long an opened data key is kept in memory (0: read it every time). An erasure
+    /// reaches every process within it.
+    pub key_cache_ms: u64,
+}
+
+/// Bytes of `privacy.key`.
+pub const PRIVACY_KEY_BYTES: usize = 32;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkerSettings {
     pub lease_scan_interval_ms: u64,
@@ -177,6 +192,8 @@ impl Settings {
             .set_default("limits.login_failures_burst", 5)?
             .set_default("limits.login_failures_per_minute", 1)?
             .set_default("limits.leases_per_worker", 100)?
+            .set_default("privacy.key", "")?
+            .set_default("privacy.key_cache_ms", 1000)?
             .set_default("worker.lease_scan_interval_ms", 1000)?
             .set_default("worker.projection_batch", 2000)?
             .set_default("worker.projection_catch_up_batch", 5000)?
@@ -209,6 +226,34 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The key-encryption key of people's texts, required by every process that seals or
+    /// opens them (the API, the workers' search vector, rebuilds, exports).
+    pub fn privacy_key(&self) -> Result<[u8; PRIVACY_KEY_BYTES], config::ConfigError> {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+        use base64::Engine;
+        use secrecy::ExposeSecret;
+        let raw = self.privacy.key.expose_secret().trim();
+        let refused = |what: &str| {
+            config::ConfigError::Message(format!(
+                "privacy.key (BOUNTYLINE_PRIVACY__KEY) {what}: it must be {PRIVACY_KEY_BYTES} \
+                 random bytes in base64, e.g. `head -c {PRIVACY_KEY_BYTES} /dev/urandom | base64`"
+            ))
+        };
+        if raw.is_empty() {
+            return Err(refused("is not set"));
+        }
+        let bytes = STANDARD
+            .decode(raw)
+            .or_else(|_| STANDARD_NO_PAD.decode(raw))
+            .map_err(|_| refused("is not base64"))?;
+        <[u8; PRIVACY_KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
+            refused(&format!(
+                "is {} bytes, not {PRIVACY_KEY_BYTES}",
+                bytes.len()
+            ))
+        })
     }
 
     fn validate(&self) -> Result<(), config::ConfigError> {

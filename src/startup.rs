@@ -24,6 +24,7 @@ use crate::http::consistency::ProjectionProgress;
 use crate::http::limits::Limits;
 use crate::http::read_cache::ReadCache;
 use crate::nats::Names;
+use crate::privacy::{Keyring, Opener};
 use crate::relay::Relay;
 use crate::sagas::ProcessManagers;
 use crate::sse::{Hub, StatsFeed};
@@ -92,8 +93,11 @@ impl Application {
         if parts.api {
             settings.require_jwt_secret()?;
         }
+        // Every part seals or opens people's texts: refused at start without the key.
+        settings.privacy_key()?;
         let settings = Arc::new(settings);
         let pool = db::connect(&settings).await?;
+        let privacy = Opener::new(Keyring::new(pool.clone(), &settings)?);
         let nats_client = nats::connect(&settings.nats_url).await?;
         let js = jetstream::new(nats_client.clone());
         let names = Names::new(&settings.nats_prefix);
@@ -125,6 +129,7 @@ impl Application {
                 &js,
                 &names,
                 &commands,
+                &privacy,
                 &shutdown_rx,
                 &mut tasks,
             );
@@ -147,7 +152,8 @@ impl Application {
                 settings.sse.hub_capacity,
                 shutdown_rx.clone(),
                 start,
-            );
+            )
+            .opening(privacy.clone());
             tasks.push((
                 "sse-hub",
                 tokio::spawn(hub.clone().follow(js.clone(), names.clone())),
@@ -172,6 +178,7 @@ impl Application {
                     Duration::from_millis(settings.http.admission_wait_ms),
                 ),
                 board: ReadCache::new("board", BOARD_PAGES_KEPT, BOARD_PAGE_TTL),
+                privacy: privacy.clone(),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();
@@ -238,12 +245,15 @@ impl Application {
     }
 }
 
+// The process's shared parts, each handed to several of the workers it starts.
+#[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     settings: &Arc<Settings>,
     pool: &PgPool,
     js: &jetstream::Context,
     names: &Names,
     commands: &CommandBus,
+    privacy: &Opener,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
 ) {
@@ -267,7 +277,7 @@ fn spawn_workers(
     // Process managers run through the same checkpointed runner as the read models, but are
     // never rebuilt (they act; they keep no read model).
     let process_managers: Arc<dyn Projection> = Arc::new(ProcessManagers::new(commands.clone()));
-    let projections: Vec<_> = workers::projections()
+    let projections: Vec<_> = workers::projections(privacy)
         .into_iter()
         .chain([process_managers])
         .collect();

@@ -1,5 +1,5 @@
-//! What request handlers share: configuration, the pool, the command bus, the SSE hub and
-//! the read-your-writes tracker.
+//! What request handlers share: configuration, the pool, the command bus, the SSE hub, the
+//! read-your-writes tracker and the keyring of people's texts.
 
 use actix_web::HttpRequest;
 use bountyline_projections::bounties::BoardFilter;
@@ -16,6 +16,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::min_position;
 use crate::http::limits::Limits;
 use crate::http::read_cache::ReadCache;
+use crate::privacy::Opener;
 use crate::sse::{Hub, StatsFeed};
 
 pub struct AppState {
@@ -28,8 +29,11 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
     pub limits: Limits,
-    /// Board pages while the bounties read model has not moved.
+    /// Board pages while the bounties read model has not moved, their texts opened (kept no
+    /// longer than data keys are).
     pub board: ReadCache<BoardFilter, Bytes>,
+    /// Seals the texts people write and opens them in answers (ADR 7).
+    pub privacy: Opener,
 }
 
 impl AppState {

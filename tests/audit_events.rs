@@ -263,7 +263,9 @@ async fn ndjson_and_csv_stream_every_match() {
             .await;
     }
     app.settle().await;
-    let events = all_events(&app).await;
+    // The store holds the titles sealed; the export shows them as the client sent them.
+    let mut events = all_events(&app).await;
+    app.opener().open_events(&mut events).await.unwrap();
 
     let (ct, body) = stream(&app, &auditor, "application/x-ndjson", &[]).await;
     assert!(ct.starts_with("application/x-ndjson"));
@@ -524,6 +526,7 @@ async fn ndjson_export_rate() {
     let started = Instant::now();
     let written = bountyline::audit::export::export_to(
         &app.pool,
+        &app.opener(),
         &Default::default(),
         bountyline::audit::export::Format::Csv,
         std::io::sink(),

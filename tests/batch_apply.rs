@@ -591,7 +591,7 @@ async fn every_read_model_ends_the_same_applied_in_batches_as_event_by_event() {
     // Batch sizes from the runner's smallest to a rebuild's chunk, cycled.
     let sizes = [1, 2, 17, 256, 500, 40, 5_000, 3];
 
-    for projection in workers::projections() {
+    for projection in workers::projections(&opener(&pool, &url)) {
         let name = projection.name();
         let (reference, batched) = (format!("one_{name}"), format!("batch_{name}"));
         make_schema(&pool, projection.as_ref(), &reference).await;
@@ -640,7 +640,7 @@ async fn a_batch_with_a_bad_event_fails_whole_so_the_runner_can_isolate_it() {
     history[20].payload = json!({ "TaskCompleted": { "no": "fields" } });
     history[20].aggregate_type = "Task".to_owned();
     history[20].event_type = "TaskCompleted".to_owned();
-    for projection in workers::projections() {
+    for projection in workers::projections(&opener(&pool, &url)) {
         let name = projection.name();
         if !projection
             .aggregate_types()
@@ -655,4 +655,10 @@ async fn a_batch_with_a_bad_event_fails_whole_so_the_runner_can_isolate_it() {
             "{name} applied a batch with an undecodable event"
         );
     }
+}
+
+/// An opener for the projections under a key of the test's own: the generated histories hold
+/// plain texts, which it passes through as they are.
+fn opener(pool: &PgPool, url: &str) -> bountyline::privacy::Opener {
+    common::opener_for(pool, &common::test_settings(url, "nats://127.0.0.1:1"))
 }

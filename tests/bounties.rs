@@ -943,7 +943,8 @@ async fn a_rebuilt_bounties_read_model_equals_the_live_one() {
     posted(&app, 10).await;
     app.settle().await;
 
-    let bounties = projection("bounties").expect("the bounties projection is registered");
+    let bounties =
+        projection("bounties", &app.opener()).expect("the bounties projection is registered");
     let head = app.head().await;
     let shadow = build_shadow(&app.pool, bounties.as_ref(), Some(head), &|_, _| {})
         .await

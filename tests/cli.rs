@@ -65,16 +65,21 @@ async fn replay_rebuilds_a_projection_and_keeps_its_rows() {
     };
     let before = snapshot().await;
     let db = app.settings.database_url.expose_secret().to_owned();
-    let listed = bountyline(&["replay", "--list"], &[("DATABASE_URL", &db)]);
+    let key = app.settings.privacy.key.expose_secret().to_owned();
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("BOUNTYLINE_PRIVACY__KEY", &key),
+    ];
+    let listed = bountyline(&["replay", "--list"], &env);
     assert!(String::from_utf8_lossy(&listed.stdout)
         .lines()
         .any(|l| l == "tasks"));
-    let out = bountyline(&["replay", "tasks"], &[("DATABASE_URL", &db)]);
+    let out = bountyline(&["replay", "tasks"], &env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("swapped in"), "{stderr}");
     assert_eq!(snapshot().await, before);
-    let unknown = bountyline(&["replay", "nope"], &[("DATABASE_URL", &db)]);
+    let unknown = bountyline(&["replay", "nope"], &env);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projection named nope"));
 }
@@ -129,7 +134,11 @@ async fn audit_export_heads_and_verify_work_from_the_command_line() {
         app.create_task(&alice, "audit", &format!("t{i}"), 0).await;
     }
     let db = app.settings.database_url.expose_secret().to_owned();
-    let env = [("DATABASE_URL", db.as_str())];
+    let key = app.settings.privacy.key.expose_secret().to_owned();
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("BOUNTYLINE_PRIVACY__KEY", &key),
+    ];
 
     let csv = bountyline(
         &[

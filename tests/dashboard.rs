@@ -93,7 +93,10 @@ async fn dashboard_across_a_server_kill(access_ttl_secs: Option<u32>, screenshot
             "body": r#"{"queue":"dash","title":"forged by another origin"}"#,
         }))
         .await;
-    assert_eq!(forged["status"], 403, "the forged command is refused: {forged}");
+    assert_eq!(
+        forged["status"], 403,
+        "the forged command is refused: {forged}"
+    );
 
     // While everything runs: tasks move, a bounty is posted, figures and feed follow.
     for title in ["index the archive", "resize images", "send the digest"] {

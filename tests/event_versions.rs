@@ -135,7 +135,7 @@ async fn a_credit_stored_before_credits_had_ids_is_read_by_every_reader_and_stil
 
     // The projections, rebuilt from the store: the same rows as live.
     app.settle().await;
-    for projection in bountyline::workers::projections() {
+    for projection in bountyline::workers::projections(&app.opener()) {
         build_shadow(&app.pool, projection.as_ref(), None, &|_, _| {})
             .await
             .expect("rebuild");

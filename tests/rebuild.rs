@@ -163,7 +163,7 @@ async fn indexes_of(
 #[tokio::test]
 async fn every_deferred_index_is_an_index_of_its_projections_tables_that_no_constraint_owns() {
     let app = TestApp::spawn().await;
-    for projection in bountyline::workers::projections() {
+    for projection in bountyline::workers::projections(&app.opener()) {
         for index in projection.deferred_indexes() {
             let owner: Option<(String, bool)> = sqlx::query_as(
                 "SELECT t.relname::text, EXISTS (SELECT 1 FROM pg_constraint c \
@@ -211,7 +211,7 @@ async fn every_projection_rebuilt_from_zero_equals_the_live_one_row_for_row() {
     }
     mixed_workload(&app, &users).await;
     let head = app.head().await;
-    let projections = bountyline::workers::projections();
+    let projections = bountyline::workers::projections(&app.opener());
     let mut before = Vec::new();
     for projection in &projections {
         let report = build_shadow(&app.pool, projection.as_ref(), Some(head), &|_, _| {})
@@ -239,6 +239,10 @@ async fn every_projection_rebuilt_from_zero_equals_the_live_one_row_for_row() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bountyline"))
         .args(["replay", "--all"])
         .env("DATABASE_URL", app.settings.database_url.expose_secret())
+        .env(
+            "BOUNTYLINE_PRIVACY__KEY",
+            app.settings.privacy.key.expose_secret(),
+        )
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -17,6 +17,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     let settings = test_settings(&db, &std::env::var("NATS_URL").unwrap());
     let jwt_secret = settings.auth.jwt_secret.expose_secret().to_owned();
     let webhook_secret = settings.payments.webhook_secret.expose_secret().to_owned();
+    let privacy_key = settings.privacy.key.expose_secret().to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -157,6 +158,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
     let export = Command::new(env!("CARGO_BIN_EXE_bountyline"))
         .args(["audit", "export"])
         .env("DATABASE_URL", &db)
+        .env("BOUNTYLINE_PRIVACY__KEY", &privacy_key)
         .output()
         .unwrap();
     assert!(export.status.success());
@@ -197,6 +199,7 @@ async fn no_password_token_or_secret_reaches_the_logs_events_or_exports() {
         ),
         ("JWT secret", jwt_secret.as_str()),
         ("webhook secret", webhook_secret.as_str()),
+        ("privacy key", privacy_key.as_str()),
         ("webhook signature", signature.trim_start_matches("sha256=")),
         ("argon2 hash", "$argon2"),
     ];

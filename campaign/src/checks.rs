@@ -128,10 +128,20 @@ async fn published_ids(js: &jetstream::Context, stream: &str) -> anyhow::Result<
     Ok(ids)
 }
 
-/// Every projection equals a rebuild from scratch, row for row.
-pub async fn projections_equal_rebuilds(pool: &PgPool) -> anyhow::Result<Violations> {
+/// Every projection equals a rebuild from scratch, row for row; the rebuild opens people's
+/// texts under the deployment's `privacy_key`, as its workers do.
+pub async fn projections_equal_rebuilds(
+    pool: &PgPool,
+    privacy_key: [u8; 32],
+) -> anyhow::Result<Violations> {
+    let keyring = bountyline::privacy::Keyring::with_key(
+        pool.clone(),
+        privacy_key,
+        std::time::Duration::from_secs(1),
+    );
+    let opener = bountyline::privacy::Opener::new(keyring);
     let mut out = Vec::new();
-    for projection in bountyline::workers::projections() {
+    for projection in bountyline::workers::projections(&opener) {
         build_shadow(pool, projection.as_ref(), None, &|_, _| {}).await?;
         for (table, differing) in diff(pool, projection.as_ref()).await? {
             if differing != 0 {

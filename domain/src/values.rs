@@ -21,6 +21,10 @@ impl InvalidValue {
     }
 }
 
+/// What a sealed text starts with (ADR 7): a control character, which [`bounded_text`]
+/// refuses, so a sealed text and a client's text are never taken for one another.
+pub const SEALED_MARKER: char = '\u{1}';
+
 /// Text that is trimmed, non-empty (unless optional) and bounded in characters. The bound
 /// holds for what was sent, white space included, as the API document states it.
 fn bounded_text(
@@ -63,6 +67,13 @@ macro_rules! text_value {
 
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
                 bounded_text($field, raw, $max, $allow_empty).map(Self)
+            }
+
+            /// A text the edge validated with `parse` and then sealed under its author's
+            /// key (ADR 7): carried as it is, opaque here, its bound already checked.
+            pub fn sealed(sealed: String) -> Self {
+                debug_assert!(sealed.starts_with(SEALED_MARKER), "not a sealed text");
+                Self(sealed)
             }
 
             pub fn as_str(&self) -> &str {
@@ -219,6 +230,13 @@ mod tests {
     fn the_bound_counts_what_was_sent_white_space_included() {
         assert!(Title::parse(&format!(" {} ", "x".repeat(198))).is_ok());
         assert!(Title::parse(&format!("\u{2007}\n {}", "x".repeat(198))).is_err());
+    }
+
+    #[test]
+    fn a_sealed_text_is_carried_as_it_is_and_no_client_text_looks_sealed() {
+        let sealed = format!("{SEALED_MARKER}bl1:author:{}", "x".repeat(900));
+        assert_eq!(Title::sealed(sealed.clone()).as_str(), sealed);
+        assert!(Title::parse(&sealed).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod event;
 mod fan_out;
 pub mod flushed;
 pub mod notifications;
+pub mod opener;
 pub mod payments;
 pub mod projection;
 pub mod rebuild;
@@ -19,4 +20,5 @@ pub mod wallets;
 pub mod wire;
 
 pub use event::{EventReader, StoredEvent};
+pub use opener::Opener;
 pub use projection::{Projection, ProjectionError};

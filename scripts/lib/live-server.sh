@@ -53,6 +53,7 @@ live_start() {
     BOUNTYLINE_NATS_PREFIX="$LIVE_PREFIX"
     BOUNTYLINE_AUTH__JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n=')"
     BOUNTYLINE_PAYMENTS__WEBHOOK_SECRET="$(head -c 24 /dev/urandom | base64 | tr -d '\n=')"
+    BOUNTYLINE_PRIVACY__KEY="$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
     BOUNTYLINE_LIMITS__AUTH_PER_MINUTE=0
     BOUNTYLINE_LIMITS__COMMANDS_PER_MINUTE=0
     BOUNTYLINE_LIMITS__LOGIN_FAILURES_PER_MINUTE=0

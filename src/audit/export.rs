@@ -8,6 +8,8 @@
 use std::io::Write;
 
 use bountyline_projections::{flushed, StoredEvent};
+
+use crate::privacy::Opener;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -286,11 +288,13 @@ impl Format {
     }
 }
 
-/// Writes every match to `out` in `format`, for the CLI; calls `progress(done, total)` after
-/// each page (`total` is counted first, for a progress bar's length). Returns the rows written.
-/// Stops at the store's head when it starts, so it ends while events keep arriving.
+/// Writes every match to `out` in `format`, for the CLI, each page's texts opened by
+/// `opener`; calls `progress(done, total)` after each page (`total` is counted first, for a
+/// progress bar's length). Returns the rows written. Stops at the store's head when it
+/// starts, so it ends while events keep arriving.
 pub async fn export_to(
     pool: &PgPool,
+    opener: &Opener,
     filter: &AuditFilter,
     format: Format,
     out: impl Write,
@@ -307,7 +311,8 @@ pub async fn export_to(
     let mut buf = Vec::with_capacity(256 * STREAM_BATCH as usize);
     let mut pages = std::pin::pin!(pages(pool.clone(), filter.clone(), up_to));
     while let Some(rows) = pages.next().await {
-        let rows = rows?;
+        let mut rows = rows?;
+        opener.open_events(&mut rows).await?;
         buf.clear();
         format.render(&rows, &mut buf)?;
         out.write_all(&buf)?;
@@ -323,6 +328,7 @@ pub async fn export_to(
 /// has no logged-in user: pass `Actor::SYSTEM_ID` or the operator's user id).
 pub async fn export_with_progress(
     pool: &PgPool,
+    opener: &Opener,
     actor: Uuid,
     filter: &AuditFilter,
     format: Format,
@@ -336,7 +342,7 @@ pub async fn export_with_progress(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let id = record_read(pool, actor, "cli.export", filter, None).await?;
-    let rows = export_to(pool, filter, format, out, |done, total| {
+    let rows = export_to(pool, opener, filter, format, out, |done, total| {
         bar.set_length(total.max(0) as u64);
         bar.set_position(done);
     })

@@ -12,6 +12,7 @@ use super::extract::{client_request_id, idempotency_key, if_match, request_id};
 use super::idempotency::{self, Begin};
 use super::limits::too_many;
 use crate::commands::{CommandContext, Committed};
+use crate::privacy::Scope;
 use crate::state::AppState;
 
 /// A command's answer before it is sent: status and JSON body.
@@ -43,11 +44,14 @@ impl Answer {
         }
     }
 
-    fn into_response(self) -> HttpResponse {
+    /// The response, its texts opened (a claim answers its task's title): the answer itself
+    /// stays sealed where it is recorded for retries.
+    async fn respond(mut self, state: &AppState) -> ApiResult<HttpResponse> {
         if self.status == StatusCode::NO_CONTENT {
-            return HttpResponse::NoContent().finish();
+            return Ok(HttpResponse::NoContent().finish());
         }
-        HttpResponse::build(self.status).json(self.body)
+        state.privacy.open(&mut self.body, Scope::Tasks).await?;
+        Ok(HttpResponse::build(self.status).json(self.body))
     }
 }
 
@@ -112,13 +116,16 @@ where
     ctx.client_request_id = client_request_id(req);
     ctx.expected = expected;
     let Some(key) = key else {
-        return run(ctx).await.map(Answer::into_response);
+        return run(ctx).await?.respond(state).await;
     };
     let body = serde_json::to_value(request).map_err(ApiError::internal)?;
     let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
     let user = actor.user_id;
     match idempotency::begin(&state.pool, user, &key, &hash).await? {
-        Begin::Replay(response) => return Ok(response),
+        Begin::Replay { status, mut body } => {
+            state.privacy.open(&mut body, Scope::Tasks).await?;
+            return Ok(idempotency::replay(status, &body));
+        }
         Begin::Resolve => ctx.resolve = true,
         Begin::Fresh => {}
     }
@@ -131,7 +138,7 @@ where
             {
                 tracing::warn!(error = %e, "an idempotent answer was not recorded");
             }
-            Ok(answer.into_response())
+            answer.respond(state).await
         }
         // Maybe stored, maybe not: never forgotten, resolved from the store by the next try.
         Err(e) if e.is_transient() => {

@@ -28,8 +28,12 @@ pub enum Begin {
     /// An earlier try ended without a trusted answer: run the command resolving what that try
     /// stored ([`crate::commands::CommandContext::resolve`]), then call [`finish`].
     Resolve,
-    /// Already answered: send this.
-    Replay(HttpResponse),
+    /// Already answered: send this answer again ([`replay`]), its texts opened first (a
+    /// recorded answer holds them sealed, as the read models do).
+    Replay {
+        status: u16,
+        body: serde_json::Value,
+    },
 }
 
 pub fn request_hash(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8> {
@@ -77,7 +81,10 @@ pub async fn begin(pool: &PgPool, user: Uuid, key: &str, hash: &[u8]) -> ApiResu
         ));
     }
     if let (Some(status), Some(body)) = (status, body) {
-        return Ok(Begin::Replay(replay(status as u16, &body)));
+        return Ok(Begin::Replay {
+            status: status as u16,
+            body,
+        });
     }
     let in_progress = || ApiError::Conflict {
         kind: "request-in-progress",
@@ -141,7 +148,8 @@ pub async fn unresolved(pool: &PgPool, user: Uuid, key: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn replay(status: u16, body: &serde_json::Value) -> HttpResponse {
+/// The recorded answer, marked as replayed.
+pub fn replay(status: u16, body: &serde_json::Value) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut res = HttpResponse::build(status);
     res.insert_header(("Idempotent-Replayed", "true"));

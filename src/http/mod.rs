@@ -17,6 +17,7 @@ pub mod paging;
 pub mod read_cache;
 pub mod refusals;
 pub mod routes;
+pub mod sealing;
 pub mod signature;
 pub mod whole;
 

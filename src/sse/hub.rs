@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::topic::{Message, Topic};
 use crate::nats::Names;
+use crate::privacy::Opener;
 use crate::telemetry::SSE_EVENT_AGE;
 
 const PAGE: i64 = Hub::PAGE;
@@ -36,6 +37,9 @@ pub struct Hub {
     /// The last position broadcast, kept across resubscriptions so a gap can be filled.
     last: Arc<AtomicI64>,
     open: OpenStreams,
+    /// Opens the texts of each message on its way to a client (ADR 7); without it, messages
+    /// carry texts sealed as stored.
+    opener: Option<Opener>,
 }
 
 /// How many streams each user holds open in this process.
@@ -96,6 +100,15 @@ impl Hub {
             shutdown,
             last: Arc::new(AtomicI64::new(start)),
             open: OpenStreams::default(),
+            opener: None,
+        }
+    }
+
+    /// The hub whose messages show people's texts opened by `opener`.
+    pub fn opening(self, opener: Opener) -> Self {
+        Self {
+            opener: Some(opener),
+            ..self
         }
     }
 
@@ -211,6 +224,7 @@ impl Hub {
             sent,
             shutdown: self.shutdown.clone(),
             until,
+            opener: self.opener.clone(),
         };
         tokio::spawn(client.run());
         Ok(sse::Sse::from_infallible_receiver(rx))
@@ -230,6 +244,7 @@ struct Client {
     shutdown: watch::Receiver<bool>,
     /// When the subscriber's credentials end (their token expires or their session ends).
     until: Ends,
+    opener: Option<Opener>,
 }
 
 impl Client {
@@ -295,9 +310,12 @@ impl Client {
         if let Some(Message {
             position,
             event: name,
-            data,
+            mut data,
         }) = self.topic.message(event, &self.viewer)
         {
+            if let Some(opener) = &self.opener {
+                opener.open(&mut data, self.topic.scope()).await?;
+            }
             let data = sse::Data::new_json(data)?
                 .id(position.to_string())
                 .event(name);

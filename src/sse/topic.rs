@@ -33,6 +33,8 @@ use bountyline_projections::StoredEvent;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::privacy::Scope;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
     /// Every task change, as a signal to re-read: ids, queue and status, no content.
@@ -82,6 +84,17 @@ impl Topic {
             Topic::Me => Some(&["Bounty", "Wallet", "Inbox", "Task"]),
             Topic::Events => None,
             Topic::Stats => Some(&[]),
+        }
+    }
+
+    /// How a message of this topic names the aggregate of each text it carries (texts are
+    /// opened on their way out, `crate::privacy`).
+    pub fn scope(self) -> Scope {
+        match self {
+            Topic::Bounties => Scope::Bounties,
+            Topic::Me => Scope::Subjects,
+            Topic::Events => Scope::Events,
+            Topic::Tasks | Topic::Queues | Topic::Workers | Topic::Stats => Scope::Tasks,
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::WorkerSettings;
 use crate::nats::Names;
+use crate::privacy::Opener;
 
 /// Runs `scan` every `interval` until shutdown. A failed scan is logged and simply tried
 /// again at the next tick: schedulers issue idempotent commands, so nothing is lost.
@@ -46,20 +47,21 @@ pub async fn every<F, Fut>(
     }
 }
 
-/// Every projection bountyline maintains, by name.
-pub fn projections() -> Vec<Arc<dyn Projection>> {
+/// Every projection bountyline maintains, by name. The bounties' search vector indexes the
+/// words `opener` opens (ADR 7): live and rebuilt alike.
+pub fn projections(opener: &Opener) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(TasksProjection),
         Arc::new(WalletsProjection),
         Arc::new(PaymentsProjection),
-        Arc::new(BountiesProjection),
+        Arc::new(BountiesProjection::new(Arc::new(opener.clone()))),
         Arc::new(NotificationsProjection),
         Arc::new(StatsProjection),
     ]
 }
 
-pub fn projection(name: &str) -> Option<Arc<dyn Projection>> {
-    projections().into_iter().find(|p| p.name() == name)
+pub fn projection(name: &str, opener: &Opener) -> Option<Arc<dyn Projection>> {
+    projections(opener).into_iter().find(|p| p.name() == name)
 }
 
 /// The runner that feeds `projections` from the event stream through the durable consumer

@@ -9,8 +9,8 @@ pub mod sse;
 pub use accounts::TestUser;
 
 use bountyline::config::{
-    AuthSettings, HttpSettings, LimitSettings, PaymentsSettings, Settings, SseSettings,
-    WorkerSettings,
+    AuthSettings, HttpSettings, LimitSettings, PaymentsSettings, PrivacySettings, Settings,
+    SseSettings, WorkerSettings,
 };
 use bountyline::startup::{Application, Parts, Shutdown};
 use secrecy::{ExposeSecret, SecretString};
@@ -188,7 +188,36 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             login_failures_per_minute: 0,
             leases_per_worker: 0,
         },
+        privacy: PrivacySettings {
+            key: SecretString::from(test_privacy_key()),
+            key_cache_ms: 1000,
+        },
         log_format: "pretty".into(),
+    }
+}
+
+/// A key-encryption key of people's texts for one test: 32 bytes (two random UUIDs'), base64.
+pub fn test_privacy_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = Uuid::new_v4()
+        .into_bytes()
+        .into_iter()
+        .chain(Uuid::new_v4().into_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An opener of people's texts under `settings`' key, over `pool`: what a rebuild of the
+/// bounties' search vector opens with.
+pub fn opener_for(pool: &PgPool, settings: &Settings) -> bountyline::privacy::Opener {
+    let keyring = bountyline::privacy::Keyring::new(pool.clone(), settings).expect("keyring");
+    bountyline::privacy::Opener::new(keyring)
+}
+
+impl TestApp {
+    /// This app's opener of people's texts (its keyring, its key).
+    pub fn opener(&self) -> bountyline::privacy::Opener {
+        opener_for(&self.pool, &self.settings)
     }
 }
 
@@ -397,7 +426,7 @@ impl TestApp {
     /// Waits until every projection and the process managers have applied everything in the
     /// store, and the store has stopped growing (process managers append follow-ups).
     pub async fn settle(&self) {
-        let mut names: Vec<&str> = bountyline::workers::projections()
+        let mut names: Vec<&str> = bountyline::workers::projections(&self.opener())
             .iter()
             .map(|p| p.name())
             .collect();
@@ -616,6 +645,10 @@ pub fn bountyline_command(
         .env(
             "BOUNTYLINE_PAYMENTS__WEBHOOK_SECRET",
             settings.payments.webhook_secret.expose_secret(),
+        )
+        .env(
+            "BOUNTYLINE_PRIVACY__KEY",
+            settings.privacy.key.expose_secret(),
         )
         .env("BOUNTYLINE_HTTP__HOST", "127.0.0.1")
         .env("BOUNTYLINE_HTTP__PORT", port.to_string())

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::values::{DeliverableText, InvalidValue};
+use crate::values::{DeliverableText, InvalidValue, SEALED_MARKER};
 
 /// A bounty's tag: 1–32 characters of lowercase letters, digits and `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +106,12 @@ impl Link {
         Ok(Self(link.to_owned()))
     }
 
+    /// A link the edge validated with `parse` and then sealed (ADR 7): carried as it is.
+    pub fn sealed(sealed: String) -> Self {
+        debug_assert!(sealed.starts_with(SEALED_MARKER), "not a sealed link");
+        Self(sealed)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -130,6 +136,21 @@ impl Deliverable {
             ));
         }
         Ok(Self { text, link })
+    }
+
+    /// A deliverable whose parts the edge validated with [`Deliverable::parse`] and then
+    /// sealed (ADR 7); still never neither.
+    pub fn sealed(text: Option<String>, link: Option<String>) -> Result<Self, InvalidValue> {
+        if text.is_none() && link.is_none() {
+            return Err(InvalidValue::new(
+                "deliverable",
+                "needs a text, a link, or both",
+            ));
+        }
+        Ok(Self {
+            text: text.map(DeliverableText::sealed),
+            link: link.map(Link::sealed),
+        })
     }
 
     pub fn text(&self) -> Option<&str> {

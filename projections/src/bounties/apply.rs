@@ -10,11 +10,22 @@ use async_trait::async_trait;
 use bountyline_domain::bounty::{ApplicationStatus, BountyEvent};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
+use std::sync::Arc;
 use uuid::Uuid;
 
-use crate::{Projection, ProjectionError, StoredEvent};
+use super::words::{self, Posting};
+use crate::{Opener, Projection, ProjectionError, StoredEvent};
 
-pub struct BountiesProjection;
+/// The bounties read model; its search vector indexes the words `opener` opens.
+pub struct BountiesProjection {
+    opener: Arc<dyn Opener>,
+}
+
+impl BountiesProjection {
+    pub fn new(opener: Arc<dyn Opener>) -> Self {
+        Self { opener }
+    }
+}
 
 #[async_trait]
 impl Projection for BountiesProjection {
@@ -51,7 +62,7 @@ impl Projection for BountiesProjection {
         tx: &mut Transaction<'static, Postgres>,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        super::batch::apply(tx, events).await
+        super::batch::apply(tx, events, self.opener.as_ref()).await
     }
 
     async fn apply(
@@ -67,8 +78,18 @@ impl Projection for BountiesProjection {
             position: event.position,
             version: event.sequence,
         };
-        if let BountyEvent::BountyPosted { .. } = &bounty {
-            return posted(tx, &row, bounty).await;
+        if let BountyEvent::BountyPosted {
+            title, description, ..
+        } = &bounty
+        {
+            let posting = Posting {
+                aggregate_id: &event.aggregate_id,
+                title,
+                description,
+            };
+            let words = words::of(self.opener.as_ref(), &[posting]).await?;
+            let words = words.into_iter().next().unwrap_or_default();
+            return posted(tx, &row, bounty, &words, self.opener.search_key()).await;
         }
         details(tx, &row, &bounty).await?;
         row.touch(tx, &bounty).await?;
@@ -102,6 +123,8 @@ async fn posted(
     tx: &mut Transaction<'static, Postgres>,
     row: &Row,
     event: BountyEvent,
+    words: &str,
+    search_key: &str,
 ) -> Result<(), ProjectionError> {
     let BountyEvent::BountyPosted {
         poster,
@@ -116,12 +139,13 @@ async fn posted(
     else {
         return Ok(());
     };
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO bounties (id, poster, title, description, reward_amount, reward_currency, \
-         deadline, tags, status, payment_id, created_at, updated_at, version, position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'funding', $9, $10, $10, $11, $12) \
+         deadline, tags, status, payment_id, created_at, updated_at, version, position, search) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'funding', $9, $10, $10, $11, $12, {}) \
          ON CONFLICT (id) DO NOTHING",
-    )
+        super::search::vector("$13", "$14")
+    ))
     .bind(row.id)
     .bind(poster)
     .bind(title)
@@ -134,6 +158,8 @@ async fn posted(
     .bind(at)
     .bind(row.version)
     .bind(row.position)
+    .bind(words)
+    .bind(search_key)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -13,7 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
 use super::apply::{at, decode};
-use crate::{ProjectionError, StoredEvent};
+use super::words::{self, Posting};
+use crate::{Opener, ProjectionError, StoredEvent};
 
 type Tx = Transaction<'static, Postgres>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -49,6 +50,8 @@ struct Posted {
     deadline: Option<DateTime<Utc>>,
     tags: Vec<String>,
     created_at: DateTime<Utc>,
+    /// What the search vector indexes (`words::of`).
+    words: String,
 }
 
 /// A `bounty_applications` row; `new` when this batch inserts it.
@@ -75,7 +78,11 @@ const READ_APPLICATIONS: &str = "\
 SELECT id, bounty_id, hunter, pitch, status, created_at, updated_at, position \
 FROM bounty_applications WHERE id = ANY($1)";
 
-pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+pub(super) async fn apply(
+    tx: &mut Tx,
+    events: &[StoredEvent],
+    opener: &dyn Opener,
+) -> Result<(), ProjectionError> {
     let mut decoded = Vec::new();
     for event in events {
         if let Some((id, bounty)) = decode(event)? {
@@ -85,11 +92,38 @@ pub(super) async fn apply(tx: &mut Tx, events: &[StoredEvent]) -> Result<(), Pro
     if decoded.is_empty() {
         return Ok(());
     }
+    let mut words = posted_words(opener, &decoded).await?;
     let mut batch = Batch::load(tx, &decoded).await?;
     for (event, id, bounty) in decoded {
-        batch.fold(event, id, bounty);
+        let words = words.remove(&event.position).unwrap_or_default();
+        batch.fold(event, id, bounty, words);
     }
-    batch.write(tx).await
+    batch.write(tx, opener.search_key()).await
+}
+
+/// The search words of the batch's postings, by position, opened at once.
+async fn posted_words(
+    opener: &dyn Opener,
+    decoded: &[(&StoredEvent, Uuid, BountyEvent)],
+) -> Result<HashMap<i64, String>, ProjectionError> {
+    let (positions, postings): (Vec<i64>, Vec<Posting<'_>>) = decoded
+        .iter()
+        .filter_map(|(event, _, bounty)| match bounty {
+            BountyEvent::BountyPosted {
+                title, description, ..
+            } => Some((
+                event.position,
+                Posting {
+                    aggregate_id: &event.aggregate_id,
+                    title,
+                    description,
+                },
+            )),
+            _ => None,
+        })
+        .unzip();
+    let words = words::of(opener, &postings).await?;
+    Ok(positions.into_iter().zip(words).collect())
 }
 
 #[derive(Default)]
@@ -132,11 +166,11 @@ impl Batch {
         Ok(batch)
     }
 
-    /// One event, as `apply.rs` applies it.
-    fn fold(&mut self, event: &StoredEvent, id: Uuid, bounty: BountyEvent) {
+    /// One event, as `apply.rs` applies it; `words` are a posting's search words.
+    fn fold(&mut self, event: &StoredEvent, id: Uuid, bounty: BountyEvent, words: String) {
         if let BountyEvent::BountyPosted { .. } = &bounty {
-            if let (false, Some(row)) = (self.bounties.contains_key(&id), posted(event, id, bounty))
-            {
+            let row = posted(event, id, bounty, words);
+            if let (false, Some(row)) = (self.bounties.contains_key(&id), row) {
                 self.bounties.insert(id, row);
                 self.bounties_changed.insert(id);
             }
@@ -230,7 +264,7 @@ impl Batch {
         }
     }
 
-    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+    async fn write(self, tx: &mut Tx, search_key: &str) -> Result<(), ProjectionError> {
         let (mut new, mut moved) = (BountyColumns::default(), BountyColumns::default());
         for row in self
             .bounties_changed
@@ -245,7 +279,7 @@ impl Batch {
                 None => moved.push(row),
             }
         }
-        new.insert(tx).await?;
+        new.insert(tx, search_key).await?;
         moved.update(tx).await?;
 
         let (mut new, mut moved) = (ApplicationColumns::default(), ApplicationColumns::default());
@@ -276,7 +310,7 @@ fn application_of(bounty: &BountyEvent) -> Option<Uuid> {
 }
 
 /// The row a posting inserts (`apply.rs`'s `posted`); `None` for any other event.
-fn posted(event: &StoredEvent, id: Uuid, bounty: BountyEvent) -> Option<BountyRow> {
+fn posted(event: &StoredEvent, id: Uuid, bounty: BountyEvent, words: String) -> Option<BountyRow> {
     let BountyEvent::BountyPosted {
         poster,
         payment_id,
@@ -313,6 +347,7 @@ fn posted(event: &StoredEvent, id: Uuid, bounty: BountyEvent) -> Option<BountyRo
             deadline,
             tags,
             created_at: at,
+            words,
         }),
     })
 }
@@ -369,33 +404,34 @@ impl<'a> BountyColumns<'a> {
             .bind(&self.dispute_reason)
     }
 
-    async fn insert(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
+    async fn insert(&self, tx: &mut Tx, search_key: &str) -> Result<(), ProjectionError> {
         if self.id.is_empty() {
             return Ok(());
         }
         let posted = &self.posted;
+        let search = super::search::vector("words", "$23");
         // Tags are an array per row, which `unnest` cannot take as a column: each row's
         // tags travel as one JSON array.
         let tags: Vec<Value> = posted.iter().map(|p| Value::from(p.tags.clone())).collect();
-        self.bind_changes(sqlx::query(
+        self.bind_changes(sqlx::query(&format!(
             "INSERT INTO bounties (id, status, hunter, refunded, updated_at, version, position, \
                deliverable_text, deliverable_link, revision, rejection_reason, dispute_reason, \
                poster, payment_id, title, description, reward_amount, reward_currency, deadline, \
-               tags, created_at) \
+               tags, created_at, search) \
              SELECT id, status, hunter, refunded, updated_at, version, position, \
                deliverable_text, deliverable_link, revision, rejection_reason, dispute_reason, \
                poster, payment_id, title, description, reward_amount, reward_currency, deadline, \
-               ARRAY(SELECT jsonb_array_elements_text(tags)), created_at \
+               ARRAY(SELECT jsonb_array_elements_text(tags)), created_at, {search} \
              FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bool[], $5::timestamptz[], \
                $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::int4[], $11::text[], \
                $12::text[], $13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::bigint[], \
-               $18::text[], $19::timestamptz[], $20::jsonb[], $21::timestamptz[]) \
+               $18::text[], $19::timestamptz[], $20::jsonb[], $21::timestamptz[], $22::text[]) \
                AS r(id, status, hunter, refunded, updated_at, version, position, \
                deliverable_text, deliverable_link, revision, rejection_reason, dispute_reason, \
                poster, payment_id, title, description, reward_amount, reward_currency, deadline, \
-               tags, created_at) \
+               tags, created_at, words) \
              ON CONFLICT (id) DO NOTHING",
-        ))
+        )))
         .bind(posted.iter().map(|p| p.poster).collect::<Vec<_>>())
         .bind(posted.iter().map(|p| p.payment_id).collect::<Vec<_>>())
         .bind(posted.iter().map(|p| p.title.as_str()).collect::<Vec<_>>())
@@ -415,6 +451,8 @@ impl<'a> BountyColumns<'a> {
         .bind(posted.iter().map(|p| p.deadline).collect::<Vec<_>>())
         .bind(tags)
         .bind(posted.iter().map(|p| p.created_at).collect::<Vec<_>>())
+        .bind(posted.iter().map(|p| p.words.as_str()).collect::<Vec<_>>())
+        .bind(search_key)
         .execute(&mut **tx)
         .await?;
         Ok(())

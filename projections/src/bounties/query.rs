@@ -140,7 +140,13 @@ pub struct BoardFilter {
     pub limit: i64,
 }
 
-pub async fn board(pool: &PgPool, filter: &BoardFilter) -> Result<Vec<BountyView>, sqlx::Error> {
+/// The board's page for `filter`; a text filter's words are hashed with `search_key` as the
+/// search vector's are ([`super::search`]).
+pub async fn board(
+    pool: &PgPool,
+    filter: &BoardFilter,
+    search_key: &str,
+) -> Result<Vec<BountyView>, sqlx::Error> {
     let mut q = QueryBuilder::new(format!("SELECT {BOUNTY_COLUMNS} FROM bounties WHERE true"));
     if let Some(status) = &filter.status {
         q.push(" AND status = ").push_bind(status);
@@ -151,9 +157,8 @@ pub async fn board(pool: &PgPool, filter: &BoardFilter) -> Result<Vec<BountyView
             .push("]::text[]");
     }
     if let Some(text) = &filter.text {
-        q.push(" AND search @@ plainto_tsquery('simple', ")
-            .push_bind(text)
-            .push(")");
+        q.push(" AND search @@ ");
+        super::search::push_query(&mut q, text.clone(), search_key.to_owned());
     }
     if let Some(poster) = filter.poster {
         q.push(" AND poster = ").push_bind(poster);

@@ -21,6 +21,7 @@ use crate::auth::extractor::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::problems::{Forbidden, Invalid, Unauthenticated};
 use crate::http::paging::{self, Page};
+use crate::privacy::Opener;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -138,7 +139,8 @@ async fn events(
     match wanted_stream(&req) {
         None => {
             let limit = paging::limit(q.limit)?;
-            let rows = export::page(&pool, &filter, limit + 1).await?;
+            let mut rows = export::page(&pool, &filter, limit + 1).await?;
+            state.privacy.open_events(&mut rows).await?;
             let page = paging::page(rows, limit, |e| e.position.to_string());
             export::record_read(
                 &pool,
@@ -166,16 +168,24 @@ async fn events(
             Ok(HttpResponse::Ok()
                 .content_type(format.content_type())
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .streaming(body(pool, filter, format, up_to, read_id)))
+                .streaming(body(
+                    pool,
+                    state.privacy.clone(),
+                    filter,
+                    format,
+                    up_to,
+                    read_id,
+                )))
         }
     }
 }
 
-/// The response body: one chunk per keyset page, a CSV header first; when it ends, the read's
-/// row count is recorded. A database error mid-stream aborts the response (the client sees a
-/// truncated body, never a silently short one that looks complete).
+/// The response body: one chunk per keyset page, its texts opened, a CSV header first; when it
+/// ends, the read's row count is recorded. A database error mid-stream aborts the response
+/// (the client sees a truncated body, never a silently short one that looks complete).
 fn body(
     pool: sqlx::PgPool,
+    opener: Opener,
     filter: AuditFilter,
     format: Format,
     up_to: i64,
@@ -192,14 +202,22 @@ fn body(
             tracing::error!(error = %err, "audit export stream failed");
             actix_web::error::ErrorInternalServerError("audit export failed")
         })
-        .and_then(move |rows| {
+        .and_then(move |mut rows| {
             counted.fetch_add(rows.len() as i64, Ordering::Relaxed);
-            let mut buf = Vec::with_capacity(rows.len() * 512);
-            let rendered = format.render(&rows, &mut buf).map(|()| Bytes::from(buf));
-            futures::future::ready(rendered.map_err(|err| {
-                tracing::error!(error = %err, "audit export rendering failed");
-                actix_web::error::ErrorInternalServerError("audit export failed")
-            }))
+            let opener = opener.clone();
+            async move {
+                let failed = |err: &dyn std::fmt::Display| {
+                    tracing::error!(error = %err, "audit export rendering failed");
+                    actix_web::error::ErrorInternalServerError("audit export failed")
+                };
+                opener
+                    .open_events(&mut rows)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let mut buf = Vec::with_capacity(rows.len() * 512);
+                format.render(&rows, &mut buf).map_err(|e| failed(&e))?;
+                Ok(Bytes::from(buf))
+            }
         });
     let done = futures::stream::once(async move {
         let rows = sent.load(Ordering::Relaxed);

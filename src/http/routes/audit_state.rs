@@ -13,6 +13,8 @@ use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::params::AggregatePath;
 use crate::http::openapi::problems::{Forbidden, Invalid, NotFound, Unauthenticated};
+use crate::http::sealing::opened;
+use crate::privacy::Scope;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -84,7 +86,7 @@ async fn aggregate_state(
     let point = q.point()?;
     let (kind, id) = path.into_inner();
     let found = state_at(&state.pool, &kind, &id, point).await?;
-    Ok(HttpResponse::Ok().json(found))
+    Ok(HttpResponse::Ok().json(opened(&state, &found, Scope::Events).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -113,5 +115,6 @@ async fn event_causes(
     crate::auth::require_oversight(&actor)?;
     let chain = causes(&state.pool, path.into_inner()).await?;
     let origin = origin(&chain);
-    Ok(HttpResponse::Ok().json(Causes { chain, origin }))
+    // Links name events without their payloads: nothing sealed today, opened all the same.
+    Ok(HttpResponse::Ok().json(opened(&state, &Causes { chain, origin }, Scope::Events).await?))
 }

@@ -37,6 +37,8 @@ use crate::http::openapi::problems::{
     Command, Expecting, Forbidden, Invalid, JsonBody, NotFound, NotModified, RawJsonBody, Read,
 };
 use crate::http::paging::{self, Page};
+use crate::http::sealing::{answer_opened, opened};
+use crate::privacy::{field, Scope};
 use crate::state::AppState;
 
 const PROJECTION: &str = "bounties";
@@ -136,9 +138,14 @@ async fn post(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let (bus, request, poster) = (state.commands.clone(), body.clone(), actor.clone());
+    let st = state.clone();
     execute(&state, &req, &actor, &body, |ctx| async move {
-        let post = request.into_command(poster, ctx.mint("bounty"))?;
+        let mut post = request.into_command(poster, ctx.mint("bounty"))?;
         let id = post.bounty_id;
+        let sealer = st.sealer(post.poster.user_id).await?;
+        post.title = Title::sealed(sealer.seal(id, field::TITLE, post.title.as_str())?);
+        post.description =
+            Description::sealed(sealer.seal(id, field::DESCRIPTION, post.description.as_str())?);
         let committed = bus.bounty(id, BountyCommand::Post(post), &ctx).await?;
         Answer::committed(&committed)
     })
@@ -181,7 +188,10 @@ async fn apply(
 ) -> ApiResult<HttpResponse> {
     let (pitch, hunter) = (Pitch::parse(&body.pitch)?, actor.clone());
     let (bus, id) = (state.commands.clone(), *id);
+    let st = state.clone();
     execute_expecting(&state, &req, &actor, &*body, |ctx| async move {
+        let sealer = st.sealer(hunter.user_id).await?;
+        let pitch = Pitch::sealed(sealer.seal(id, field::PITCH, pitch.as_str())?);
         let application_id = ctx.mint("application");
         let command = BountyCommand::Apply {
             application_id,
@@ -311,6 +321,17 @@ async fn submit(
             Deliverable::parse(parts.text.as_deref(), parts.link.as_deref())?
         }
     };
+    let sealer = state.sealer(actor.user_id).await?;
+    let deliverable = Deliverable::sealed(
+        deliverable
+            .text()
+            .map(|text| sealer.seal(*id, field::TEXT, text))
+            .transpose()?,
+        deliverable
+            .link()
+            .map(|link| sealer.seal(*id, field::LINK, link))
+            .transpose()?,
+    )?;
     let command = BountyCommand::Submit {
         deliverable,
         actor: actor.clone(),
@@ -399,8 +420,10 @@ async fn reject(
     id: web::Path<Uuid>,
     body: web::Json<ReasonRequest>,
 ) -> ApiResult<HttpResponse> {
+    let reason = Reason::parse(&body.reason)?;
+    let sealer = state.sealer(actor.user_id).await?;
     let command = BountyCommand::Reject {
-        reason: Reason::parse(&body.reason)?,
+        reason: Reason::sealed(sealer.seal(*id, field::REASON, reason.as_str())?),
         actor: actor.clone(),
         at: Utc::now(),
     };
@@ -423,8 +446,10 @@ async fn dispute(
     id: web::Path<Uuid>,
     body: web::Json<ReasonRequest>,
 ) -> ApiResult<HttpResponse> {
+    let reason = Reason::parse(&body.reason)?;
+    let sealer = state.sealer(actor.user_id).await?;
     let command = BountyCommand::Dispute {
-        reason: Reason::parse(&body.reason)?,
+        reason: Reason::sealed(sealer.seal(*id, field::REASON, reason.as_str())?),
         actor: actor.clone(),
         at: Utc::now(),
     };
@@ -656,8 +681,9 @@ async fn board(
     let body = match kept {
         Some(body) => body,
         None => {
-            let rows = query::board(&state.pool, &filter).await?;
+            let rows = query::board(&state.pool, &filter, state.privacy.search_key()).await?;
             let page = paging::page(rows, limit, |b| encode_cursor(filter.sort, b));
+            let page = opened(&state, &page, Scope::Bounties).await?;
             let body = Bytes::from(serde_json::to_vec(&page).map_err(ApiError::internal)?);
             state.board.put(filter, position, body.clone());
             body
@@ -705,14 +731,12 @@ async fn detail(
     let work = (sees_all || bounty.hunter == Some(me)).then(|| bounty.work.clone());
     // Applications and work are the bounty's own events: its version covers them.
     let tag = ETag::version(bounty.version);
-    Ok(tag.answer(
-        &req,
-        &Detail {
-            bounty,
-            work,
-            applications,
-        },
-    ))
+    let detail = Detail {
+        bounty,
+        work,
+        applications,
+    };
+    answer_opened(&state, &req, &tag, &detail, Scope::Bounties).await
 }
 
 #[cfg(test)]

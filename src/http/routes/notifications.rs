@@ -37,6 +37,8 @@ use crate::http::openapi::problems::{
     Command, Expecting, Invalid, JsonBody, NotFound, NotModified, Read,
 };
 use crate::http::paging;
+use crate::http::sealing::opened;
+use crate::privacy::Scope;
 use crate::state::AppState;
 
 const PROJECTION: &str = "notifications";
@@ -105,11 +107,12 @@ async fn list(
     let rows = query::list(&state.pool, user, unread_only, before, limit + 1).await?;
     let page = paging::page(rows, limit, |n| n.position.to_string());
     let unread_count = query::unread_count(&state.pool, user).await?;
-    Ok(tag.ok().json(Feed {
+    let feed = Feed {
         items: page.items,
         next_cursor: page.next_cursor,
         unread_count,
-    }))
+    };
+    Ok(tag.ok().json(opened(&state, &feed, Scope::Subjects).await?))
 }
 
 /// Mark one of the caller's notifications read; marking it again changes nothing. Takes no

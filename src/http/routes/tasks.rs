@@ -29,6 +29,8 @@ use crate::http::openapi::problems::{
     Command, Expecting, Forbidden, Invalid, JsonBody, NotFound, NotModified, RawJsonBody, Read,
 };
 use crate::http::paging::{self, Items, Page};
+use crate::http::sealing::{answer_opened, opened};
+use crate::privacy::{field, Scope};
 use crate::state::AppState;
 
 const PROJECTION: &str = "tasks";
@@ -111,11 +113,18 @@ async fn create(
     let body = body.into_inner();
     let (bus, request) = (state.commands.clone(), body.clone());
     let creator = actor.clone();
-    let pool = state.pool.clone();
+    let st = state.clone();
     execute(&state, &req, &actor, &body, |ctx| async move {
-        let create = request.into_command(creator, ctx.mint("task"))?;
-        super::queues::register(&pool, &create.queue, create.actor.user_id).await?;
+        let mut create = request.into_command(creator, ctx.mint("task"))?;
+        super::queues::register(&st.pool, &create.queue, create.actor.user_id).await?;
         let id = create.task_id;
+        let sealer = st.sealer(create.actor.user_id).await?;
+        create.title = Title::sealed(sealer.seal(id, field::TITLE, create.title.as_str())?);
+        create.description = Description::sealed(sealer.seal(
+            id,
+            field::DESCRIPTION,
+            create.description.as_str(),
+        )?);
         let committed = bus.task(id, TaskCommand::Create(create), &ctx).await?;
         Answer::committed(&committed)
     })
@@ -321,6 +330,17 @@ async fn heartbeat(
         .map(|p| bounded_int("progress", p, 0, 100).map(|p| p as u8))
         .transpose()?;
     let note = request.note.as_deref().map(Note::parse).transpose()?;
+    let note = match note {
+        Some(note) => {
+            let sealer = state.sealer(actor.user_id).await?;
+            Some(Note::sealed(sealer.seal(
+                *id,
+                field::NOTE,
+                note.as_str(),
+            )?))
+        }
+        None => None,
+    };
     let command = TaskCommand::Heartbeat {
         actor: actor.clone(),
         progress,
@@ -397,6 +417,8 @@ async fn fail(
 ) -> ApiResult<HttpResponse> {
     let error =
         Note::parse(&body.error).map_err(|e| ApiError::invalid_field("error", e.message))?;
+    let sealer = state.sealer(actor.user_id).await?;
+    let error = Note::sealed(sealer.seal(*id, field::ERROR, error.as_str())?);
     let command = TaskCommand::Fail {
         actor: actor.clone(),
         error,
@@ -514,7 +536,7 @@ async fn list(
     let page = paging::page(rows, limit, |t| {
         paging::encode_time_cursor(t.created_at, t.id)
     });
-    Ok(tag.ok().json(page))
+    Ok(tag.ok().json(opened(&state, &page, Scope::Tasks).await?))
 }
 
 /// One task, if the caller created it, holds it, or oversees.
@@ -543,7 +565,14 @@ async fn get(
             actor.oversees() || t.creator == actor.user_id || t.worker == Some(actor.user_id)
         })
         .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
-    Ok(ETag::version(task.version).answer(&req, &task))
+    answer_opened(
+        &state,
+        &req,
+        &ETag::version(task.version),
+        &task,
+        Scope::Tasks,
+    )
+    .await
 }
 
 /// Per queue: depth by status, the oldest waiting task's age, completions per minute.
