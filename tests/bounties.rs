@@ -757,6 +757,11 @@ async fn the_board_filters_by_status_tag_and_text_and_pages_through_either_rewar
         titles(&board(&app, &bob, "q=parser%20go").await),
         ["Port the parser to Go"]
     );
+    // Control characters (U+0000 too, which Postgres cannot take) part words as spaces do.
+    assert_eq!(
+        titles(&board(&app, &bob, "q=parser%00%1Fgo").await),
+        ["Port the parser to Go"]
+    );
     assert_eq!(
         titles(&board(&app, &bob, "poster=me").await),
         ["Too expensive"]

@@ -555,7 +555,9 @@ impl BoardQuery {
             .transpose()?;
         let text = self
             .q
-            .map(|q| q.trim().to_owned())
+            // A search is words: control characters (U+0000 among them, which Postgres cannot
+            // take) separate words as spaces do, so they are read as spaces.
+            .map(|q| q.replace(char::is_control, " ").trim().to_owned())
             .filter(|q| !q.is_empty());
         if text
             .as_ref()
