@@ -276,7 +276,10 @@ fn spawn_workers(
     ));
     // Process managers run through the same checkpointed runner as the read models, but are
     // never rebuilt (they act; they keep no read model).
-    let process_managers: Arc<dyn Projection> = Arc::new(ProcessManagers::new(commands.clone()));
+    let process_managers: Arc<dyn Projection> = Arc::new(ProcessManagers::new(
+        commands.clone(),
+        privacy.keyring().clone(),
+    ));
     let projections: Vec<_> = workers::projections(privacy)
         .into_iter()
         .chain([process_managers])

@@ -9,6 +9,7 @@ pub mod bounty;
 pub mod inbox;
 pub mod money;
 pub mod payment;
+pub mod person;
 pub mod task;
 pub mod upcast;
 pub mod values;

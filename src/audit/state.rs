@@ -8,6 +8,7 @@
 use bountyline_domain::bounty::Bounty;
 use bountyline_domain::inbox::Inbox;
 use bountyline_domain::payment::Payment;
+use bountyline_domain::person::Person;
 use bountyline_domain::task::Task;
 use bountyline_domain::wallet::Wallet;
 use bountyline_projections::StoredEvent;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// The aggregate types this view can fold.
-pub const AGGREGATE_TYPES: [&str; 5] = ["Task", "Wallet", "Payment", "Bounty", "Inbox"];
+pub const AGGREGATE_TYPES: [&str; 6] = ["Task", "Wallet", "Payment", "Bounty", "Inbox", "Person"];
 
 /// Why an audit read could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +148,7 @@ pub async fn state_at(
         "Payment" => fold::<Payment>(&events)?,
         "Bounty" => fold::<Bounty>(&events)?,
         "Inbox" => fold::<Inbox>(&events)?,
+        "Person" => fold::<Person>(&events)?,
         other => {
             return Err(AuditError::NotFound(format!("no aggregate type {other:?}")));
         }

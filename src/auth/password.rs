@@ -28,6 +28,10 @@ pub const MAX_CHARS: usize = 128;
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$BgFCQBWDEfGYxoFwohbRig$\
                           6w42feD9KhKITFjhluieU05BBmiEZZUJp2Dnsagu+HQ";
 
+/// What an erased person's `password_hash` is set to (ADR 7): not a PHC string, so no password
+/// matches it; [`verify`] treats it as no account at all, after the same work.
+pub const ERASED_HASH: &str = "!erased";
+
 fn hasher() -> ApiResult<Argon2<'static>> {
     let params = Params::new(M_COST_KIB, T_COST, P_COST, None)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("argon2 parameters: {e}")))?;
@@ -65,6 +69,7 @@ pub async fn hash(password: SecretString) -> ApiResult<String> {
 /// against [`DUMMY_HASH`] so that both failures cost the same. Only `Some` hash can yield `true`.
 pub async fn verify(password: SecretString, stored: Option<String>) -> ApiResult<bool> {
     blocking(move || {
+        let stored = stored.filter(|s| s != ERASED_HASH);
         let known = stored.is_some();
         let phc = stored.as_deref().unwrap_or(DUMMY_HASH);
         let parsed = PasswordHash::new(phc)

@@ -121,7 +121,8 @@ impl NewUser {
 /// domain, no spaces. Case is kept as typed; uniqueness and look-ups ignore it.
 pub fn parse_email(raw: &str) -> Result<String, String> {
     let email = raw.trim();
-    if email.chars().count() > MAX_EMAIL_CHARS {
+    // What was sent, white space included, as the API document states the bound.
+    if raw.chars().count() > MAX_EMAIL_CHARS {
         return Err(format!("must be at most {MAX_EMAIL_CHARS} characters long"));
     }
     let looks_right = match email.split_once('@') {
@@ -142,13 +143,14 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Trims a display name and checks it is 1 to 100 characters without control characters.
+/// Trims a display name and checks it is 1 to 100 characters without control characters. The
+/// bound holds for what was sent, white space included, as the API document states it (and as
+/// the domain's texts do).
 pub fn parse_display_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 {
+    if name.is_empty() {
         Err("must not be empty".to_owned())
-    } else if chars > MAX_DISPLAY_NAME_CHARS {
+    } else if raw.chars().count() > MAX_DISPLAY_NAME_CHARS {
         Err(format!(
             "must be at most {MAX_DISPLAY_NAME_CHARS} characters long"
         ))

@@ -18,6 +18,7 @@ use wallet_history::StoreWalletHistory;
 use bountyline_domain::bounty::{Bounty, BountyCommand, BountyError};
 use bountyline_domain::inbox::{Inbox, InboxCommand, InboxError};
 use bountyline_domain::payment::{Payment, PaymentCommand, PaymentError};
+use bountyline_domain::person::{Person, PersonCommand, PersonError};
 use bountyline_domain::task::{Task, TaskCommand, TaskError};
 use bountyline_domain::wallet::{Wallet, WalletCommand, WalletError, WalletServices};
 use bountyline_projections::signal::Signal;
@@ -98,6 +99,7 @@ pub struct CommandBus {
     payments: Arc<CachedStore<Versioned<Payment>>>,
     bounties: Arc<CachedStore<Versioned<Bounty>>>,
     inboxes: Arc<CachedStore<Versioned<Inbox>>>,
+    people: Arc<CachedStore<Versioned<Person>>>,
     turns: Arc<Turns>,
     appended: Signal,
 }
@@ -113,6 +115,7 @@ impl CommandBus {
             payments: Arc::new(store.cached(())),
             bounties: Arc::new(store.cached(())),
             inboxes: Arc::new(store.cached(())),
+            people: Arc::new(store.cached(())),
             turns: Arc::default(),
             appended: store.appended().clone(),
             pool,
@@ -186,6 +189,17 @@ impl CommandBus {
     ) -> Result<Committed, CommandError<InboxError>> {
         let name = command.name();
         run(self, &self.inboxes, owner, name, command, ctx).await
+    }
+
+    /// A person is named by their user id.
+    pub async fn person(
+        &self,
+        person: Uuid,
+        command: PersonCommand,
+        ctx: &CommandContext,
+    ) -> Result<Committed, CommandError<PersonError>> {
+        let name = command.name();
+        run(self, &self.people, person, name, command, ctx).await
     }
 }
 
@@ -269,6 +283,14 @@ impl Creates for WalletCommand {}
 
 /// An inbox is its owner's, on the owner's id: no command creates one as such.
 impl Creates for InboxCommand {}
+
+/// A person's stream begins with their erasure, on their user id, which no other command
+/// creates: it is decided on the empty person without reading the store first.
+impl Creates for PersonCommand {
+    fn creates(&self) -> bool {
+        matches!(self, PersonCommand::Erase { .. })
+    }
+}
 
 /// Executes on a task of its own: once started, a command runs to its end even if the client
 /// that sent it goes away, so no transaction is ever left half done by a disconnect.

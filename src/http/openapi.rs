@@ -20,8 +20,8 @@ use utoipa::{Modify, OpenApi};
 use super::conditional::ETag;
 use super::error::Problem;
 use super::routes::{
-    admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, health, me,
-    notifications, ops, payments, queues, stats, streams, tasks, wallets, webhooks,
+    admin, audit_chain, audit_events, audit_state, auth, bounties, dashboard, docs, erasure,
+    health, me, notifications, ops, payments, queues, stats, streams, tasks, wallets, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -45,6 +45,7 @@ use super::routes::{
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
         queues::grant, queues::revoke,
         me::me, me::grant_role, me::remove_role, me::disable, me::enable, me::revoke_sessions,
+        erasure::erase_me, erasure::erase_user,
         admin::parked_events, admin::flows,
         tasks::create, tasks::list, tasks::get, tasks::heartbeat, tasks::complete, tasks::fail,
         tasks::cancel, tasks::queues, tasks::claim,

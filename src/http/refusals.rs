@@ -6,6 +6,7 @@
 use bountyline_domain::bounty::BountyError;
 use bountyline_domain::inbox::InboxError;
 use bountyline_domain::payment::PaymentError;
+use bountyline_domain::person::PersonError;
 use bountyline_domain::task::TaskError;
 use bountyline_domain::wallet::WalletError;
 
@@ -96,6 +97,16 @@ impl From<CommandError<InboxError>> for ApiError {
             }
             InboxError::NoNotifications | InboxError::TooManyNotifications { .. } => {
                 ApiError::invalid_field("ids", e.to_string())
+            }
+        })
+    }
+}
+
+impl From<CommandError<PersonError>> for ApiError {
+    fn from(e: CommandError<PersonError>) -> Self {
+        common(e, |e| match &e {
+            PersonError::NotAllowed | PersonError::WrongPerson { .. } => {
+                ApiError::Forbidden(e.to_string())
             }
         })
     }

@@ -6,9 +6,12 @@
 //! - [`seal`]: the sealed form and its associated data (aggregate id and field name);
 //! - [`keyring`]: each person's data key in `person_keys`, wrapped by `privacy.key`, kept
 //!   opened for `privacy.key_cache_ms`;
+//! - [`erasure`]: what follows a person's `PersonErased` (their key destroyed, their account
+//!   scrubbed), run by the handler and again by the process managers;
 //! - [`opener`]: the one opener of answers (JSON, events, SSE messages), and the projections'
 //!   words for the bounty search vector.
 
+pub mod erasure;
 pub mod keyring;
 pub mod opener;
 pub mod seal;

@@ -14,7 +14,11 @@
 //! - refund: BountyCancelled(refund) / BountyExpired / DisputeResolved(refund) /
 //!   BountyFundedAfterCancel → Payment.Refund → payer Wallet.RefundHold, Payment.MarkRefunded
 //!   → Bounty.MarkRefunded.
+//!
+//! And one that is not about money: an erased person's scrub (`erasures`), finished here if the
+//! erasing process stopped after appending `PersonErased`.
 
+mod erasures;
 pub mod flows;
 
 use async_trait::async_trait;
@@ -30,15 +34,17 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::commands::{CommandBus, CommandContext, CommandError, Committed};
+use crate::privacy::Keyring;
 use flows::{Moved, Progress};
 
 pub struct ProcessManagers {
     commands: CommandBus,
+    keyring: Keyring,
 }
 
 impl ProcessManagers {
-    pub fn new(commands: CommandBus) -> Self {
-        Self { commands }
+    pub fn new(commands: CommandBus, keyring: Keyring) -> Self {
+        Self { commands, keyring }
     }
 }
 
@@ -78,6 +84,7 @@ impl Projection for ProcessManagers {
         tx: &mut Transaction<'static, Postgres>,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        erasures::finish(tx, &self.keyring, events).await?;
         let (mut moves, mut follow_ups) = (Vec::new(), Vec::new());
         for event in events {
             let Some((progress, steps)) = react(event)? else {

@@ -72,6 +72,26 @@ impl TestApp {
         self.logged_in(id, email).await
     }
 
+    /// A new member with this email and display name, registered and logged in.
+    pub async fn user_named(&self, email: &str, display_name: &str) -> TestUser {
+        let res = self
+            .client
+            .post(self.url("/v1/auth/register"))
+            .json(
+                &json!({ "email": email, "password": GOOD_PASSWORD, "display_name": display_name }),
+            )
+            .send()
+            .await
+            .expect("register request failed");
+        assert_eq!(res.status(), 201, "register {email}");
+        let body: Value = res.json().await.expect("register answer is JSON");
+        let id = body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("user id");
+        self.logged_in(id, email.to_owned()).await
+    }
+
     /// A new admin, made the way the CLI makes one, then logged in.
     pub async fn admin(&self) -> TestUser {
         let email = unique_email("admin");

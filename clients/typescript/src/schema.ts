@@ -318,7 +318,12 @@ export interface paths {
         get: operations["me"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Erase the caller: their texts read `[erased]` everywhere from now on, their email and name
+         *     are replaced, and their account can no longer sign in. Ids and amounts stay. Confirmed with
+         *     the caller's password.
+         */
+        delete: operations["eraseMe"];
         options?: never;
         head?: never;
         patch?: never;
@@ -404,6 +409,27 @@ export interface paths {
         post?: never;
         /** End every session of a user (admin): their tokens stop working on every device. */
         delete: operations["revokeSessions"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/erase": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Erase a user (admin): their texts read `[erased]` everywhere from now on, their email and
+         *     name are replaced, and their account can no longer sign in. Ids and amounts stay. An admin
+         *     erases themself with `DELETE /v1/me`.
+         */
+        post: operations["eraseUser"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1526,6 +1552,18 @@ export interface components {
             at: string;
             /** Format: int64 */
             position: number;
+        };
+        /**
+         * @example {
+         *       "password": "correct horse battery"
+         *     }
+         */
+        EraseMe: {
+            /**
+             * Format: password
+             * @description The caller's password, once more.
+             */
+            password: string;
         };
         /**
          * @description A previous export of `GET /v1/audit/heads`.
@@ -3984,6 +4022,208 @@ export interface operations {
             };
         };
     };
+    eraseMe: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description A client-chosen key (1-200 visible ASCII characters): the command runs at most once per caller and key, and a retry gets the first answer again. The same key with a different request is refused with 422.
+                 * @example 5f3d1c2e-create-task
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EraseMe"];
+            };
+        };
+        responses: {
+            /** @description Erased; every session of the caller ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "X-Min-Position must be a non-negative integer",
+                     *       "status": 400,
+                     *       "title": "The request could not be read",
+                     *       "type": "https://bountyline.dev/problems/bad-request"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credentials: the access token (or signature) is missing, malformed or expired. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "an access token is required",
+                     *       "status": 401,
+                     *       "title": "Authentication required",
+                     *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The current state does not allow this (`state-conflict`, `insufficient-funds`, ...), another writer got there first (`concurrency-conflict`), or a request with the same `Idempotency-Key` is still running (`request-in-progress`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "the task is not queued",
+                     *       "status": 409,
+                     *       "title": "Conflict",
+                     *       "type": "https://bountyline.dev/problems/state-conflict"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "the body is larger than 262144 bytes",
+                     *       "status": 413,
+                     *       "title": "Request body too large",
+                     *       "type": "https://bountyline.dev/problems/payload-too-large"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent as `application/json`, or is sent compressed (`Content-Encoding`), which is refused before it is read. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "send the body as application/json",
+                     *       "status": 415,
+                     *       "title": "Unsupported media type",
+                     *       "type": "https://bountyline.dev/problems/unsupported-media-type"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid: a value out of range, an unknown field, a bad query string, an `Idempotency-Key` reused with a different request, or an `X-Min-Position` past the newest event. `errors` names the offending fields where it can. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "amount: must be greater than 0",
+                     *       "errors": [
+                     *         {
+                     *           "field": "amount",
+                     *           "message": "must be greater than 0"
+                     *         }
+                     *       ],
+                     *       "status": 422,
+                     *       "title": "The request is invalid",
+                     *       "type": "https://bountyline.dev/problems/validation"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a limit: commands per user, authentication requests per address, failed logins per account, or open streams per user. Retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "slow down; retry after 2 s",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "https://bountyline.dev/problems/rate-limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Something unexpected failed; the cause is logged, never sent. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "something went wrong on our side; it has been logged",
+                     *       "status": 500,
+                     *       "title": "Internal server error",
+                     *       "type": "https://bountyline.dev/problems/internal"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `outcome-unknown`: the command reached the event store and the answer was lost (a connection cut after the commit, no answer in time), so it may or may not have been carried out. Send it again with the same `Idempotency-Key`: the retry gets the original answer if it was carried out, and carries it out once if it was not. Or `unavailable`: the service is briefly unavailable and nothing was done. Either way, retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "the command reached the event store but its answer was lost, so it may or may not have been carried out; send it again with the same Idempotency-Key to get its real answer (it will not act twice)",
+                     *       "status": 503,
+                     *       "title": "Outcome unknown",
+                     *       "type": "https://bountyline.dev/problems/outcome-unknown"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     grantRole: {
         parameters: {
             query?: never;
@@ -4503,6 +4743,190 @@ export interface operations {
                      *       "status": 500,
                      *       "title": "Internal server error",
                      *       "type": "https://bountyline.dev/problems/internal"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    eraseUser: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description A client-chosen key (1-200 visible ASCII characters): the command runs at most once per caller and key, and a retry gets the first answer again. The same key with a different request is refused with 422.
+                 * @example 5f3d1c2e-create-task
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The user's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased; every session of the user ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "X-Min-Position must be a non-negative integer",
+                     *       "status": 400,
+                     *       "title": "The request could not be read",
+                     *       "type": "https://bountyline.dev/problems/bad-request"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credentials: the access token (or signature) is missing, malformed or expired. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "an access token is required",
+                     *       "status": 401,
+                     *       "title": "Authentication required",
+                     *       "type": "https://bountyline.dev/problems/unauthenticated"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed: a role is missing, or the caller is not the party who may act. Or `csrf-rejected`: the request came with the session cookie (no bearer token), and its `Origin` header is missing, `null` or not this server's own origin (nor one of `http.allowed_origins`), or its `X-CSRF-Token` is missing or not the session's. Nothing was done. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or one the caller may not see (the two are not told apart); also a path segment that is not a valid id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "no such task",
+                     *       "status": 404,
+                     *       "title": "Not found",
+                     *       "type": "https://bountyline.dev/problems/not-found"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The current state does not allow this (`state-conflict`, `insufficient-funds`, ...), another writer got there first (`concurrency-conflict`), or a request with the same `Idempotency-Key` is still running (`request-in-progress`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "the task is not queued",
+                     *       "status": 409,
+                     *       "title": "Conflict",
+                     *       "type": "https://bountyline.dev/problems/state-conflict"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed but invalid: a value out of range, an unknown field, a bad query string, an `Idempotency-Key` reused with a different request, or an `X-Min-Position` past the newest event. `errors` names the offending fields where it can. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "amount: must be greater than 0",
+                     *       "errors": [
+                     *         {
+                     *           "field": "amount",
+                     *           "message": "must be greater than 0"
+                     *         }
+                     *       ],
+                     *       "status": 422,
+                     *       "title": "The request is invalid",
+                     *       "type": "https://bountyline.dev/problems/validation"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a limit: commands per user, authentication requests per address, failed logins per account, or open streams per user. Retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "slow down; retry after 2 s",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "https://bountyline.dev/problems/rate-limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Something unexpected failed; the cause is logged, never sent. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "something went wrong on our side; it has been logged",
+                     *       "status": 500,
+                     *       "title": "Internal server error",
+                     *       "type": "https://bountyline.dev/problems/internal"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `outcome-unknown`: the command reached the event store and the answer was lost (a connection cut after the commit, no answer in time), so it may or may not have been carried out. Send it again with the same `Idempotency-Key`: the retry gets the original answer if it was carried out, and carries it out once if it was not. Or `unavailable`: the service is briefly unavailable and nothing was done. Either way, retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "the command reached the event store but its answer was lost, so it may or may not have been carried out; send it again with the same Idempotency-Key to get its real answer (it will not act twice)",
+                     *       "status": 503,
+                     *       "title": "Outcome unknown",
+                     *       "type": "https://bountyline.dev/problems/outcome-unknown"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -11580,7 +12004,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description The aggregate's type */
-                type: "Task" | "Wallet" | "Payment" | "Bounty" | "Inbox";
+                type: "Task" | "Wallet" | "Payment" | "Bounty" | "Inbox" | "Person";
                 /** @description The aggregate's id (a wallet's and an inbox's is their owner's user id) */
                 id: string;
             };

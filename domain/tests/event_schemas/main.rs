@@ -22,6 +22,7 @@ mod samples;
 use bountyline_domain::bounty::BountyEvent;
 use bountyline_domain::inbox::InboxEvent;
 use bountyline_domain::payment::PaymentEvent;
+use bountyline_domain::person::PersonEvent;
 use bountyline_domain::task::TaskEvent;
 use bountyline_domain::upcast::{current_version, upcast};
 use bountyline_domain::wallet::WalletEvent;
@@ -79,6 +80,7 @@ fn kinds() -> Vec<Kind> {
         kind::<PaymentEvent>("PaymentEvent", samples::payment_events()),
         kind::<WalletEvent>("WalletEvent", samples::wallet_events()),
         kind::<InboxEvent>("InboxEvent", samples::inbox_events()),
+        kind::<PersonEvent>("PersonEvent", samples::person_events()),
     ]
 }
 

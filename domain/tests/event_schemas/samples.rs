@@ -7,6 +7,7 @@
 use bountyline_domain::bounty::{BountyEvent, BountyStatus, DisputeOutcome};
 use bountyline_domain::inbox::InboxEvent;
 use bountyline_domain::payment::PaymentEvent;
+use bountyline_domain::person::PersonEvent;
 use bountyline_domain::task::{FailureOutcome, TaskEvent, TaskStatus};
 use bountyline_domain::wallet::{HoldRejection, WalletEvent};
 use bountyline_domain::{Currency, Money};
@@ -377,6 +378,14 @@ pub fn inbox_events() -> Vec<InboxEvent> {
     vec![InboxEvent::NotificationsRead {
         owner: id(1),
         notification_ids: vec![id(70), id(71)],
+        at: at(0),
+    }]
+}
+
+pub fn person_events() -> Vec<PersonEvent> {
+    vec![PersonEvent::PersonErased {
+        person: id(1),
+        by: id(9),
         at: at(0),
     }]
 }

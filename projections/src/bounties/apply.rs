@@ -54,7 +54,8 @@ impl Projection for BountiesProjection {
     }
 
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["Bounty"])
+        // A person's erasure takes their words out of the search vector.
+        Some(&["Bounty", "Person"])
     }
 
     async fn apply_batch(
@@ -62,7 +63,8 @@ impl Projection for BountiesProjection {
         tx: &mut Transaction<'static, Postgres>,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        super::batch::apply(tx, events, self.opener.as_ref()).await
+        super::batch::apply(tx, events, self.opener.as_ref()).await?;
+        super::erased::forget(tx, events).await
     }
 
     async fn apply(
@@ -71,7 +73,7 @@ impl Projection for BountiesProjection {
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
         let Some((id, bounty)) = decode(event)? else {
-            return Ok(());
+            return super::erased::forget(tx, std::slice::from_ref(event)).await;
         };
         let row = Row {
             id,

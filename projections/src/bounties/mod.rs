@@ -4,6 +4,7 @@
 
 mod apply;
 mod batch;
+mod erased;
 pub mod query;
 pub mod search;
 mod words;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bounties;
 pub mod dashboard;
 pub mod docs;
+pub mod erasure;
 pub mod health;
 pub mod me;
 pub mod notifications;
@@ -26,6 +27,7 @@ pub fn config(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(docs::config)
         .configure(auth::config)
         .configure(me::config)
+        .configure(erasure::config)
         .configure(admin::config)
         .configure(audit_chain::config)
         .configure(audit_events::config)
