@@ -328,7 +328,7 @@ async fn a_known_path_with_another_method_is_a_405_that_names_the_methods() {
     let alice = app.user("alice").await;
     for (method, path, allow) in [
         (reqwest::Method::PUT, "/v1/tasks", "GET, POST"),
-        (reqwest::Method::DELETE, "/v1/me", "GET"),
+        (reqwest::Method::PUT, "/v1/me", "GET, DELETE"),
         (
             reqwest::Method::PATCH,
             "/v1/tasks/0192f3a4-5b6c-7d8e-9f01-23456789abcd",
