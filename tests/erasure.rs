@@ -13,28 +13,13 @@ use bountyline_domain::person::PersonCommand;
 use bountyline_domain::{Actor, Role};
 use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
+use common::texts::{pg_dump, read, read_as, send, word};
 use common::*;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
 const ERASED: &str = "[erased]";
-
-/// A word no other test or text holds: lower-case letters only, so that text search takes it
-/// as one word.
-fn word() -> String {
-    let letters: String = Uuid::new_v4()
-        .simple()
-        .to_string()
-        .chars()
-        .map(|c| match c.to_digit(10) {
-            Some(d) => char::from(b'g' + d as u8),
-            None => c,
-        })
-        .collect();
-    format!("zq{}", &letters[..18])
-}
 
 /// One person of the scenario: their account, and every distinctive word they wrote (email
 /// and display name included).
@@ -83,14 +68,6 @@ struct Scenario {
     kepts_pitch: String,
     kepts_work: String,
     kepts_title: String,
-}
-
-async fn send(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
-    let res = app.post(user, path, &body).await;
-    let status = res.status();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "POST {path}: {status} {answer}");
-    answer
 }
 
 async fn scenario(app: &TestApp) -> Scenario {
@@ -219,25 +196,6 @@ fn holds_none(what: &str, haystack: &str, words: &[String]) {
     for w in words {
         assert!(!haystack.contains(w.as_str()), "{what} still holds {w}");
     }
-}
-
-async fn read(app: &TestApp, user: &TestUser, path: &str) -> Value {
-    let res = app.get(user, path).await;
-    assert_eq!(res.status(), 200, "GET {path}");
-    res.json().await.unwrap()
-}
-
-async fn read_as(app: &TestApp, user: &TestUser, path: &str, accept: &str) -> String {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&user.access_token)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "GET {path} as {accept}");
-    res.text().await.unwrap()
 }
 
 async fn delete_me(app: &TestApp, user: &TestUser, password: &str) -> reqwest::Response {
@@ -414,19 +372,6 @@ async fn assert_history_verifies_and_rebuilds_alike(app: &TestApp, auditor: &Tes
             );
         }
     }
-}
-
-fn pg_dump(app: &TestApp) -> String {
-    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
-        .args(["--data-only", app.settings.database_url.expose_secret()])
-        .output()
-        .expect("run pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    String::from_utf8_lossy(&dump.stdout).into_owned()
 }
 
 /// Every message of the test's JetStream stream, raw, and how many there are.

@@ -10,6 +10,7 @@ mod common;
 use bountyline::privacy::{Keyring, Opener, Scope};
 use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
+use common::texts::{pg_dump, read, read_as, send, word};
 use common::*;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -17,21 +18,6 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 const SEALED: &str = "\u{1}bl1:";
-
-/// A word no other test or text holds: lower-case letters only, so that text search takes it
-/// as one word.
-fn word() -> String {
-    let letters: String = Uuid::new_v4()
-        .simple()
-        .to_string()
-        .chars()
-        .map(|c| match c.to_digit(10) {
-            Some(d) => char::from(b'g' + d as u8),
-            None => c,
-        })
-        .collect();
-    format!("zq{}", &letters[..18])
-}
 
 /// What the scenario's clients wrote, each text around a word of its own.
 struct Texts {
@@ -108,14 +94,6 @@ struct Scenario {
     /// The claim's answer, and the same claim's answer when retried under its key.
     claimed: Value,
     replayed: Value,
-}
-
-async fn send(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
-    let res = app.post(user, path, &body).await;
-    let status = res.status();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "POST {path}: {status} {answer}");
-    answer
 }
 
 async fn claim(app: &TestApp, user: &TestUser, key: &str) -> Value {
@@ -261,25 +239,6 @@ fn shows(what: &str, value: &Value, expected: &[&str]) {
     }
 }
 
-async fn read(app: &TestApp, user: &TestUser, path: &str) -> Value {
-    let res = app.get(user, path).await;
-    assert_eq!(res.status(), 200, "GET {path}");
-    res.json().await.unwrap()
-}
-
-async fn read_as(app: &TestApp, user: &TestUser, path: &str, accept: &str) -> String {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&user.access_token)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "GET {path} as {accept}");
-    res.text().await.unwrap()
-}
-
 /// The stream `topic` from the start of history shows every one of `expected`, and no sealed
 /// string on the way.
 async fn stream_shows(app: &TestApp, user: &TestUser, topic: &str, expected: &[&str]) {
@@ -410,16 +369,7 @@ async fn every_text_a_client_sent_comes_back_as_sent_wherever_it_is_shown() {
 async fn the_database_holds_no_text_a_client_sent_and_the_events_hold_sealed_strings() {
     let app = TestApp::spawn().await;
     let s = scenario(&app).await;
-    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
-        .args(["--data-only", app.settings.database_url.expose_secret()])
-        .output()
-        .expect("run pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = pg_dump(&app);
     assert!(dump.contains("person_keys"), "the dump holds the keyring");
     for word in &s.texts.words {
         assert!(!dump.contains(word.as_str()), "the dump holds {word}");

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod sse;
+pub mod texts;
 
 pub use accounts::TestUser;
 

@@ -243,6 +243,17 @@ impl TaskRow {
     }
 }
 
+/// The tasks table's columns in the order [`Columns::bind`] binds them, and the rows it binds
+/// as one array a column: the insert and the update read the same list.
+const COLUMNS: &str = "id, queue, title, description, priority, payload, result, status, \
+     creator, worker, lease_id, lease_expires_at, attempts, max_attempts, progress, note, \
+     last_error, bounty_id, created_at, updated_at, queued_at, completed_at, version, position";
+const ROWS: &str = "UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
+           $6::jsonb[], $7::jsonb[], $8::text[], $9::uuid[], $10::uuid[], $11::uuid[], \
+           $12::timestamptz[], $13::int4[], $14::int4[], $15::int2[], $16::text[], $17::text[], \
+           $18::uuid[], $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], \
+           $22::timestamptz[], $23::int8[], $24::int8[])";
+
 /// Inserts rows the table did not hold when the batch read it. The checkpoint's lock keeps
 /// every other applier of this projection out meanwhile; were a row there all the same, the
 /// insert fails and the runner applies the batch event by event.
@@ -253,17 +264,9 @@ async fn insert(
     if c.id.is_empty() {
         return Ok(());
     }
-    c.bind(sqlx::query(
-        "INSERT INTO tasks (id, queue, title, description, priority, payload, result, status, \
-         creator, worker, lease_id, lease_expires_at, attempts, max_attempts, progress, note, \
-         last_error, bounty_id, created_at, updated_at, queued_at, completed_at, version, \
-         position) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
-           $6::jsonb[], $7::jsonb[], $8::text[], $9::uuid[], $10::uuid[], $11::uuid[], \
-           $12::timestamptz[], $13::int4[], $14::int4[], $15::int2[], $16::text[], $17::text[], \
-           $18::uuid[], $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], \
-           $22::timestamptz[], $23::int8[], $24::int8[])",
-    ))
+    c.bind(sqlx::query(&format!(
+        "INSERT INTO tasks ({COLUMNS}) SELECT * FROM {ROWS}"
+    )))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -278,7 +281,7 @@ async fn update(
     if c.id.is_empty() {
         return Ok(());
     }
-    c.bind(sqlx::query(
+    c.bind(sqlx::query(&format!(
         "UPDATE tasks SET queue = r.queue, title = r.title, description = r.description, \
            priority = r.priority, payload = r.payload, result = r.result, status = r.status, \
            creator = r.creator, worker = r.worker, lease_id = r.lease_id, \
@@ -287,17 +290,9 @@ async fn update(
            last_error = r.last_error, bounty_id = r.bounty_id, created_at = r.created_at, \
            updated_at = r.updated_at, queued_at = r.queued_at, completed_at = r.completed_at, \
            version = r.version, position = r.position \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
-           $6::jsonb[], $7::jsonb[], $8::text[], $9::uuid[], $10::uuid[], $11::uuid[], \
-           $12::timestamptz[], $13::int4[], $14::int4[], $15::int2[], $16::text[], $17::text[], \
-           $18::uuid[], $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], \
-           $22::timestamptz[], $23::int8[], $24::int8[]) \
-           AS r(id, queue, title, description, priority, payload, result, status, creator, \
-             worker, lease_id, lease_expires_at, attempts, max_attempts, progress, note, \
-             last_error, bounty_id, created_at, updated_at, queued_at, completed_at, version, \
-             position) \
-         WHERE tasks.id = r.id AND tasks.position < r.position",
-    ))
+         FROM {ROWS} AS r({COLUMNS}) \
+         WHERE tasks.id = r.id AND tasks.position < r.position"
+    )))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,0 +1,67 @@
+//! What the privacy and erasure tests share: distinctive words to write and then look for,
+//! calls that must succeed, and a dump of the test's database to grep.
+
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{TestApp, TestUser};
+
+/// A word no other test or text holds: lower-case letters only, so that text search takes it
+/// as one word.
+pub fn word() -> String {
+    let letters: String = Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from(b'g' + d as u8),
+            None => c,
+        })
+        .collect();
+    format!("zq{}", &letters[..18])
+}
+
+/// POSTs `body` to `path` as `user`; the call must succeed. Answers its JSON (null if none).
+pub async fn send(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
+    let res = app.post(user, path, &body).await;
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "POST {path}: {status} {answer}");
+    answer
+}
+
+/// GETs `path` as `user`; must answer 200 with JSON.
+pub async fn read(app: &TestApp, user: &TestUser, path: &str) -> Value {
+    let res = app.get(user, path).await;
+    assert_eq!(res.status(), 200, "GET {path}");
+    res.json().await.unwrap()
+}
+
+/// GETs `path` as `user` with `Accept: accept` (NDJSON, CSV); must answer 200. Its text.
+pub async fn read_as(app: &TestApp, user: &TestUser, path: &str, accept: &str) -> String {
+    let res = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(&user.access_token)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "GET {path} as {accept}");
+    res.text().await.unwrap()
+}
+
+/// `pg_dump --data-only` of the test's database, as text.
+pub fn pg_dump(app: &TestApp) -> String {
+    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+        .args(["--data-only", app.settings.database_url.expose_secret()])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    String::from_utf8_lossy(&dump.stdout).into_owned()
+}
