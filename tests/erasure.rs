@@ -439,7 +439,10 @@ async fn a_person_who_erases_themself_is_gone_from_every_answer_dump_stream_expo
     assert_ne!(title["title"], ERASED);
 
     let erased = delete_me(&app, erin, &erin.password).await;
-    assert_eq!(erased.status(), 204);
+    assert_eq!(erased.status(), 200);
+    let answer: Value = erased.json().await.unwrap();
+    // Everything Erin wrote was sealed: no text of hers stays stored readable.
+    assert_eq!(answer, json!({"person": erin.id, "legacy_texts": 0}));
     // At once, though this process had just opened her key: it forgot it.
     let title = read(
         &app,
@@ -526,12 +529,17 @@ async fn an_admin_erases_another_person_but_not_themself_and_a_second_erasure_ch
             .unwrap();
     assert_eq!(people, 0, "no refusal appended anything");
 
-    assert_eq!(admin_erase(&app, &s.admin, erin.id).await.status(), 204);
+    let first = admin_erase(&app, &s.admin, erin.id).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first, json!({"person": erin.id, "legacy_texts": 0}));
     assert_scrubbed(&app, erin.id).await;
     let events = app.event_count().await;
+    let second = admin_erase(&app, &s.admin, erin.id).await;
+    assert_eq!(second.status(), 200);
     assert_eq!(
-        admin_erase(&app, &s.admin, erin.id).await.status(),
-        204,
+        second.json::<Value>().await.unwrap(),
+        first,
         "a second erasure answers as the first"
     );
     assert_eq!(app.event_count().await, events, "and appends nothing");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use bountyline::privacy::{Keyring, Opener, Scope};
+use bountyline::privacy::{legacy, Keyring, Opener, Scope};
 use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
 use common::texts::{pg_dump, read, read_as, send, word};
@@ -375,9 +375,12 @@ async fn the_database_holds_no_text_a_client_sent_and_the_events_hold_sealed_str
         assert!(!dump.contains(word.as_str()), "the dump holds {word}");
     }
 
-    // Each text in the events is sealed under its author's key: the event's actor.
-    let events: Vec<(Value, Value)> = sqlx::query_as(
-        "SELECT payload, metadata FROM events WHERE aggregate_id = $1 OR aggregate_id = $2",
+    // Each text in the events is sealed under its author's key (the event's actor), in just
+    // the fields the list of personal texts names: what an erasure of someone who wrote before
+    // sealing looks for (`privacy::legacy`).
+    let events: Vec<(String, String, Value, Value)> = sqlx::query_as(
+        "SELECT aggregate_type, event_type, payload, metadata FROM events \
+         WHERE aggregate_id = $1 OR aggregate_id = $2",
     )
     .bind(&s.bounty)
     .bind(&s.task)
@@ -385,29 +388,41 @@ async fn the_database_holds_no_text_a_client_sent_and_the_events_hold_sealed_str
     .await
     .unwrap();
     let mut sealed = 0;
-    for (payload, metadata) in &events {
-        let body = payload.as_object().unwrap().values().next().unwrap();
-        for field in [
-            "title",
-            "description",
-            "pitch",
-            "text",
-            "link",
-            "reason",
-            "note",
-            "error",
-        ] {
-            if let Some(text) = body.get(field).and_then(Value::as_str) {
-                let author = metadata["actor"].as_str().unwrap();
+    let mut listed_seen = HashSet::new();
+    for (aggregate_type, event_type, payload, metadata) in &events {
+        let listed = legacy::personal_fields(aggregate_type, event_type);
+        let body = payload[event_type.as_str()].as_object().unwrap();
+        for (field, value) in body {
+            let Some(text) = value.as_str() else { continue };
+            if !text.starts_with(SEALED) {
                 assert!(
-                    text.starts_with(&format!("{SEALED}{author}:")),
-                    "{field} is not sealed under its author's key: {payload}"
+                    !listed.contains(&field.as_str()),
+                    "{event_type}.{field} is listed as a person's text but stored plain"
                 );
-                sealed += 1;
+                continue;
             }
+            assert!(
+                listed.contains(&field.as_str()),
+                "{event_type}.{field} is sealed but not in privacy::legacy::PERSONAL_TEXTS"
+            );
+            let author = metadata["actor"].as_str().unwrap();
+            assert!(
+                text.starts_with(&format!("{SEALED}{author}:")),
+                "{field} is not sealed under its author's key: {payload}"
+            );
+            listed_seen.insert((event_type.clone(), field.clone()));
+            sealed += 1;
         }
     }
     assert_eq!(sealed, s.texts.all().len(), "every text was found sealed");
+    for (_, event_type, fields) in legacy::PERSONAL_TEXTS {
+        for field in *fields {
+            assert!(
+                listed_seen.contains(&(event_type.to_string(), field.to_string())),
+                "the scenario wrote no {event_type}.{field}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::{legacy, Keyring};
 use crate::auth::password::ERASED_HASH;
 
 /// What an erased person's display name becomes.
@@ -20,13 +21,15 @@ pub fn erased_email(person: Uuid) -> String {
     format!("erased-{person}@erased.invalid")
 }
 
-/// In `tx`: destroys `person`'s data key (a row saying so if they never had one), replaces
-/// their email and name by placeholders, makes their password unusable, disables the account
-/// and revokes every session. Answers the sessions revoked now, for the caller to forget in
+/// In `tx`: destroys `person`'s data key (a row saying so if they never had one), records the
+/// texts they wrote before sealing as erased (`legacy`), replaces their email and name by
+/// placeholders, makes their password unusable, disables the account and revokes every
+/// session. Answers the sessions revoked now, for the caller to forget in
 /// its process. A person with no account (never one: an id an event names wrongly) has
 /// nothing to scrub.
 pub async fn scrub(
     tx: &mut Transaction<'_, Postgres>,
+    keyring: &Keyring,
     person: Uuid,
     at: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -46,6 +49,7 @@ pub async fn scrub(
     .bind(at)
     .execute(&mut **tx)
     .await?;
+    legacy::record(tx, keyring.legacy().digester(), person).await?;
     sqlx::query(
         "UPDATE users SET email = $2, display_name = $3, password_hash = $4, \
            disabled_at = coalesce(disabled_at, $5) \

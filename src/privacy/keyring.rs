@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+use super::legacy::Legacy;
 use super::seal;
 use crate::config::{Settings, PRIVACY_KEY_BYTES};
 
@@ -58,6 +59,8 @@ struct Inner {
     search_key: String,
     keep: Duration,
     kept: Mutex<HashMap<Uuid, Kept>>,
+    /// The erased legacy texts (written before sealing), kept as long as keys are.
+    legacy: Legacy,
 }
 
 /// What the keyring knows of a person, and until when it may trust it.
@@ -113,6 +116,7 @@ impl Keyring {
     pub fn with_key(pool: PgPool, kek: [u8; PRIVACY_KEY_BYTES], keep: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                legacy: Legacy::new(pool.clone(), &kek, keep),
                 pool,
                 kek: XChaCha20Poly1305::new(&kek.into()),
                 search_key: search_key(&kek),
@@ -194,9 +198,16 @@ impl Keyring {
         &self.inner.search_key
     }
 
-    /// Drops what this process keeps of `person`, so that its next use reads the store.
+    /// The erased legacy texts: what the opener looks each plain text up in.
+    pub fn legacy(&self) -> &Legacy {
+        &self.inner.legacy
+    }
+
+    /// Drops what this process keeps of `person` (and of the erased legacy texts, which their
+    /// erasure may have added to), so that its next use reads the store.
     pub fn forget(&self, person: Uuid) {
         self.lock().remove(&person);
+        self.inner.legacy.forget();
     }
 
     /// What is kept of `person` and still fresh: `Some(None)` for erased.

@@ -8,11 +8,14 @@
 //!   opened for `privacy.key_cache_ms`;
 //! - [`erasure`]: what follows a person's `PersonErased` (their key destroyed, their account
 //!   scrubbed), run by the handler and again by the process managers;
+//! - [`legacy`]: texts written before sealing, shown as `"[erased]"` once their author is
+//!   erased (their bytes stay in the event store);
 //! - [`opener`]: the one opener of answers (JSON, events, SSE messages), and the projections'
 //!   words for the bounty search vector.
 
 pub mod erasure;
 pub mod keyring;
+pub mod legacy;
 pub mod opener;
 pub mod seal;
 

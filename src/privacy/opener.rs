@@ -1,6 +1,8 @@
 //! The answer edge's one opener (ADR 7): every JSON string of an answer that is in the sealed
 //! form is replaced by its text, or by `"[erased]"` when its author's key is destroyed or it
-//! does not open where it stands. The authors' keys an answer needs are read at once.
+//! does not open where it stands; a plain text written before sealing is replaced by
+//! `"[erased]"` when its author was erased (`super::legacy`). The authors' keys an answer needs
+//! are read at once.
 //!
 //! A seal's associated data is its aggregate's id and its field's name, so the opener must
 //! know both where the string stands: the field from the key that holds the string (a read
@@ -14,9 +16,11 @@ use bountyline_projections::{ProjectionError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::keyring::{Keyring, Keys, PrivacyError};
+use super::legacy::{Digester, ErasedTexts};
 use super::seal::{self, field, ERASED};
 
 /// How an answer names the aggregate each of its texts belongs to: the first of the scope's
@@ -91,28 +95,27 @@ impl Opener {
         Ok(value)
     }
 
-    /// Opens every sealed text in `value`, in place.
+    /// Opens every sealed text in `value`, in place, and hides the erased legacy ones.
     pub async fn open(&self, value: &mut Value, scope: Scope) -> Result<(), PrivacyError> {
         let mut authors = HashSet::new();
         authors_in(value, &mut authors);
-        if authors.is_empty() {
+        let Some(seen) = self.seen(authors).await? else {
             return Ok(());
-        }
-        let keys = self.keyring.keys(authors).await?;
-        open_in(value, None, None, scope, &keys);
+        };
+        open_in(value, None, None, scope, &seen);
         Ok(())
     }
 
-    /// Opens every sealed text in the payloads of `events`, each under its own aggregate.
+    /// Opens every sealed text in the payloads of `events`, each under its own aggregate, and
+    /// hides the erased legacy ones.
     pub async fn open_events(&self, events: &mut [StoredEvent]) -> Result<(), PrivacyError> {
         let mut authors = HashSet::new();
         for event in events.iter() {
             authors_in(&event.payload, &mut authors);
         }
-        if authors.is_empty() {
+        let Some(seen) = self.seen(authors).await? else {
             return Ok(());
-        }
-        let keys = self.keyring.keys(authors).await?;
+        };
         for event in events.iter_mut() {
             let aggregate = event.aggregate_id.as_str();
             open_in(
@@ -120,10 +123,57 @@ impl Opener {
                 Some(aggregate),
                 None,
                 Scope::Events,
-                &keys,
+                &seen,
             );
         }
         Ok(())
+    }
+
+    /// What opening an answer whose sealed texts are by `authors` needs; `None` when there is
+    /// nothing to do (no sealed text, no erased legacy text anywhere).
+    async fn seen(&self, authors: HashSet<Uuid>) -> Result<Option<Seen<'_>>, PrivacyError> {
+        let legacy = self.keyring.legacy();
+        let erased = legacy.erased().await?;
+        if authors.is_empty() && erased.is_empty() {
+            return Ok(None);
+        }
+        let keys = if authors.is_empty() {
+            Keys::default()
+        } else {
+            self.keyring.keys(authors).await?
+        };
+        Ok(Some(Seen {
+            keys,
+            erased,
+            digester: legacy.digester(),
+        }))
+    }
+}
+
+/// The keys of an answer's authors, and the erased legacy texts.
+struct Seen<'a> {
+    keys: Keys,
+    erased: Arc<ErasedTexts>,
+    digester: &'a Digester,
+}
+
+impl Seen<'_> {
+    /// What an answer shows for `text` in `field` of `aggregate`.
+    fn shown(
+        &self,
+        text: &str,
+        aggregate: Option<&str>,
+        field: Option<&'static str>,
+    ) -> Option<String> {
+        if seal::is_sealed(text) {
+            return Some(
+                opened(text, aggregate, field, &self.keys).unwrap_or_else(|| ERASED.to_owned()),
+            );
+        }
+        let (aggregate, field) = (aggregate?, field?);
+        self.erased
+            .holds(self.digester, aggregate, field, text)
+            .then(|| ERASED.to_owned())
     }
 }
 
@@ -144,15 +194,17 @@ fn open_in(
     aggregate: Option<&str>,
     field: Option<&'static str>,
     scope: Scope,
-    keys: &Keys,
+    seen: &Seen<'_>,
 ) {
     match value {
-        Value::String(s) if seal::is_sealed(s) => {
-            *s = opened(s, aggregate, field, keys).unwrap_or_else(|| ERASED.to_owned());
+        Value::String(s) => {
+            if let Some(shown) = seen.shown(s, aggregate, field) {
+                *s = shown;
+            }
         }
         Value::Array(items) => {
             for item in items {
-                open_in(item, aggregate, field, scope, keys);
+                open_in(item, aggregate, field, scope, seen);
             }
         }
         Value::Object(map) => {
@@ -162,7 +214,7 @@ fn open_in(
                 .find_map(|key| map.get(*key).and_then(Value::as_str).map(str::to_owned));
             let aggregate = own.as_deref().or(aggregate);
             for (key, child) in map.iter_mut() {
-                open_in(child, aggregate, field_of(key), scope, keys);
+                open_in(child, aggregate, field_of(key), scope, seen);
             }
         }
         _ => {}
@@ -183,17 +235,22 @@ fn opened(
 #[async_trait]
 impl bountyline_projections::Opener for Opener {
     async fn open(&self, texts: &[Text<'_>]) -> Result<Vec<Option<String>>, ProjectionError> {
+        let transient =
+            |e: PrivacyError| ProjectionError::Transient(format!("reading data keys: {e}"));
         let authors = texts.iter().filter_map(|t| seal::author_of(t.text));
-        let keys = self
-            .keyring
-            .keys(authors)
+        let keys = self.keyring.keys(authors).await.map_err(transient)?;
+        let legacy = self.keyring.legacy();
+        let erased = legacy
+            .erased()
             .await
-            .map_err(|e| ProjectionError::Transient(format!("reading data keys: {e}")))?;
+            .map_err(|e| transient(PrivacyError::Db(e)))?;
         Ok(texts
             .iter()
             .map(|t| {
                 if !seal::is_sealed(t.text) {
-                    return Some(t.text.to_owned());
+                    // Written before sealing: its words, unless its author was erased.
+                    let gone = erased.holds(legacy.digester(), t.aggregate_id, t.field, t.text);
+                    return (!gone).then(|| t.text.to_owned());
                 }
                 opened(t.text, Some(t.aggregate_id), Some(t.field), &keys)
             })

@@ -24,7 +24,7 @@ pub async fn finish(
         let PersonEvent::PersonErased { person, at, .. } = event
             .decode::<PersonEvent>()
             .map_err(|e| ProjectionError::decode(event, e))?;
-        let revoked = erasure::scrub(tx, person, at).await?;
+        let revoked = erasure::scrub(tx, keyring, person, at).await?;
         keyring.forget(person);
         if !revoked.is_empty() {
             tracing::info!(

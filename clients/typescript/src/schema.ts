@@ -1566,6 +1566,28 @@ export interface components {
             password: string;
         };
         /**
+         * @description What an erasure answers.
+         * @example {
+         *       "legacy_texts": 0,
+         *       "person": "5f0c2a4e-8d1b-4c7a-9e3f-2b6d8a1c4e7f"
+         *     }
+         */
+        Erased: {
+            /**
+             * Format: uuid
+             * @description Who was erased.
+             */
+            person: string;
+            /**
+             * Format: int64
+             * @description How many texts the person wrote before bountyline sealed texts (its first releases).
+             *     Every answer shows them as `[erased]` now, but their bytes stay in the event store,
+             *     which is append-only (docs/PRIVACY.md, "Texts written before sealing"). 0 for anyone
+             *     who joined since.
+             */
+            legacy_texts: number;
+        };
+        /**
          * @description A previous export of `GET /v1/audit/heads`.
          * @example {
          *       "items": [
@@ -4042,11 +4064,13 @@ export interface operations {
         };
         responses: {
             /** @description Erased; every session of the caller ended */
-            204: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Erased"];
+                };
             };
             /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
             400: {
@@ -4769,11 +4793,13 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Erased; every session of the user ended */
-            204: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Erased"];
+                };
             };
             /** @description The request could not be read: malformed JSON, or a malformed `Idempotency-Key`, `If-Match`, `X-Min-Position` or `Last-Event-ID` header. */
             400: {

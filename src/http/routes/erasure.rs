@@ -7,21 +7,25 @@
 //!   use `DELETE /v1/me`, as no admin changes their own account through the admin routes).
 //!
 //! Each appends `PersonErased` to the person's stream through the command bus, then scrubs in
-//! one transaction (`privacy::erasure::scrub`: key destroyed, email and name replaced, password
-//! unusable, account disabled, sessions revoked), forgets the person's key and sessions in
-//! this process, and answers 204; a `VACUUM` of `person_keys` and `users` follows, best
-//! effort. Erasing an erased person appends nothing and answers 204 again. A crash between the
-//! append and the scrub is finished by the process managers.
+//! one transaction (`privacy::erasure::scrub`: key destroyed, legacy texts recorded as erased,
+//! email and name replaced, password unusable, account disabled, sessions revoked), forgets
+//! the person's key and sessions in this process, and answers 200 `{person, legacy_texts}`:
+//! `legacy_texts` counts the texts the person wrote before texts were sealed, which every
+//! answer now shows as `[erased]` but whose bytes stay in the event store (docs/PRIVACY.md). A
+//! `VACUUM` of `person_keys` and `users` follows, best effort. Erasing an erased person
+//! appends nothing and answers the same again. A crash between the append and the scrub is
+//! finished by the process managers.
 //!
 //! Both take `Idempotency-Key`; neither reads `If-Match`: a person's stream has no version a
-//! client was ever shown (the answer is 204), and a repeat is harmless anyway.
+//! client was ever shown, and a repeat is harmless anyway.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bountyline_domain::person::PersonCommand;
 use bountyline_domain::{Actor, Role};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -33,12 +37,27 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::limits::too_many;
 use crate::http::openapi::params::{IdempotencyKey, UserId};
 use crate::http::openapi::problems::{Command, Forbidden, JsonBody, NotFound};
-use crate::privacy::erasure;
+use crate::privacy::{erasure, legacy};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/me", web::delete().to(erase_me))
         .route("/v1/admin/users/{id}/erase", web::post().to(erase_user));
+}
+
+/// What an erasure answers.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Erased, example = json!({
+    "person": "5f0c2a4e-8d1b-4c7a-9e3f-2b6d8a1c4e7f", "legacy_texts": 0}))]
+struct ErasedAnswer {
+    /// Who was erased.
+    person: Uuid,
+    /// How many texts the person wrote before bountyline sealed texts (its first releases).
+    /// Every answer shows them as `[erased]` now, but their bytes stay in the event store,
+    /// which is append-only (docs/PRIVACY.md, "Texts written before sealing"). 0 for anyone
+    /// who joined since.
+    #[schema(minimum = 0)]
+    legacy_texts: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -57,7 +76,8 @@ struct EraseMeRequest {
     delete, path = "/v1/me", operation_id = "eraseMe", tag = "users",
     params(IdempotencyKey),
     request_body = EraseMeRequest,
-    responses((status = 204, description = "Erased; every session of the caller ended"),
+    responses((status = 200, description = "Erased; every session of the caller ended",
+        body = ErasedAnswer),
         Command, JsonBody, Forbidden),
     security(("bearer" = [])),
 )]
@@ -100,7 +120,8 @@ async fn erase_me(
 #[utoipa::path(
     post, path = "/v1/admin/users/{id}/erase", operation_id = "eraseUser", tag = "users",
     params(UserId, IdempotencyKey),
-    responses((status = 204, description = "Erased; every session of the user ended"),
+    responses((status = 200, description = "Erased; every session of the user ended",
+        body = ErasedAnswer),
         Command, Forbidden, NotFound),
     security(("bearer" = [])),
 )]
@@ -124,7 +145,8 @@ async fn erase_user(
     erase(&state, &sessions, &req, &actor, person).await
 }
 
-/// Appends `PersonErased` (or finds it appended), scrubs, forgets, answers 204.
+/// Appends `PersonErased` (or finds it appended), scrubs, forgets, answers who and how many
+/// legacy texts stay stored.
 async fn erase(
     state: &AppState,
     sessions: &Sessions,
@@ -139,9 +161,18 @@ async fn erase(
         at,
     };
     let bus = state.commands.clone();
+    let pool = state.pool.clone();
     let answer = execute(state, req, actor, &(), |ctx| async move {
+        // Counted before the append: no text written since is plain, so the count stands.
+        let legacy_texts = legacy::count(&pool, person).await?;
         bus.person(person, command, &ctx).await?;
-        Ok(Answer::no_content())
+        Answer::json(
+            StatusCode::OK,
+            &ErasedAnswer {
+                person,
+                legacy_texts,
+            },
+        )
     })
     .await?;
     // Also after a replayed or repeated erasure: the scrub is idempotent, and this finishes
@@ -160,7 +191,7 @@ async fn scrub(
     at: DateTime<Utc>,
 ) -> ApiResult<()> {
     let mut tx = state.pool.begin().await?;
-    let revoked = erasure::scrub(&mut tx, person, at).await?;
+    let revoked = erasure::scrub(&mut tx, state.privacy.keyring(), person, at).await?;
     tx.commit().await?;
     state.privacy.keyring().forget(person);
     sessions.forget(&revoked);
