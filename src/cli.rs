@@ -63,6 +63,20 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// People's texts (docs/PRIVACY.md).
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Seal every text written before texts were sealed, in place, in a new chain epoch: the
+    /// streams holding them get new hashes (old and new recorded, and a `ChainResealed`
+    /// event), their JetStream messages are deleted and every projection is rebuilt. Appends
+    /// wait while the store is rewritten. Prints what it did as JSON.
+    Reseal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +147,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     display_name,
                 },
         } => create_admin(settings, &email, &display_name).await,
+        Command::Privacy {
+            command: PrivacyCommand::Reseal,
+        } => reseal(settings).await,
     }
 }
 
@@ -208,15 +225,22 @@ async fn replay(
         })?],
         (None, false) => anyhow::bail!("name a projection or pass --all"),
     };
-    // Every chosen projection rebuilds into its own shadow schema from one read of the store,
-    // side by side (one waits on Postgres while another decodes), and swaps in on its own.
+    rebuild(&pool, &chosen).await
+}
+
+/// Rebuilds `chosen` into shadow schemas from one read of the store, side by side (one waits
+/// on Postgres while another decodes), each swapped in on its own; reports on standard error.
+async fn rebuild(
+    pool: &sqlx::PgPool,
+    chosen: &[std::sync::Arc<dyn Projection>],
+) -> anyhow::Result<()> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("[{bar:40}] position {pos}/{len}  {per_sec}  eta {eta}")?
             .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
     let projections: Vec<&dyn Projection> = chosen.iter().map(|p| p.as_ref()).collect();
-    let reports = bountyline_projections::rebuild::rebuild_all(&pool, &projections, &|at, head| {
+    let reports = bountyline_projections::rebuild::rebuild_all(pool, &projections, &|at, head| {
         bar.set_length(head.max(0) as u64);
         bar.set_position(at.max(0) as u64);
     })
@@ -236,6 +260,26 @@ async fn replay(
             report.indexing.as_secs_f64(),
         );
     }
+    Ok(())
+}
+
+/// `privacy reseal`: the store rewritten in one transaction, then JetStream's copies deleted
+/// and the read models rebuilt (both hold the plain texts the store no longer does).
+async fn reseal(settings: Settings) -> anyhow::Result<()> {
+    let pool = db::connect(&settings).await?;
+    let opener = Opener::new(Keyring::new(pool.clone(), &settings)?);
+    let report =
+        crate::privacy::reseal::reseal(&pool, opener.keyring(), chrono::Utc::now()).await?;
+    let mut deleted = 0;
+    if report.epoch.is_some() {
+        let js = async_nats::jetstream::new(crate::nats::connect(&settings.nats_url).await?);
+        let names = crate::nats::Names::new(&settings.nats_prefix);
+        deleted = crate::privacy::reseal::scrub_stream(&js, &names, &report.positions).await?;
+        rebuild(&pool, &workers::projections(&opener)).await?;
+    }
+    let mut answer = serde_json::to_value(&report)?;
+    answer["jetstream_deleted"] = deleted.into();
+    println!("{answer}");
     Ok(())
 }
 
@@ -261,15 +305,16 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
                 let value: serde_json::Value = serde_json::from_str(&text)?;
                 let items = value.get("items").cloned().unwrap_or(value);
                 let exported: Vec<chain::Head> = serde_json::from_value(items)?;
-                let problems = chain::check_heads(&pool, &exported).await?;
+                let checked = chain::check_heads(&pool, &exported).await?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "heads_checked": exported.len(),
-                        "problems": problems,
+                        "problems": checked.problems,
+                        "resealed": checked.resealed,
                     }))?
                 );
-                ok &= problems.is_empty();
+                ok &= checked.problems.is_empty();
             }
             if ok {
                 Ok(())

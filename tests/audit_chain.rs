@@ -127,6 +127,7 @@ async fn a_clean_store_verifies_and_every_event_has_a_hash() {
     assert!(chain::check_heads(&app.pool, &heads)
         .await
         .expect("check")
+        .problems
         .is_empty());
 }
 
@@ -224,7 +225,10 @@ async fn a_deleted_newest_event_is_caught_by_the_exported_heads() {
     let report = chain::verify(&app.pool).await.expect("verify");
     assert!(report.ok, "{report:?}");
     // ...but the exported heads do, and name that stream only.
-    let problems = chain::check_heads(&app.pool, &heads).await.expect("check");
+    let problems = chain::check_heads(&app.pool, &heads)
+        .await
+        .expect("check")
+        .problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].aggregate_type, victim.aggregate_type);
     assert_eq!(problems[0].aggregate_id, victim.aggregate_id);

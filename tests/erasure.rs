@@ -13,7 +13,7 @@ use bountyline_domain::person::PersonCommand;
 use bountyline_domain::{Actor, Role};
 use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
-use common::texts::{pg_dump, read, read_as, send, word};
+use common::texts::{admin_erase, holds_none, pg_dump, read, read_as, send, word};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -191,27 +191,11 @@ async fn scenario(app: &TestApp) -> Scenario {
     }
 }
 
-/// `haystack` holds none of `words`.
-fn holds_none(what: &str, haystack: &str, words: &[String]) {
-    for w in words {
-        assert!(!haystack.contains(w.as_str()), "{what} still holds {w}");
-    }
-}
-
 async fn delete_me(app: &TestApp, user: &TestUser, password: &str) -> reqwest::Response {
     app.client
         .delete(app.url("/v1/me"))
         .bearer_auth(&user.access_token)
         .json(&json!({"password": password}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn admin_erase(app: &TestApp, admin: &TestUser, id: Uuid) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/v1/admin/users/{id}/erase")))
-        .bearer_auth(&admin.access_token)
         .send()
         .await
         .unwrap()

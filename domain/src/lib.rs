@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod bounty;
+pub mod epoch;
 pub mod inbox;
 pub mod money;
 pub mod payment;

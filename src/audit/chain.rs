@@ -197,16 +197,36 @@ struct HeadNow {
     exported_hash: String,
     current_sequence: Option<i64>,
     current_hash: Option<String>,
+    resealed_in: Option<Uuid>,
+}
+
+/// An exported head whose event a re-seal changed (`bountyline privacy reseal`, ADR 7): the
+/// hash the export holds is recorded as that event's old hash in the epoch named, whose
+/// `ChainResealed` event (aggregate `Epoch`) counts the changed links. Not tampering, but the
+/// holder's head is stale: `hash` is the event's hash now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ResealedHead {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub epoch: Uuid,
+    /// Lower-case hex of the event's hash now.
+    pub hash: String,
+}
+
+/// What [`check_heads`] found: the heads that no longer match, and those a re-seal moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadsChecked {
+    pub problems: Vec<HeadProblem>,
+    pub resealed: Vec<ResealedHead>,
 }
 
 /// Compares exported heads with the store: a stream that is gone, that no longer reaches its
 /// exported sequence (its newest events were removed) or whose event at that sequence has a
 /// different hash (it or something before it was rewritten) is reported. Streams that grew
-/// since the export are fine.
-pub async fn check_heads(
-    pool: &PgPool,
-    exported: &[Head],
-) -> Result<Vec<HeadProblem>, sqlx::Error> {
+/// since the export are fine; a head whose hash a re-seal recorded as replaced is reported
+/// apart, with its epoch.
+pub async fn check_heads(pool: &PgPool, exported: &[Head]) -> Result<HeadsChecked, sqlx::Error> {
     let types: Vec<&str> = exported.iter().map(|h| h.aggregate_type.as_str()).collect();
     let ids: Vec<&str> = exported.iter().map(|h| h.aggregate_id.as_str()).collect();
     let seqs: Vec<i64> = exported.iter().map(|h| h.sequence).collect();
@@ -221,7 +241,12 @@ pub async fn check_heads(
                    (SELECT encode(e.hash, 'hex') FROM events e \
                      WHERE e.aggregate_type = x.aggregate_type \
                        AND e.aggregate_id = x.aggregate_id \
-                       AND e.sequence = x.sequence) AS current_hash \
+                       AND e.sequence = x.sequence) AS current_hash, \
+                   (SELECT l.epoch FROM resealed_links l \
+                     WHERE l.aggregate_type = x.aggregate_type \
+                       AND l.aggregate_id = x.aggregate_id \
+                       AND l.sequence = x.sequence \
+                       AND encode(l.old_hash, 'hex') = x.hash LIMIT 1) AS resealed_in \
               FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
                    WITH ORDINALITY AS x(aggregate_type, aggregate_id, sequence, hash, n) \
          ) c WHERE current_hash IS DISTINCT FROM exported_hash ORDER BY n",
@@ -232,7 +257,20 @@ pub async fn check_heads(
     .bind(&hashes)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(problem).collect())
+    let mut checked = HeadsChecked::default();
+    for row in rows {
+        match (row.resealed_in, &row.current_hash) {
+            (Some(epoch), Some(hash)) => checked.resealed.push(ResealedHead {
+                aggregate_type: row.aggregate_type,
+                aggregate_id: row.aggregate_id,
+                sequence: row.exported_sequence,
+                epoch,
+                hash: hash.clone(),
+            }),
+            _ => checked.problems.push(problem(row)),
+        }
+    }
+    Ok(checked)
 }
 
 fn problem(row: HeadNow) -> HeadProblem {

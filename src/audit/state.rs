@@ -6,6 +6,7 @@
 //! an unknown aggregate type or an aggregate without events is a 404.
 
 use bountyline_domain::bounty::Bounty;
+use bountyline_domain::epoch::Epoch;
 use bountyline_domain::inbox::Inbox;
 use bountyline_domain::payment::Payment;
 use bountyline_domain::person::Person;
@@ -18,7 +19,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// The aggregate types this view can fold.
-pub const AGGREGATE_TYPES: [&str; 6] = ["Task", "Wallet", "Payment", "Bounty", "Inbox", "Person"];
+pub const AGGREGATE_TYPES: [&str; 7] = [
+    "Task", "Wallet", "Payment", "Bounty", "Inbox", "Person", "Epoch",
+];
 
 /// Why an audit read could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +152,7 @@ pub async fn state_at(
         "Bounty" => fold::<Bounty>(&events)?,
         "Inbox" => fold::<Inbox>(&events)?,
         "Person" => fold::<Person>(&events)?,
+        "Epoch" => fold::<Epoch>(&events)?,
         other => {
             return Err(AuditError::NotFound(format!("no aggregate type {other:?}")));
         }

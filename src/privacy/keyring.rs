@@ -87,6 +87,17 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// A sealer for `author` under a key made now and never stored: what it seals opens
+    /// nowhere. The re-seal seals an erased person's old texts with one.
+    pub fn throwaway(author: Uuid) -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self {
+            author,
+            key: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
     /// `text` sealed for `field` of `aggregate_id` (a UUID, as the store writes it).
     pub fn seal(
         &self,

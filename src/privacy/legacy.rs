@@ -96,33 +96,44 @@ struct LegacyText {
     text: String,
 }
 
+/// The names of the event types that hold people's texts.
+pub fn personal_event_types() -> Vec<&'static str> {
+    PERSONAL_TEXTS.iter().map(|(_, event, _)| *event).collect()
+}
+
+/// The personal fields of an event's payload that hold a plain (unsealed) text.
+pub fn plain_fields(aggregate_type: &str, event_type: &str, payload: &Value) -> Vec<&'static str> {
+    let Some(body) = payload.get(event_type) else {
+        return Vec::new();
+    };
+    personal_fields(aggregate_type, event_type)
+        .iter()
+        .copied()
+        .filter(|field| matches!(body.get(*field), Some(Value::String(t)) if !seal::is_sealed(t)))
+        .collect()
+}
+
 /// The plain texts `person` wrote: the personal fields of the events they appended that are
 /// not sealed. Read by the actor index, so an erasure reads only the person's own events.
 async fn written_by(db: &mut PgConnection, person: Uuid) -> Result<Vec<LegacyText>, sqlx::Error> {
-    let types: Vec<&str> = PERSONAL_TEXTS.iter().map(|(_, event, _)| *event).collect();
     let rows: Vec<(i64, String, String, String, Value)> = sqlx::query_as(
         "SELECT position, aggregate_type, aggregate_id, event_type, payload FROM events \
          WHERE metadata ->> 'actor' = $1 AND event_type = ANY($2) ORDER BY position",
     )
     .bind(person.to_string())
-    .bind(&types)
+    .bind(personal_event_types())
     .fetch_all(db)
     .await?;
     let mut texts = Vec::new();
     for (position, aggregate_type, aggregate_id, event_type, payload) in rows {
-        let Some(body) = payload.get(&event_type) else {
-            continue;
-        };
-        for field in personal_fields(&aggregate_type, &event_type) {
-            if let Some(Value::String(text)) = body.get(*field) {
-                if !seal::is_sealed(text) {
-                    texts.push(LegacyText {
-                        position,
-                        field,
-                        aggregate_id: aggregate_id.clone(),
-                        text: text.clone(),
-                    });
-                }
+        for field in plain_fields(&aggregate_type, &event_type, &payload) {
+            if let Some(Value::String(text)) = payload[&event_type].get(field) {
+                texts.push(LegacyText {
+                    position,
+                    field,
+                    aggregate_id: aggregate_id.clone(),
+                    text: text.clone(),
+                });
             }
         }
     }

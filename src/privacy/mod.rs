@@ -10,6 +10,8 @@
 //!   scrubbed), run by the handler and again by the process managers;
 //! - [`legacy`]: texts written before sealing, shown as `"[erased]"` once their author is
 //!   erased (their bytes stay in the event store);
+//! - [`reseal`]: `bountyline privacy reseal`, which seals those texts in place in a new chain
+//!   epoch, so that their bytes go too;
 //! - [`opener`]: the one opener of answers (JSON, events, SSE messages), and the projections'
 //!   words for the bounty search vector.
 
@@ -17,6 +19,7 @@ pub mod erasure;
 pub mod keyring;
 pub mod legacy;
 pub mod opener;
+pub mod reseal;
 pub mod seal;
 
 pub use keyring::{Keyring, PrivacyError, Sealer};

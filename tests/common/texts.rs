@@ -2,7 +2,7 @@
 //! calls that must succeed, and a dump of the test's database to grep.
 
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{TestApp, TestUser};
@@ -64,4 +64,55 @@ pub fn pg_dump(app: &TestApp) -> String {
         String::from_utf8_lossy(&dump.stderr)
     );
     String::from_utf8_lossy(&dump.stdout).into_owned()
+}
+
+/// Appends `event` to `aggregate_type`/`aggregate_id` as the release before sealing did, as
+/// `actor`: plain texts, the event's current version, the actor in the metadata. The store's
+/// triggers give it its position and hash; the relay publishes it as any other.
+pub async fn append_as_old_release(
+    app: &TestApp,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event: Value,
+    actor: Uuid,
+) {
+    let event_type = event.as_object().unwrap().keys().next().unwrap().clone();
+    let metadata = json!({
+        "actor": actor.to_string(),
+        "command": "OldRelease",
+        "request_id": "old-release",
+        "correlation_id": "old-release",
+        "causation_id": "old-release",
+    });
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata) \
+         SELECT $1, $2, coalesce(max(sequence), 0) + 1, $3, '1', $4, $5 FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(&event_type)
+    .bind(&event)
+    .bind(&metadata)
+    .execute(&app.pool)
+    .await
+    .expect("append an event as the old release did");
+}
+
+/// An admin erases `id` (`POST /v1/admin/users/{id}/erase`).
+pub async fn admin_erase(app: &TestApp, admin: &TestUser, id: Uuid) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/v1/admin/users/{id}/erase")))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `haystack` holds none of `words`.
+pub fn holds_none(what: &str, haystack: &str, words: &[String]) {
+    for w in words {
+        assert!(!haystack.contains(w.as_str()), "{what} still holds {w}");
+    }
 }

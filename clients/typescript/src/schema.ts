@@ -1680,6 +1680,11 @@ export interface components {
             /** @description How many heads were checked. */
             checked: number;
             problems: components["schemas"]["HeadProblem"][];
+            /**
+             * @description Heads whose event a re-seal changed (`bountyline privacy reseal`): the export's hash is
+             *     recorded as replaced in the epoch named; keep the new hash instead.
+             */
+            resealed: components["schemas"]["ResealedHead"][];
         };
         /**
          * @example {
@@ -2252,6 +2257,22 @@ export interface components {
              */
             password: string;
             display_name: string;
+        };
+        /**
+         * @description An exported head whose event a re-seal changed (`bountyline privacy reseal`, ADR 7): the
+         *     hash the export holds is recorded as that event's old hash in the epoch named, whose
+         *     `ChainResealed` event (aggregate `Epoch`) counts the changed links. Not tampering, but the
+         *     holder's head is stale: `hash` is the event's hash now.
+         */
+        ResealedHead: {
+            aggregate_type: string;
+            aggregate_id: string;
+            /** Format: int64 */
+            sequence: number;
+            /** Format: uuid */
+            epoch: string;
+            /** @description Lower-case hex of the event's hash now. */
+            hash: string;
         };
         /**
          * @example {
@@ -12030,7 +12051,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description The aggregate's type */
-                type: "Task" | "Wallet" | "Payment" | "Bounty" | "Inbox" | "Person";
+                type: "Task" | "Wallet" | "Payment" | "Bounty" | "Inbox" | "Person" | "Epoch";
                 /** @description The aggregate's id (a wallet's and an inbox's is their owner's user id) */
                 id: string;
             };

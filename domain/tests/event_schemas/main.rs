@@ -20,6 +20,7 @@
 mod samples;
 
 use bountyline_domain::bounty::BountyEvent;
+use bountyline_domain::epoch::EpochEvent;
 use bountyline_domain::inbox::InboxEvent;
 use bountyline_domain::payment::PaymentEvent;
 use bountyline_domain::person::PersonEvent;
@@ -81,6 +82,7 @@ fn kinds() -> Vec<Kind> {
         kind::<WalletEvent>("WalletEvent", samples::wallet_events()),
         kind::<InboxEvent>("InboxEvent", samples::inbox_events()),
         kind::<PersonEvent>("PersonEvent", samples::person_events()),
+        kind::<EpochEvent>("EpochEvent", samples::epoch_events()),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! between samples where they can.
 
 use bountyline_domain::bounty::{BountyEvent, BountyStatus, DisputeOutcome};
+use bountyline_domain::epoch::{EpochEvent, Reseal};
 use bountyline_domain::inbox::InboxEvent;
 use bountyline_domain::payment::PaymentEvent;
 use bountyline_domain::person::PersonEvent;
@@ -388,4 +389,16 @@ pub fn person_events() -> Vec<PersonEvent> {
         by: id(9),
         at: at(0),
     }]
+}
+
+pub fn epoch_events() -> Vec<EpochEvent> {
+    vec![EpochEvent::ChainResealed(Reseal {
+        epoch: id(80),
+        texts: 5,
+        events: 3,
+        streams: 2,
+        links: 4,
+        links_digest: "5e".repeat(32),
+        at: at(0),
+    })]
 }

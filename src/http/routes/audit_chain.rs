@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::chain::{self, Head, HeadProblem, VerifyReport};
+use crate::audit::chain::{self, Head, HeadProblem, ResealedHead, VerifyReport};
 use crate::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::openapi::problems::{Forbidden, JsonBody, Unauthenticated};
@@ -68,6 +68,9 @@ struct HeadsCheck {
     /// How many heads were checked.
     checked: usize,
     problems: Vec<HeadProblem>,
+    /// Heads whose event a re-seal changed (`bountyline privacy reseal`): the export's hash is
+    /// recorded as replaced in the epoch named; keep the new hash instead.
+    resealed: Vec<ResealedHead>,
 }
 
 /// Check a previous export of the heads against the store (auditor or admin).
@@ -90,10 +93,11 @@ async fn check_heads(
             "must be 64 lower-case hex digits, as the export wrote it",
         ));
     }
-    let problems = chain::check_heads(&state.pool, &body.items).await?;
+    let checked = chain::check_heads(&state.pool, &body.items).await?;
     Ok(HttpResponse::Ok().json(HeadsCheck {
-        ok: problems.is_empty(),
+        ok: checked.problems.is_empty(),
         checked: body.items.len(),
-        problems,
+        problems: checked.problems,
+        resealed: checked.resealed,
     }))
 }
