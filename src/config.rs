@@ -82,6 +82,10 @@ pub struct AuthSettings {
     pub refresh_ttl_secs: i64,
     /// How long a session found live is taken as live without asking again (0: always ask).
     pub session_cache_ms: u64,
+    /// Password hashes (argon2id, 19 MiB and a core each for tens of milliseconds) one API
+    /// process computes at once; more sign-ins queue. Each one more buys sign-in throughput
+    /// with 19 MiB of peak memory.
+    pub hashing_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +183,7 @@ impl Settings {
             .set_default("auth.access_ttl_secs", 900)?
             .set_default("auth.refresh_ttl_secs", 30 * 24 * 3600)?
             .set_default("auth.session_cache_ms", 1000)?
+            .set_default("auth.hashing_concurrency", 1)?
             .set_default("sse.keep_alive_secs", 15)?
             .set_default("sse.hub_capacity", 4096)?
             .set_default("sse.client_buffer", 64)?

@@ -92,6 +92,7 @@ impl Application {
     pub async fn build(settings: Settings, parts: Parts) -> anyhow::Result<Self> {
         if parts.api {
             settings.require_jwt_secret()?;
+            crate::auth::password::limit_hashing(settings.auth.hashing_concurrency);
         }
         // Every part seals or opens people's texts: refused at start without the key.
         settings.privacy_key()?;

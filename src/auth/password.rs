@@ -84,17 +84,24 @@ pub async fn verify(password: SecretString, stored: Option<String>) -> ApiResult
     .await
 }
 
-/// Runs argon2 off the async threads, at most one hash per core at a time: each takes 19 MiB
-/// and a core for tens of milliseconds, so a burst of logins queues here instead of holding
-/// a hundred buffers at once (memory, and the CPU every other request needs).
+/// How many hashes run at once in this process: `auth.hashing_concurrency`, set at start.
+static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// Sets how many password hashes may run at once (at least one). The first call wins: the
+/// process's setting, before any sign-in; later calls (another app in the same test process)
+/// change nothing.
+pub fn limit_hashing(at_once: usize) {
+    let _ = HASHING.set(tokio::sync::Semaphore::new(at_once.max(1)));
+}
+
+/// Runs argon2 off the async threads, `auth.hashing_concurrency` hashes at a time (one unless
+/// configured): each takes 19 MiB and a core for tens of milliseconds, so a burst of logins
+/// queues here instead of holding a hundred buffers at once, and the process's peak memory is
+/// its base plus 19 MiB per hash allowed (docs/PERFORMANCE.md, "Memory after sign-ups").
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let permits = HASHING.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        tokio::sync::Semaphore::new(cores)
-    });
+    let permits = HASHING.get_or_init(|| tokio::sync::Semaphore::new(1));
     let _permit = permits.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(work)
         .await

@@ -170,6 +170,7 @@ mod tests {
             access_ttl_secs: 900,
             refresh_ttl_secs: 3600,
             session_cache_ms: 0,
+            hashing_concurrency: 1,
         }
     }
 

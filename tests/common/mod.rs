@@ -159,6 +159,7 @@ pub fn test_settings(database_url: &str, nats_url: &str) -> Settings {
             access_ttl_secs: 900,
             refresh_ttl_secs: 3600,
             session_cache_ms: 1000,
+            hashing_concurrency: 1,
         },
         sse: SseSettings {
             keep_alive_secs: 1,
