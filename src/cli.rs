@@ -276,6 +276,9 @@ async fn reseal(settings: Settings) -> anyhow::Result<()> {
         let names = crate::nats::Names::new(&settings.nats_prefix);
         deleted = crate::privacy::reseal::scrub_stream(&js, &names, &report.positions).await?;
         rebuild(&pool, &workers::projections(&opener)).await?;
+        // Only now: until the rebuilt read models were swapped in, the live ones held plain
+        // copies that the opener hides by these records.
+        crate::privacy::reseal::forget_erased_texts(&pool, &report.positions).await?;
     }
     let mut answer = serde_json::to_value(&report)?;
     answer["jetstream_deleted"] = deleted.into();

@@ -163,6 +163,11 @@ async fn a_reseal_takes_old_plain_texts_out_of_the_store_and_stream_and_history_
         .await
         .unwrap();
     assert_eq!(again["legacy_texts"], 0, "nothing of Erin's is left plain");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM erased_texts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0, "the records of her plain texts went with them");
 
     // History: every chain verifies; the old heads are answered as resealed in the epoch.
     let verified = read(&app, &auditor, "/v1/audit/verify").await;

@@ -8,11 +8,13 @@
 //!    (`events_rechain`, migration 0026) and every event whose hash changed is recorded in
 //!    `resealed_links` with its old and new hash;
 //! 3. a `ChainResealed` event (aggregate `Epoch`) records the counts and a digest over those
-//!    links; the erased legacy texts' records (`erased_texts`) go, their texts being sealed.
+//!    links.
 //!
 //! Then, outside it: the JetStream messages of the changed events are deleted ([`scrub_stream`];
-//! the live consumers passed them long ago and catch-up reads the store), and the caller
-//! rebuilds the read models, whose rows still hold plain copies.
+//! the live consumers passed them long ago and catch-up reads the store), the caller rebuilds
+//! the read models, whose rows still hold plain copies, and only then are the erased legacy
+//! texts' records dropped ([`forget_erased_texts`]): until the rebuilt read models are swapped
+//! in, the opener must still hide an erased author's plain copies in them.
 //!
 //! A text whose author cannot be told (no actor, an actor that is no account, an aggregate id
 //! that is not a UUID) stays as it is and is counted as `unattributed`.
@@ -135,10 +137,6 @@ pub async fn reseal(
     }
     let epoch = Uuid::now_v7();
     record_links(&mut tx, epoch, &links).await?;
-    sqlx::query("DELETE FROM erased_texts WHERE position = ANY($1)")
-        .bind(&positions)
-        .execute(&mut *tx)
-        .await?;
     report.epoch = Some(epoch);
     report.events = changed.len() as u64;
     report.streams = from.len() as u64;
@@ -327,6 +325,16 @@ async fn append_epoch(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Drops the records of erased legacy texts in the events at `positions`, once no read model
+/// holds a plain copy of them any more (after the rebuild): their texts are sealed now.
+pub async fn forget_erased_texts(pool: &PgPool, positions: &[i64]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM erased_texts WHERE position = ANY($1)")
+        .bind(positions)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Deletes the JetStream messages of the events at `positions` (the ones the re-seal changed,
