@@ -180,6 +180,7 @@ impl Application {
                 ),
                 board: ReadCache::new("board", BOARD_PAGES_KEPT, BOARD_PAGE_TTL),
                 privacy: privacy.clone(),
+                queues: Default::default(),
             };
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
             let port = listener.local_addr()?.port();

@@ -16,6 +16,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::min_position;
 use crate::http::limits::Limits;
 use crate::http::read_cache::ReadCache;
+use crate::http::routes::queues::KnownQueues;
 use crate::privacy::Opener;
 use crate::sse::{Hub, StatsFeed};
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub board: ReadCache<BoardFilter, Bytes>,
     /// Seals the texts people write and opens them in answers (ADR 7).
     pub privacy: Opener,
+    /// Queues known to have an owner, so that posting a task to one asks nothing more.
+    pub queues: KnownQueues,
 }
 
 impl AppState {

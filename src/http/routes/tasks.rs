@@ -116,7 +116,7 @@ async fn create(
     let st = state.clone();
     execute(&state, &req, &actor, &body, |ctx| async move {
         let mut create = request.into_command(creator, ctx.mint("task"))?;
-        super::queues::register(&st.pool, &create.queue, create.actor.user_id).await?;
+        super::queues::register(&st.pool, &st.queues, &create.queue, create.actor.user_id).await?;
         let id = create.task_id;
         let sealer = st.sealer(create.actor.user_id).await?;
         create.title = Title::sealed(sealer.seal(id, field::TITLE, create.title.as_str())?);
