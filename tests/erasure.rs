@@ -11,9 +11,10 @@ use bountyline::commands::{CommandBus, CommandContext};
 use bountyline::privacy::erasure;
 use bountyline_domain::person::PersonCommand;
 use bountyline_domain::{Actor, Role};
-use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
-use common::texts::{admin_erase, holds_none, pg_dump, read, read_as, send, word};
+use common::texts::{
+    admin_erase, assert_rebuilt_equals_live, holds_none, pg_dump, read, read_as, send, word,
+};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -342,20 +343,7 @@ async fn assert_locked_out(app: &TestApp, erin: &TestUser) {
 async fn assert_history_verifies_and_rebuilds_alike(app: &TestApp, auditor: &TestUser) {
     let verified = read(app, auditor, "/v1/audit/verify").await;
     assert_eq!(verified["ok"], json!(true), "{verified}");
-    let head = app.head().await;
-    for projection in bountyline::workers::projections(&app.opener()) {
-        build_shadow(&app.pool, projection.as_ref(), Some(head), &|_, _| {})
-            .await
-            .unwrap();
-        for (table, differing) in diff(&app.pool, projection.as_ref()).await.unwrap() {
-            assert_eq!(
-                differing,
-                0,
-                "{}: {table} differs from its rebuild",
-                projection.name()
-            );
-        }
-    }
+    assert_rebuilt_equals_live(app).await;
 }
 
 /// Every message of the test's JetStream stream, raw, and how many there are.

@@ -7,9 +7,11 @@
 
 mod common;
 
-use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
-use common::texts::{admin_erase, append_as_old_release, holds_none, read, read_as, send, word};
+use common::texts::{
+    admin_erase, append_old_application, append_old_bounty, append_old_task,
+    assert_rebuilt_equals_live, holds_none, read, read_as, send, word,
+};
 use common::*;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -52,43 +54,10 @@ async fn texts_written_before_sealing_read_erased_once_their_author_is_and_histo
     // Erin's texts, as the release before sealing stored them: her bounty (funded by the
     // process managers as any other), her application to Kept's bounty, her task.
     let erins_bounty = Uuid::new_v4().to_string();
-    let at = "2026-11-01T12:00:00Z";
-    append_as_old_release(
-        &app,
-        "Bounty",
-        &erins_bounty,
-        json!({"BountyPosted": {
-            "poster": erin.id, "title": erins[0], "description": erins[1],
-            "reward": {"amount": 1_000, "currency": "USD"}, "tags": ["legacy"],
-            "deadline": null, "payment_id": Uuid::new_v4(), "at": at,
-        }}),
-        erin.id,
-    )
-    .await;
-    append_as_old_release(
-        &app,
-        "Bounty",
-        &kepts_bounty,
-        json!({"ApplicationSubmitted": {
-            "application_id": Uuid::new_v4(), "hunter": erin.id, "poster": kept.id,
-            "pitch": erins[2], "at": at,
-        }}),
-        erin.id,
-    )
-    .await;
+    append_old_bounty(&app, &erins_bounty, &erin, &erins[0], &erins[1]).await;
+    append_old_application(&app, &kepts_bounty, &erin, &kept, &erins[2]).await;
     let task = Uuid::new_v4().to_string();
-    append_as_old_release(
-        &app,
-        "Task",
-        &task,
-        json!({"TaskCreated": {
-            "queue": "legacy-q", "title": erins[3], "description": erins[4],
-            "payload": {}, "priority": 0, "max_attempts": 3, "creator": erin.id,
-            "bounty_id": null, "created_at": at,
-        }}),
-        erin.id,
-    )
-    .await;
+    append_old_task(&app, &task, &erin, &erins[3], &erins[4]).await;
     app.settle().await;
     // Kept applies to Erin's bounty now: sealed, and must stay readable.
     let kepts_pitch = format!("I know {} well", word());
@@ -221,18 +190,5 @@ async fn texts_written_before_sealing_read_erased_once_their_author_is_and_histo
 
     // Rebuilt from the store, every read model equals the live one (the search vector holds
     // none of Erin's old words either way).
-    let head = app.head().await;
-    for projection in bountyline::workers::projections(&app.opener()) {
-        build_shadow(&app.pool, projection.as_ref(), Some(head), &|_, _| {})
-            .await
-            .unwrap();
-        for (table, differing) in diff(&app.pool, projection.as_ref()).await.unwrap() {
-            assert_eq!(
-                differing,
-                0,
-                "{}: {table} differs from its rebuild",
-                projection.name()
-            );
-        }
-    }
+    assert_rebuilt_equals_live(&app).await;
 }

@@ -8,9 +8,8 @@
 mod common;
 
 use bountyline::privacy::{legacy, Keyring, Opener, Scope};
-use bountyline_projections::rebuild::{build_shadow, diff};
 use common::sse::SseStream;
-use common::texts::{pg_dump, read, read_as, send, word};
+use common::texts::{assert_rebuilt_equals_live, pg_dump, read, read_as, send, word};
 use common::*;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -431,20 +430,7 @@ async fn sealed_history_verifies_and_every_projection_rebuilt_equals_the_live_on
     let s = scenario(&app).await;
     let verified = read(&app, &s.auditor, "/v1/audit/verify").await;
     assert_eq!(verified["ok"], json!(true), "{verified}");
-    let head = app.head().await;
-    for projection in bountyline::workers::projections(&app.opener()) {
-        build_shadow(&app.pool, projection.as_ref(), Some(head), &|_, _| {})
-            .await
-            .unwrap();
-        for (table, differing) in diff(&app.pool, projection.as_ref()).await.unwrap() {
-            assert_eq!(
-                differing,
-                0,
-                "{}: {table} differs from its rebuild",
-                projection.name()
-            );
-        }
-    }
+    assert_rebuilt_equals_live(&app).await;
     let searchable: i64 =
         sqlx::query_scalar("SELECT count(*) FROM bounties WHERE search <> ''::tsvector")
             .fetch_one(&app.pool)

@@ -8,8 +8,10 @@
 
 mod common;
 
-use bountyline_projections::rebuild::{build_shadow, diff};
-use common::texts::{admin_erase, append_as_old_release, holds_none, pg_dump, read, send, word};
+use common::texts::{
+    admin_erase, append_old_application, append_old_bounty, append_old_task,
+    assert_rebuilt_equals_live, holds_none, pg_dump, read, send, word,
+};
 use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -78,44 +80,11 @@ async fn a_reseal_takes_old_plain_texts_out_of_the_store_and_stream_and_history_
     // As the release before sealing stored them: Kara's bounty, Erin's pitch for it, Erin's
     // task.
     let bounty = Uuid::new_v4().to_string();
-    let at = "2026-11-01T12:00:00Z";
-    append_as_old_release(
-        &app,
-        "Bounty",
-        &bounty,
-        json!({"BountyPosted": {
-            "poster": kara.id, "title": karas[0], "description": karas[1],
-            "reward": {"amount": 1_000, "currency": "USD"}, "tags": ["legacy"],
-            "deadline": null, "payment_id": Uuid::new_v4(), "at": at,
-        }}),
-        kara.id,
-    )
-    .await;
+    append_old_bounty(&app, &bounty, &kara, &karas[0], &karas[1]).await;
     app.settle().await;
-    append_as_old_release(
-        &app,
-        "Bounty",
-        &bounty,
-        json!({"ApplicationSubmitted": {
-            "application_id": Uuid::new_v4(), "hunter": erin.id, "poster": kara.id,
-            "pitch": erins[0], "at": at,
-        }}),
-        erin.id,
-    )
-    .await;
+    append_old_application(&app, &bounty, &erin, &kara, &erins[0]).await;
     let task = Uuid::new_v4().to_string();
-    append_as_old_release(
-        &app,
-        "Task",
-        &task,
-        json!({"TaskCreated": {
-            "queue": "legacy-q", "title": erins[1], "description": erins[2],
-            "payload": {}, "priority": 0, "max_attempts": 3, "creator": erin.id,
-            "bounty_id": null, "created_at": at,
-        }}),
-        erin.id,
-    )
-    .await;
+    append_old_task(&app, &task, &erin, &erins[1], &erins[2]).await;
     app.settle().await;
     let heads_before = read(&app, &auditor, "/v1/audit/heads").await;
     let erased: Value = admin_erase(&app, &admin, erin.id)
@@ -241,18 +210,5 @@ async fn a_reseal_takes_old_plain_texts_out_of_the_store_and_stream_and_history_
         .await
         .unwrap();
     assert_eq!(parked, 0, "no worker parked the epoch's event");
-    let head = app.head().await;
-    for projection in bountyline::workers::projections(&app.opener()) {
-        build_shadow(&app.pool, projection.as_ref(), Some(head), &|_, _| {})
-            .await
-            .unwrap();
-        for (table, differing) in diff(&app.pool, projection.as_ref()).await.unwrap() {
-            assert_eq!(
-                differing,
-                0,
-                "{}: {table} differs from its rebuild",
-                projection.name()
-            );
-        }
-    }
+    assert_rebuilt_equals_live(&app).await;
 }
