@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use super::error::{ApiError, ApiResult};
+use super::signature::to_hex;
 
 /// What an authenticated read may be cached as.
 pub const PRIVATE: &str = "private, no-cache";
@@ -41,7 +42,7 @@ impl ETag {
 
     /// The strong tag of fixed bytes (a document served as it was built).
     pub fn of_bytes(bytes: &[u8]) -> Self {
-        ETag(format!("\"{}\"", hex(&Sha256::digest(bytes)[..16])))
+        ETag(format!("\"{}\"", to_hex(&Sha256::digest(bytes)[..16])))
     }
 
     /// The weak tag of `req`'s answer by `actor` from a read model at `position`.
@@ -59,7 +60,7 @@ impl ETag {
         }
         ETag(format!(
             "W/\"{position}-{}\"",
-            hex(&digest.finalize()[..12])
+            to_hex(&digest.finalize()[..12])
         ))
     }
 
@@ -80,7 +81,7 @@ impl ETag {
     /// weak so that it is never mistaken for a version (If-Match refuses it).
     pub fn answer_by_content(req: &HttpRequest, body: &impl Serialize) -> ApiResult<HttpResponse> {
         let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-        let tag = ETag(format!("W/\"{}\"", hex(&Sha256::digest(&bytes)[..16])));
+        let tag = ETag(format!("W/\"{}\"", to_hex(&Sha256::digest(&bytes)[..16])));
         Ok(tag.unchanged(req).unwrap_or_else(|| {
             tag.ok()
                 .content_type(header::ContentType::json())
@@ -156,10 +157,6 @@ fn is_tag(t: &str) -> bool {
 
 fn opaque(t: &str) -> &str {
     t.strip_prefix("W/").unwrap_or(t).trim_matches('"')
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

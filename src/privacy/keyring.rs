@@ -24,7 +24,7 @@ fn search_key(kek: &[u8; PRIVACY_KEY_BYTES]) -> String {
         .chain_update(b"bountyline search words v1\0")
         .chain_update(kek)
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::http::signature::to_hex(&digest)
 }
 
 /// Why a text could not be sealed, or keys not read.

@@ -12,6 +12,7 @@
 use bountyline_domain::bounty::Bounty;
 use bountyline_domain::task::Task;
 use cqrs_es::Aggregate;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -66,12 +67,19 @@ pub struct Digester {
 
 impl Digester {
     pub fn new(kek: &[u8]) -> Self {
-        let key = Sha256::new()
-            .chain_update(b"bountyline legacy texts v1\0")
-            .chain_update(kek)
-            .finalize();
+        // HMAC-SHA256's key is one 64-byte block; a key of that size needs no length check.
+        let half = |part: &[u8]| {
+            Sha256::new()
+                .chain_update(b"bountyline legacy texts v1\0")
+                .chain_update(part)
+                .chain_update(kek)
+                .finalize()
+        };
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&half(b"0"));
+        key[32..].copy_from_slice(&half(b"1"));
         Self {
-            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length"),
+            keyed: <Hmac<Sha256> as KeyInit>::new(&key.into()),
         }
     }
 

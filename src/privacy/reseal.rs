@@ -20,7 +20,7 @@
 //! that is not a UUID) stays as it is and is counted as `unattributed`.
 
 use async_nats::jetstream;
-use bountyline_domain::epoch::{Epoch, EpochEvent, Reseal};
+use bountyline_domain::epoch::{Epoch, EpochCommand, EpochError, EpochEvent, Reseal};
 use bountyline_domain::Actor;
 use bountyline_projections::wire::HEADER_POSITION;
 use chrono::{DateTime, Utc};
@@ -36,6 +36,7 @@ use uuid::Uuid;
 
 use super::keyring::{Keyring, PrivacyError, Sealer};
 use super::legacy::{personal_event_types, plain_fields};
+use crate::http::signature::to_hex;
 use crate::nats::Names;
 
 /// How many events the re-seal reads at a time.
@@ -66,6 +67,8 @@ pub enum ResealError {
     Privacy(#[from] PrivacyError),
     #[error("serializing the epoch's event: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("recording the epoch: {0}")]
+    Epoch(#[from] EpochError),
 }
 
 /// One changed event's new payload.
@@ -141,18 +144,18 @@ pub async fn reseal(
     report.events = changed.len() as u64;
     report.streams = from.len() as u64;
     report.links = links.len() as u64;
-    let event = Epoch::default()
-        .decide(bountyline_domain::epoch::EpochCommand::Record(Reseal {
-            epoch,
-            texts: report.texts,
-            events: report.events,
-            streams: report.streams,
-            links: report.links,
-            links_digest: links_digest(&links),
-            at,
-        }))
-        .expect("a new epoch records its re-seal");
-    append_epoch(&mut tx, epoch, &event[0]).await?;
+    let events = Epoch::default().decide(EpochCommand::Record(Reseal {
+        epoch,
+        texts: report.texts,
+        events: report.events,
+        streams: report.streams,
+        links: report.links,
+        links_digest: links_digest(&links),
+        at,
+    }))?;
+    for event in &events {
+        append_epoch(&mut tx, epoch, event).await?;
+    }
     sqlx::query("ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete")
         .execute(&mut *tx)
         .await?;
@@ -285,15 +288,11 @@ fn links_digest(links: &[Link]) -> String {
             link.stream.0,
             link.stream.1,
             link.sequence,
-            hex(&link.old_hash),
-            hex(&link.new_hash)
+            to_hex(&link.old_hash),
+            to_hex(&link.new_hash)
         ));
     }
-    hex(&digest.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&digest.finalize())
 }
 
 /// Appends the epoch's one event, in the re-seal's transaction: the store's triggers give it
