@@ -185,11 +185,27 @@ impl JsonDoc {
                 format!("must serialize to at most {} bytes", Self::MAX_BYTES),
             ));
         }
+        if holds_nul(&value) {
+            return Err(InvalidValue::new(
+                field,
+                "must not contain the character U+0000 in any string or key (the store cannot hold it)",
+            ));
+        }
         Ok(Self(value))
     }
 
     pub fn as_value(&self) -> &serde_json::Value {
         &self.0
+    }
+}
+
+/// Whether any string or object key in `value` holds U+0000.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -207,6 +223,20 @@ pub fn bounded_int(field: &'static str, raw: i64, min: i64, max: i64) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_document_holds_no_nul_anywhere() {
+        let ok = serde_json::json!({"a": ["b", {"c": 1, "d": null}]});
+        assert!(JsonDoc::parse("payload", ok).is_ok());
+        for bad in [
+            serde_json::json!(["x", {"y": "a\0b"}]),
+            serde_json::json!({"k\0": 1}),
+            serde_json::json!("\0"),
+        ] {
+            let err = JsonDoc::parse("payload", bad).unwrap_err();
+            assert!(err.to_string().contains("U+0000"), "{err}");
+        }
+    }
 
     #[test]
     fn queue_names_are_lowercase_and_bounded() {

@@ -1408,7 +1408,10 @@ export interface components {
          *     }
          */
         CompleteTask: {
-            /** @description Anything the creator should get back, as JSON. */
+            /**
+             * @description Anything the creator should get back, as JSON (at most 64 KiB serialized; no string or
+             *     key in it may hold U+0000, which the store cannot hold: 422 naming `result`).
+             */
             result?: unknown;
         };
         Component: {
@@ -1467,7 +1470,10 @@ export interface components {
              * @description 0-9, higher is claimed first (default 0).
              */
             priority?: number | null;
-            /** @description Anything the worker needs, as JSON. */
+            /**
+             * @description Anything the worker needs, as JSON (at most 64 KiB serialized; no string or key in it
+             *     may hold U+0000, which the store cannot hold: 422 naming `payload`).
+             */
             payload?: unknown;
             /**
              * Format: int64

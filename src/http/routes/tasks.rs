@@ -62,7 +62,8 @@ struct CreateRequest {
     #[schema(minimum = 0, maximum = 9)]
     #[serde(default, deserialize_with = "crate::http::whole::optional")]
     priority: Option<i64>,
-    /// Anything the worker needs, as JSON.
+    /// Anything the worker needs, as JSON (at most 64 KiB serialized; no string or key in it
+    /// may hold U+0000, which the store cannot hold: 422 naming `payload`).
     payload: Option<serde_json::Value>,
     /// Claims before the task is dead-lettered (1-100, default 3).
     #[schema(minimum = 1, maximum = 100)]
@@ -354,7 +355,8 @@ async fn heartbeat(
 #[serde(deny_unknown_fields)]
 #[schema(as = CompleteTask, example = json!({"result": {"url": "https://cdn.example.com/42.png"}}))]
 struct CompleteRequest {
-    /// Anything the creator should get back, as JSON.
+    /// Anything the creator should get back, as JSON (at most 64 KiB serialized; no string or
+    /// key in it may hold U+0000, which the store cannot hold: 422 naming `result`).
     result: Option<serde_json::Value>,
 }
 
